@@ -1,0 +1,403 @@
+//! Configuration: a TOML file, overridden by `TAGWARDEN_*` environment variables
+//! (`TAGWARDEN_UPSTREAM__URL` sets `upstream.url`), overridden by command-line flags.
+//!
+//! Every key has a default except `upstream.url` and `database.url`. Unknown keys are
+//! errors, so a typo cannot silently leave a safety setting at its default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::RuleConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    pub upstream: UpstreamConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where registry clients connect.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a client may take to send its request headers (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may run after SIGTERM before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Peers (IPs or CIDRs) whose own `X-Forwarded-*` headers are believed and passed on.
+    /// Everyone else's are replaced, so they cannot steer the registry's `Location`s.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:5000".parse().expect("static address"),
+            tls_cert: None,
+            tls_key: None,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Health, readiness and metrics. Keep it off the public network.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:5001".parse().expect("static address"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of the registry, e.g. `http://registry:5000`. Only scheme and authority
+    /// are used: registries serve the API at the root.
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A request fails if neither side makes progress for this long (no bytes from the
+    /// client, no answer or bytes from the upstream).
+    #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long an unused upstream connection is kept for reuse.
+    #[serde(default = "defaults::pool_idle_timeout", with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle_per_host")]
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host:port/db`. Never logged.
+    pub url: String,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u32,
+    /// How long a manifest write waits for a ledger connection before it is refused
+    /// with 503.
+    #[serde(default = "defaults::acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    #[serde(default = "defaults::startup_timeout", with = "humantime_serde")]
+    pub startup_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes. The spec asks registries to take at least
+    /// 4 MiB; larger ones get 413.
+    pub max_manifest_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_manifest_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `tagwarden=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Evaluate the built-in rules (see `config/tagwarden.toml`) after the ones below.
+    pub include_defaults: bool,
+    /// Ordered rules; the first whose patterns match a tag decides its class.
+    pub rules: Vec<RuleConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            include_defaults: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn pool_max_idle_per_host() -> usize {
+        64
+    }
+    pub fn max_connections() -> u32 {
+        16
+    }
+    pub fn acquire_timeout() -> Duration {
+        Duration::from_secs(3)
+    }
+    pub fn startup_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+}
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none", rename = "server.listen")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "upstream.url")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "database.url")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "admin.listen")]
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "log.format")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// A configuration error, phrased for the operator: it names the key and the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Load from an optional file, the environment and flags, then validate.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            // Read it ourselves: figment treats a missing file as empty.
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            fig = fig.merge(Toml::string(&text));
+        }
+        fig = fig.merge(Env::prefixed("TAGWARDEN_").split("__"));
+        for (key, value) in flat_overrides(overrides) {
+            fig = fig.merge(Serialized::global(&key, value));
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
+        let url: http::Uri = self
+            .upstream
+            .url
+            .parse()
+            .map_err(|e| invalid("upstream.url", format!("not a URL: {e}")))?;
+        match url.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(invalid(
+                    "upstream.url",
+                    "must start with http:// or https://".into(),
+                ))
+            }
+        }
+        if url.authority().is_none() {
+            return Err(invalid("upstream.url", "must name a host".into()));
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err(invalid(
+                "upstream.url",
+                "must not have a path: registries serve /v2/ at the root".into(),
+            ));
+        }
+        if !self.database.url.starts_with("postgres://")
+            && !self.database.url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database.url",
+                "must be a postgres:// or postgresql:// URL".into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1".into()));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(invalid(
+                "server.tls_cert",
+                "server.tls_cert and server.tls_key must be set together".into(),
+            ));
+        }
+        if self.limits.max_manifest_bytes < 4 * 1024 * 1024 {
+            return Err(invalid(
+                "limits.max_manifest_bytes",
+                "must be at least 4194304: the OCI spec requires registries to accept 4 MiB manifests".into(),
+            ));
+        }
+        if self.upstream.idle_timeout.is_zero() || self.upstream.connect_timeout.is_zero() {
+            return Err(invalid(
+                "upstream.idle_timeout",
+                "timeouts must be greater than zero".into(),
+            ));
+        }
+        crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
+            key: e.key(),
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+fn flat_overrides(o: &Overrides) -> Vec<(String, serde_json::Value)> {
+    match serde_json::to_value(o) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// figment's errors already name the key (`for key "default.upstream.url"`); drop the
+/// profile prefix and keep the chain of causes.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|err| {
+            let key = err.path.join(".");
+            let what = err.kind.to_string();
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{what}{source}")
+            } else {
+                format!("{key}: {what}{source}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    const MINIMAL: &str = "[upstream]\nurl = \"http://registry:5000\"\n[database]\nurl = \"postgres://localhost/test\"\n";
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let f = write(MINIMAL);
+        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.upstream.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = write(MINIMAL);
+        let o = Overrides {
+            upstream: Some("http://other:5000".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(f.path()), &o).unwrap();
+        assert_eq!(c.upstream.url, "http://other:5000");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let f = write(&format!("{MINIMAL}[limits]\nmax_manifest_bytes = \"lots\"\n"));
+        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("limits.max_manifest_bytes"), "{e}");
+
+        let f = write(&format!("{MINIMAL}[server]\nlisten_addr = \"x\"\n"));
+        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("listen_addr"), "{e}");
+
+        let f = write("[upstream]\nurl = \"ftp://x\"\n[database]\nurl = \"postgres://x/y\"\n");
+        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.starts_with("upstream.url"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tagwarden.toml");
+        Config::load(Some(&path), &Overrides::default()).unwrap();
+    }
+}

@@ -1,0 +1,216 @@
+//! Tag policy: which tags are immutable, which may move, and which are exempt.
+//!
+//! Rules are evaluated in order and the first whose patterns fully match decides. A
+//! team's own rules come first; the built-in defaults (see [`defaults`]) follow unless
+//! `policy.include_defaults = false`. A tag no rule matches is a moving tag.
+
+mod defaults;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::config::PolicyConfig;
+
+/// What a rule makes of a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagClass {
+    /// Bound once to a digest, never re-pointed, never deleted.
+    Immutable,
+    /// May be re-pointed; every move is recorded.
+    Moving,
+    /// Rewritten by tooling (signatures, referrers fallback); recorded, never refused.
+    Exempt,
+}
+
+impl TagClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagClass::Immutable => "immutable",
+            TagClass::Moving => "moving",
+            TagClass::Exempt => "exempt",
+        }
+    }
+}
+
+/// Whether a rule refuses violations or only reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Allow the write, record it as a would-be violation and answer with a
+    /// `Warning: 299` header: for rolling a rule out safely.
+    Warn,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+        }
+    }
+}
+
+/// One rule as written in the configuration (`[[policy.rules]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Shown in refusals and in the ledger.
+    pub name: String,
+    /// Regex the whole tag must match.
+    pub tag: String,
+    /// Regex the whole repository name must match; every repository when absent.
+    #[serde(default)]
+    pub repository: Option<String>,
+    pub class: TagClass,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    tag: Regex,
+    repository: Option<Regex>,
+    class: TagClass,
+    mode: Mode,
+    tag_source: String,
+    repository_source: Option<String>,
+}
+
+/// The outcome of classifying one tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub class: TagClass,
+    pub mode: Mode,
+    /// The name of the rule that matched, or [`FALLBACK_RULE`].
+    pub rule: String,
+}
+
+/// The rule name recorded when no rule matched and the tag is treated as moving.
+pub const FALLBACK_RULE: &str = "unmatched-tags-move";
+
+/// A compiled, ordered rule set.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<Rule>,
+}
+
+/// A rule that cannot be compiled; names the rule and the key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rule {index} ({name:?}): {field} pattern {pattern:?} is not a valid regex: {message}")]
+pub struct PolicyError {
+    pub index: usize,
+    pub name: String,
+    pub field: &'static str,
+    pub pattern: String,
+    pub message: String,
+}
+
+impl PolicyError {
+    /// The configuration key at fault, e.g. `policy.rules[2].tag`.
+    pub fn key(&self) -> String {
+        format!("policy.rules[{}].{}", self.index, self.field)
+    }
+}
+
+impl Policy {
+    pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
+        let mut rules = Vec::new();
+        for (index, rc) in config.rules.iter().enumerate() {
+            rules.push(compile(index, rc)?);
+        }
+        if config.include_defaults {
+            for rc in defaults::rules() {
+                rules.push(compile(usize::MAX, &rc).expect("built-in rules compile"));
+            }
+        }
+        Ok(Policy { rules })
+    }
+
+    /// The built-in rules alone.
+    pub fn defaults() -> Policy {
+        Policy::from_config(&PolicyConfig::default()).expect("built-in rules compile")
+    }
+
+    pub fn classify(&self, repository: &str, tag: &str) -> Decision {
+        self.matching_rule(repository, tag)
+            .map(|r| Decision {
+                class: r.class,
+                mode: r.mode,
+                rule: r.name.clone(),
+            })
+            .unwrap_or_else(|| Decision {
+                class: TagClass::Moving,
+                mode: Mode::Enforce,
+                rule: FALLBACK_RULE.into(),
+            })
+    }
+
+    fn matching_rule(&self, repository: &str, tag: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| {
+            r.tag.is_match(tag)
+                && r
+                    .repository
+                    .as_ref()
+                    .is_none_or(|re| re.is_match(repository))
+        })
+    }
+
+    /// A human explanation of how `repository:tag` is treated, for `tagwarden explain`.
+    pub fn explain(&self, repository: &str, tag: &str) -> String {
+        let d = self.classify(repository, tag);
+        let mut out = format!("{repository}:{tag}\n");
+        match self.matching_rule(repository, tag) {
+            Some(r) => {
+                out += &format!("  rule:    {}\n", r.name);
+                out += &format!("  tag:     /{}/\n", r.tag_source);
+                if let Some(repo) = &r.repository_source {
+                    out += &format!("  repo:    /{repo}/\n");
+                }
+            }
+            None => out += &format!("  rule:    {FALLBACK_RULE} (no rule matched)\n"),
+        }
+        out += &format!("  class:   {}\n", d.class.as_str());
+        out += &format!("  mode:    {}\n", d.mode.as_str());
+        let effect = match (d.class, d.mode) {
+            (TagClass::Immutable, Mode::Enforce) => "the first push binds the tag to its digest; identical re-pushes are accepted; pushes of other bytes and deletes are refused",
+            (TagClass::Immutable, Mode::Warn) => "the first push binds the tag; pushes of other bytes and deletes are allowed but recorded as violations and answered with a Warning header",
+            (TagClass::Moving, _) => "any push may move the tag; every move and delete is recorded with the previous digest",
+            (TagClass::Exempt, _) => "tooling may rewrite it freely (signatures, referrers); every write is recorded",
+        };
+        out += &format!("  effect:  {effect}\n");
+        out
+    }
+}
+
+fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
+    let full = |field: &'static str, pattern: &str| {
+        // Anchor so that a rule matches the whole string, never a substring.
+        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| PolicyError {
+            index,
+            name: rc.name.clone(),
+            field,
+            pattern: pattern.to_owned(),
+            message: e.to_string(),
+        })
+    };
+    Ok(Rule {
+        name: rc.name.clone(),
+        tag: full("tag", &rc.tag)?,
+        repository: rc
+            .repository
+            .as_deref()
+            .map(|p| full("repository", p))
+            .transpose()?,
+        class: rc.class,
+        mode: rc.mode,
+        tag_source: rc.tag.clone(),
+        repository_source: rc.repository.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
