@@ -63,6 +63,13 @@ run_tests() {
     [ "$targets" -eq 0 ] && [ "$docs" -eq 0 ]
 }
 
+fmt_check() {
+    cargo fmt --all --check || {
+        echo "test.sh: formatting differs; 'cargo fmt --all' fixes it" >&2
+        return 1
+    }
+}
+
 # Both shipped configurations must pass the binary's own checker.
 check_configs() {
     local f rc=0
@@ -98,7 +105,7 @@ if [ "${#FAILED[@]}" -ne 0 ]; then
     summary
     exit 1
 fi
-step fmt cargo fmt --all --check
+step fmt fmt_check
 step clippy cargo clippy --locked --all-targets -- -D warnings
 step tests run_tests
 step configs check_configs
