@@ -403,6 +403,11 @@ async fn unreachable_upstream_gives_an_oci_error_naming_the_upstream() {
         .await
         .unwrap();
 
+    assert_eq!(
+        header(&resp, "docker-distribution-api-version").as_deref(),
+        Some("registry/2.0"),
+        "tagwarden's own responses carry the API version header"
+    );
     let (_, error) = expect_oci_error_where(
         resp,
         |s| s == StatusCode::BAD_GATEWAY || s == StatusCode::SERVICE_UNAVAILABLE,

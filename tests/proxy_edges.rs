@@ -141,6 +141,11 @@ async fn silent_upstream_times_out_with_504() {
         .await
         .unwrap();
     let elapsed = started.elapsed();
+    assert_eq!(
+        header(&resp, "docker-distribution-api-version").as_deref(),
+        Some("registry/2.0"),
+        "tagwarden's own responses carry the API version header"
+    );
 
     let error = expect_oci_error(resp, StatusCode::GATEWAY_TIMEOUT, "silent upstream").await;
     assert!(
