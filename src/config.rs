@@ -245,7 +245,13 @@ impl Config {
             })?;
             fig = fig.merge(Toml::string(&text));
         }
-        fig = fig.merge(Env::prefixed("TAGWARDEN_").split("__"));
+        // Only `SECTION__KEY` variables: the single-word ones (`TAGWARDEN_LISTEN`...) are
+        // the command-line flags' own and arrive through `overrides`.
+        fig = fig.merge(
+            Env::prefixed("TAGWARDEN_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         for (key, value) in flat_overrides(overrides) {
             fig = fig.merge(Serialized::global(&key, value));
         }
@@ -291,7 +297,10 @@ impl Config {
             ));
         }
         if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1".into()));
+            return Err(invalid(
+                "database.max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(invalid(
@@ -382,17 +391,41 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let f = write(&format!("{MINIMAL}[limits]\nmax_manifest_bytes = \"lots\"\n"));
-        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        let f = write(&format!(
+            "{MINIMAL}[limits]\nmax_manifest_bytes = \"lots\"\n"
+        ));
+        let e = Config::load(Some(f.path()), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_manifest_bytes"), "{e}");
 
         let f = write(&format!("{MINIMAL}[server]\nlisten_addr = \"x\"\n"));
-        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(Some(f.path()), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_addr"), "{e}");
 
         let f = write("[upstream]\nurl = \"ftp://x\"\n[database]\nurl = \"postgres://x/y\"\n");
-        let e = Config::load(Some(f.path()), &Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(Some(f.path()), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("upstream.url"), "{e}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn section_variables_override_and_flag_variables_are_left_to_the_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TAGWARDEN_UPSTREAM__IDLE_TIMEOUT", "7s");
+            jail.set_env("TAGWARDEN_LISTEN", "0.0.0.0:6000");
+            jail.set_env("TAGWARDEN_DATABASE_URL", "postgres://elsewhere/db");
+            let f = write(MINIMAL);
+            let c =
+                Config::load(Some(f.path()), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.upstream.idle_timeout, Duration::from_secs(7));
+            assert_eq!(c.database.url, "postgres://localhost/test");
+            Ok(())
+        });
     }
 
     #[test]

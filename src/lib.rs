@@ -1,10 +1,20 @@
 //! tagwarden: a policy proxy in front of an OCI registry that keeps release tags
 //! immutable and records every tag binding in Postgres.
 //!
-//! The flow of a request: [`oci::route`] parses the path strictly, [`policy`] classifies
-//! the tag, [`ledger`] records and checks the binding, and [`proxy`] streams everything
-//! to and from the upstream registry.
+//! The flow of a request: [`gateway`] checks it and [`oci::route`] parses its path
+//! strictly; manifest writes and deletes go to [`enforce`], where [`policy`] classifies
+//! each tag and [`ledger`] records and checks its binding; everything else, and every
+//! accepted write, is streamed to and from the upstream by [`proxy`].
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod enforce;
+pub mod gateway;
+pub mod ledger;
 pub mod oci;
 pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod startup;
+pub mod telemetry;

@@ -2,6 +2,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use http::header::HeaderName;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
@@ -15,8 +16,8 @@ pub struct OciError {
     pub code: &'static str,
     pub message: String,
     pub detail: Option<Value>,
-    /// An RFC 7234 `Warning` or similar extra header, when the error needs one.
-    pub retry_after: Option<u32>,
+    /// Extra response headers, such as `Retry-After` or an upstream's auth challenge.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl OciError {
@@ -26,7 +27,7 @@ impl OciError {
             code,
             message: message.into(),
             detail: None,
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -36,7 +37,13 @@ impl OciError {
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
-        self.retry_after = Some(seconds);
+        self.headers
+            .push((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -55,13 +62,16 @@ impl IntoResponse for OciError {
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(
             "docker-distribution-api-version",
             HeaderValue::from_static(API_VERSION),
         );
-        if let Some(s) = self.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        for (name, value) in self.headers {
+            h.append(name, value);
         }
         resp
     }
@@ -69,6 +79,12 @@ impl IntoResponse for OciError {
 
 impl std::fmt::Display for OciError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }

@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn names_follow_the_grammar() {
-        for ok in ["a", "library/nginx", "a.b_c__d---e/f0", "foo/manifests/bar", "0"] {
+        for ok in [
+            "a",
+            "library/nginx",
+            "a.b_c__d---e/f0",
+            "foo/manifests/bar",
+            "0",
+        ] {
             assert!(Name::parse(ok).is_ok(), "{ok}");
         }
         for bad in [

@@ -68,7 +68,9 @@ pub enum RouteError {
 pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rest = match path {
         "/v2" | "/v2/" => return Ok(Route::Base),
-        p => p.strip_prefix("/v2/").ok_or(RouteError::NotDistributionApi)?,
+        p => p
+            .strip_prefix("/v2/")
+            .ok_or(RouteError::NotDistributionApi)?,
     };
     check_canonical(path)?;
     if rest == "_catalog" {
@@ -88,16 +90,22 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     // The endpoints are told apart by their last segments, which is how the registry's
     // router reads them too: a name may itself contain `manifests` or `blobs`.
     match (segs[n - 3], segs[n - 2], segs[n - 1]) {
-        (_, "tags", "list") => Ok(Route::TagsList { name: name_of(n - 2)? }),
+        (_, "tags", "list") => Ok(Route::TagsList {
+            name: name_of(n - 2)?,
+        }),
         (_, "manifests", reference) => Ok(Route::Manifest {
             name: name_of(n - 2)?,
             reference: Reference::parse(reference)?,
         }),
-        ("blobs", "uploads", "") if n >= 4 => Ok(Route::UploadStart { name: name_of(n - 3)? }),
-        ("blobs", "uploads", session) if n >= 4 && is_session_id(session) => {
-            Ok(Route::Upload { name: name_of(n - 3)? })
-        }
-        (_, "blobs", "uploads") => Ok(Route::UploadStart { name: name_of(n - 2)? }),
+        ("blobs", "uploads", "") if n >= 4 => Ok(Route::UploadStart {
+            name: name_of(n - 3)?,
+        }),
+        ("blobs", "uploads", session) if n >= 4 && is_session_id(session) => Ok(Route::Upload {
+            name: name_of(n - 3)?,
+        }),
+        (_, "blobs", "uploads") => Ok(Route::UploadStart {
+            name: name_of(n - 2)?,
+        }),
         (_, "blobs", digest) => Ok(Route::Blob {
             name: name_of(n - 2)?,
             digest: Digest::parse(digest)?,
@@ -117,7 +125,9 @@ fn check_canonical(path: &str) -> Result<(), RouteError> {
     }
     if let Some(b) = path.bytes().find(|b| !b.is_ascii_graphic()) {
         let _ = b;
-        return Err(RouteError::NonCanonical("non-printable or non-ASCII character"));
+        return Err(RouteError::NonCanonical(
+            "non-printable or non-ASCII character",
+        ));
     }
     if path.contains('%') {
         return Err(RouteError::NonCanonical("percent-encoding"));
@@ -140,8 +150,7 @@ fn check_canonical(path: &str) -> Result<(), RouteError> {
 fn is_session_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SESSION_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
 }
 
@@ -158,16 +167,36 @@ mod tests {
         assert_eq!(parse("/v2/").unwrap(), Route::Base);
         assert_eq!(parse("/v2").unwrap(), Route::Base);
         assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);
-        assert!(matches!(parse("/v2/a/b/tags/list").unwrap(), Route::TagsList { name } if name.as_str() == "a/b"));
+        assert!(
+            matches!(parse("/v2/a/b/tags/list").unwrap(), Route::TagsList { name } if name.as_str() == "a/b")
+        );
         assert!(matches!(parse("/v2/a/manifests/1.4.0").unwrap(),
             Route::Manifest { name, reference: Reference::Tag(t) } if name.as_str() == "a" && t.as_str() == "1.4.0"));
-        assert!(matches!(parse(&format!("/v2/a/manifests/{}", digest())).unwrap(),
-            Route::Manifest { reference: Reference::Digest(_), .. }));
-        assert!(matches!(parse(&format!("/v2/a/blobs/{}", digest())).unwrap(), Route::Blob { .. }));
-        assert!(matches!(parse("/v2/a/blobs/uploads/").unwrap(), Route::UploadStart { name } if name.as_str() == "a"));
-        assert!(matches!(parse("/v2/a/blobs/uploads").unwrap(), Route::UploadStart { .. }));
-        assert!(matches!(parse("/v2/a/blobs/uploads/0f1e-2d3c_x.y=").unwrap(), Route::Upload { name } if name.as_str() == "a"));
-        assert!(matches!(parse(&format!("/v2/a/referrers/{}", digest())).unwrap(), Route::Referrers { .. }));
+        assert!(matches!(
+            parse(&format!("/v2/a/manifests/{}", digest())).unwrap(),
+            Route::Manifest {
+                reference: Reference::Digest(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&format!("/v2/a/blobs/{}", digest())).unwrap(),
+            Route::Blob { .. }
+        ));
+        assert!(
+            matches!(parse("/v2/a/blobs/uploads/").unwrap(), Route::UploadStart { name } if name.as_str() == "a")
+        );
+        assert!(matches!(
+            parse("/v2/a/blobs/uploads").unwrap(),
+            Route::UploadStart { .. }
+        ));
+        assert!(
+            matches!(parse("/v2/a/blobs/uploads/0f1e-2d3c_x.y=").unwrap(), Route::Upload { name } if name.as_str() == "a")
+        );
+        assert!(matches!(
+            parse(&format!("/v2/a/referrers/{}", digest())).unwrap(),
+            Route::Referrers { .. }
+        ));
     }
 
     #[test]
@@ -181,8 +210,10 @@ mod tests {
         }
         assert!(matches!(parse("/v2/blobs/uploads/tags/list").unwrap(),
             Route::TagsList { name } if name.as_str() == "blobs/uploads"));
-        assert!(matches!(parse("/v2/x/blobs/uploads/blobs/uploads/").unwrap(),
-            Route::UploadStart { name } if name.as_str() == "x/blobs/uploads"));
+        assert!(
+            matches!(parse("/v2/x/blobs/uploads/blobs/uploads/").unwrap(),
+            Route::UploadStart { name } if name.as_str() == "x/blobs/uploads")
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use super::{Mode, RuleConfig, TagClass};
 
 /// Referrers-API fallback tags and cosign's signature, attestation and SBOM tags are
 /// rewritten each time an artifact is attached: refusing them would break signing.
-pub const SIGNATURES: &str = r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?|sha512-[0-9a-f]{128}(\.(sig|att|sbom))?";
+pub const SIGNATURES: &str =
+    r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?|sha512-[0-9a-f]{128}(\.(sig|att|sbom))?";
 /// Semantic-version releases, optionally `v`-prefixed, prereleases included. A tag cannot
 /// carry `+build` metadata (the tag grammar has no `+`).
 pub const SEMVER: &str =

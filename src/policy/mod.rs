@@ -152,8 +152,7 @@ impl Policy {
     fn matching_rule(&self, repository: &str, tag: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| {
             r.tag.is_match(tag)
-                && r
-                    .repository
+                && r.repository
                     .as_ref()
                     .is_none_or(|re| re.is_match(repository))
         })

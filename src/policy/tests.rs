@@ -7,14 +7,41 @@ fn class(p: &Policy, repo: &str, tag: &str) -> TagClass {
 #[test]
 fn defaults_classify_release_moving_and_signature_tags() {
     let p = Policy::defaults();
-    for t in ["1.4.0", "v1.4.0", "1.4.0-rc.1", "v2.4.1-rc.1", "0.0.1", "git-9f3c2a1", "sha-9f3c2a1", "9f3c2a1", &"a".repeat(40)] {
+    for t in [
+        "1.4.0",
+        "v1.4.0",
+        "1.4.0-rc.1",
+        "v2.4.1-rc.1",
+        "0.0.1",
+        "git-9f3c2a1",
+        "sha-9f3c2a1",
+        "9f3c2a1",
+        &"a".repeat(40),
+    ] {
         assert_eq!(class(&p, "web", t), TagClass::Immutable, "{t}");
     }
-    for t in ["latest", "1.4", "1", "main", "staging", "v1", "1.4.0.1", "01.4.0", "git-9f3c", "9F3C2A1", &"a".repeat(41)] {
+    for t in [
+        "latest",
+        "1.4",
+        "1",
+        "main",
+        "staging",
+        "v1",
+        "1.4.0.1",
+        "01.4.0",
+        "git-9f3c",
+        "9F3C2A1",
+        &"a".repeat(41),
+    ] {
         assert_eq!(class(&p, "web", t), TagClass::Moving, "{t}");
     }
     let sha = "0123456789abcdef".repeat(4);
-    for t in [format!("sha256-{sha}"), format!("sha256-{sha}.sig"), format!("sha256-{sha}.att"), format!("sha256-{sha}.sbom")] {
+    for t in [
+        format!("sha256-{sha}"),
+        format!("sha256-{sha}.sig"),
+        format!("sha256-{sha}.att"),
+        format!("sha256-{sha}.sbom"),
+    ] {
         assert_eq!(class(&p, "web", &t), TagClass::Exempt, "{t}");
     }
 }
@@ -24,15 +51,34 @@ fn team_rules_come_first_and_can_be_scoped() {
     let config = PolicyConfig {
         include_defaults: true,
         rules: vec![
-            RuleConfig { name: "sandbox".into(), tag: ".*".into(), repository: Some("sandbox/.*".into()), class: TagClass::Moving, mode: Mode::Enforce },
-            RuleConfig { name: "nightly".into(), tag: "nightly-.*".into(), repository: None, class: TagClass::Immutable, mode: Mode::Warn },
+            RuleConfig {
+                name: "sandbox".into(),
+                tag: ".*".into(),
+                repository: Some("sandbox/.*".into()),
+                class: TagClass::Moving,
+                mode: Mode::Enforce,
+            },
+            RuleConfig {
+                name: "nightly".into(),
+                tag: "nightly-.*".into(),
+                repository: None,
+                class: TagClass::Immutable,
+                mode: Mode::Warn,
+            },
         ],
     };
     let p = Policy::from_config(&config).unwrap();
     assert_eq!(class(&p, "sandbox/x", "1.4.0"), TagClass::Moving);
-    assert_eq!(class(&p, "sandboxes/x", "1.4.0"), TagClass::Immutable, "repository patterns are full-match");
+    assert_eq!(
+        class(&p, "sandboxes/x", "1.4.0"),
+        TagClass::Immutable,
+        "repository patterns are full-match"
+    );
     let d = p.classify("web", "nightly-2026");
-    assert_eq!((d.class, d.mode, d.rule.as_str()), (TagClass::Immutable, Mode::Warn, "nightly"));
+    assert_eq!(
+        (d.class, d.mode, d.rule.as_str()),
+        (TagClass::Immutable, Mode::Warn, "nightly")
+    );
     assert_eq!(p.classify("web", "latest").rule, FALLBACK_RULE);
 }
 
@@ -40,12 +86,26 @@ fn team_rules_come_first_and_can_be_scoped() {
 fn patterns_are_full_match() {
     let config = PolicyConfig {
         include_defaults: false,
-        rules: vec![RuleConfig { name: "r".into(), tag: "1|2".into(), repository: None, class: TagClass::Immutable, mode: Mode::Enforce }],
+        rules: vec![RuleConfig {
+            name: "r".into(),
+            tag: "1|2".into(),
+            repository: None,
+            class: TagClass::Immutable,
+            mode: Mode::Enforce,
+        }],
     };
     let p = Policy::from_config(&config).unwrap();
     assert_eq!(class(&p, "x", "1"), TagClass::Immutable);
-    assert_eq!(class(&p, "x", "12"), TagClass::Moving, "alternation must not escape the anchors");
-    assert_eq!(class(&p, "x", "1.4.0"), TagClass::Moving, "defaults were switched off");
+    assert_eq!(
+        class(&p, "x", "12"),
+        TagClass::Moving,
+        "alternation must not escape the anchors"
+    );
+    assert_eq!(
+        class(&p, "x", "1.4.0"),
+        TagClass::Moving,
+        "defaults were switched off"
+    );
 }
 
 #[test]
@@ -53,8 +113,20 @@ fn bad_patterns_name_the_key() {
     let config = PolicyConfig {
         include_defaults: true,
         rules: vec![
-            RuleConfig { name: "ok".into(), tag: "x".into(), repository: None, class: TagClass::Moving, mode: Mode::Enforce },
-            RuleConfig { name: "broken".into(), tag: "x".into(), repository: Some("(".into()), class: TagClass::Moving, mode: Mode::Enforce },
+            RuleConfig {
+                name: "ok".into(),
+                tag: "x".into(),
+                repository: None,
+                class: TagClass::Moving,
+                mode: Mode::Enforce,
+            },
+            RuleConfig {
+                name: "broken".into(),
+                tag: "x".into(),
+                repository: Some("(".into()),
+                class: TagClass::Moving,
+                mode: Mode::Enforce,
+            },
         ],
     };
     let e = Policy::from_config(&config).unwrap_err();
@@ -65,5 +137,8 @@ fn bad_patterns_name_the_key() {
 #[test]
 fn explain_names_rule_and_effect() {
     let text = Policy::defaults().explain("driftwood/web", "1.4.0");
-    assert!(text.contains("semver-releases") && text.contains("immutable") && text.contains("refused"), "{text}");
+    assert!(
+        text.contains("semver-releases") && text.contains("immutable") && text.contains("refused"),
+        "{text}"
+    );
 }

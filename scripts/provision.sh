@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Make this Debian 12 machine ready for the test suite. Safe to run again: it only
+# installs what is missing, and runs `apt-get update` only when something is.
+#
+#   scripts/provision.sh              tools + Postgres check
+#   scripts/provision.sh --with-oras  also the oras Python client in .tmp/venv
+#
+# Environment:
+#   DATABASE_URL   Postgres to check (default postgres://postgres@127.0.0.1:5432/postgres).
+#                  If it points at this machine and a local cluster is installed but
+#                  stopped, the cluster is started.
+#
+# Exits non-zero, saying what is missing and how to get it, when something cannot be
+# provided.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+ORAS_VENV="$ROOT/.tmp/venv"
+
+log() { printf 'provision: %s\n' "$*" >&2; }
+die() {
+    printf 'provision: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Run a command as root: directly, or through passwordless sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        die "need root to run: $* (run this script as root, or allow passwordless sudo)"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 ||
+        die "apt-get not found (tagwarden's tooling expects Debian 12); install by hand: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root apt-get update -q >&2 || die "apt-get update failed: cannot install $*"
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@" >&2 ||
+        die "apt-get install $* failed"
+}
+
+# Commands the test suite runs, and the Debian package that provides each.
+#   docker-registry  the upstream registry (CNCF distribution 2.8) the tests proxy to
+#   skopeo           a real registry client for end-to-end tests
+#   htpasswd         credentials for the registry's basic-auth tests
+#   psql/pg_isready  checking and preparing the test database
+#   docker-compose   offline validation of docker-compose.yml (no engine needed)
+REQUIRED=(
+    "docker-registry:docker-registry"
+    "skopeo:skopeo"
+    "htpasswd:apache2-utils"
+    "psql:postgresql-client"
+    "pg_isready:postgresql-client"
+    "docker-compose:docker-compose"
+)
+
+ensure_packages() {
+    local entry cmd pkg missing=()
+    for entry in "${REQUIRED[@]}"; do
+        cmd=${entry%%:*}
+        pkg=${entry#*:}
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            # Add each package once, however many of its commands are missing.
+            case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+        fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+        for entry in "${REQUIRED[@]}"; do
+            cmd=${entry%%:*}
+            command -v "$cmd" >/dev/null 2>&1 ||
+                die "'$cmd' is still missing after installing ${entry#*:}"
+        done
+        warn_about_registry_service
+    fi
+}
+
+# On a machine with systemd, installing Debian's docker-registry also starts a registry
+# service on :5000, which scripts/run-local.sh needs for tagwarden itself.
+warn_about_registry_service() {
+    if command -v systemctl >/dev/null 2>&1 &&
+        systemctl is-active --quiet docker-registry.service 2>/dev/null; then
+        log "note: docker-registry.service is running on :5000; scripts/run-local.sh needs that port."
+        log "      Stop it with: systemctl disable --now docker-registry.service"
+    fi
+}
+
+ensure_rust() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install the Rust toolchain (rustup, stable >= 1.85)"
+    cargo fmt --version >/dev/null 2>&1 ||
+        die "rustfmt not found: rustup component add rustfmt"
+    cargo clippy --version >/dev/null 2>&1 ||
+        die "clippy not found: rustup component add clippy"
+}
+
+postgres_ok() {
+    PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'select 1' >/dev/null 2>&1
+}
+
+# Host part of the URL: postgres://user:pass@HOST:port/db (empty means the socket).
+database_host() {
+    local rest=${DATABASE_URL#*://}
+    rest=${rest%%/*}
+    rest=${rest##*@}
+    case "$rest" in
+        \[*\]*) rest=${rest#[}; rest=${rest%%]*} ;;
+        *) rest=${rest%%:*} ;;
+    esac
+    printf '%s' "$rest"
+}
+
+start_local_clusters() {
+    [ -d /etc/postgresql ] || return 1
+    command -v pg_ctlcluster >/dev/null 2>&1 || return 1
+    local dir version started=1
+    for dir in /etc/postgresql/*/main; do
+        [ -d "$dir" ] || continue
+        version=$(basename "$(dirname "$dir")")
+        log "starting local PostgreSQL cluster $version/main"
+        if as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2; then
+            started=0
+        fi
+    done
+    return "$started"
+}
+
+ensure_postgres() {
+    local shown
+    shown=$(printf '%s' "$DATABASE_URL" | sed -E 's#(://[^:/@]+):[^@/]*@#\1:***@#') # hide a password
+    if postgres_ok; then
+        return
+    fi
+    case "$(database_host)" in
+        "" | 127.0.0.1 | localhost | ::1)
+            if start_local_clusters; then
+                local _
+                for _ in $(seq 1 30); do
+                    postgres_ok && return
+                    sleep 1
+                done
+            fi
+            ;;
+    esac
+    local why
+    why=$(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'select 1' 2>&1 >/dev/null | head -n 3 || true)
+    die "PostgreSQL is not reachable at $shown
+    ${why:-no error text}
+  Start it (Debian: pg_ctlcluster <version> main start), install it
+  (apt-get install postgresql), or point DATABASE_URL at a reachable server."
+}
+
+# The oras Python client, for tests that push artifacts the way oras-py does. Cheap when
+# already there. Tests find it at .tmp/venv/bin/python.
+ensure_oras() {
+    if [ -x "$ORAS_VENV/bin/python" ] && "$ORAS_VENV/bin/python" -c 'import oras' 2>/dev/null; then
+        return
+    fi
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+    log "creating $ORAS_VENV with oras"
+    mkdir -p "$(dirname "$ORAS_VENV")"
+    python3 -m venv "$ORAS_VENV" || die "could not create a virtualenv at $ORAS_VENV"
+    "$ORAS_VENV/bin/python" -m pip install -q --disable-pip-version-check 'oras>=0.2,<0.3' >&2 ||
+        die "pip install oras failed (PyPI unreachable?)"
+    "$ORAS_VENV/bin/python" -c 'import oras' || die "oras installed but cannot be imported"
+}
+
+main() {
+    local with_oras=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+            --with-oras) with_oras=1 ;;
+            -h | --help)
+                sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+                exit 0
+                ;;
+            *) die "unknown argument: $arg (try --help)" ;;
+        esac
+    done
+
+    ensure_packages
+    ensure_rust
+    ensure_postgres
+    [ "$with_oras" -eq 0 ] || ensure_oras
+    local summary
+    summary="docker-registry $(docker-registry --version | awk '{print $NF}')"
+    summary+=", skopeo $(skopeo --version | awk '{print $NF}')"
+    summary+=", PostgreSQL $(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'show server_version' | awk '{print $1}')"
+    [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
+    log "ok: $summary"
+}
+
+main "$@"

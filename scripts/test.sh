@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The one command that checks tagwarden: provisioning, formatting, lints, the example
+# configurations, docker-compose.yml, and the whole test suite. CI runs exactly this.
+#
+#   scripts/test.sh
+#
+# Environment (all optional):
+#   DATABASE_URL      Postgres for the tests (default postgres://postgres@127.0.0.1:5432/postgres)
+#   CI                left as given; with CI=true, tests that need an outside tool fail
+#                     instead of skipping when it is missing
+#   TEST_TIMEOUT      limit for building and running the tests (default 45m)
+#   CARGO_TARGET_DIR  honoured as usual
+#
+# Every step runs even after an earlier one fails (except provisioning), so one run
+# shows every problem. Exits non-zero if any step failed; the last line counts the tests.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+TEST_TIMEOUT=${TEST_TIMEOUT:-45m}
+
+# Extra provisioning for tests that need it, e.g. (--with-oras) once a test drives oras-py.
+PROVISION_ARGS=()
+
+LOG_DIR="$ROOT/.tmp/test-logs"
+mkdir -p "$LOG_DIR"
+TEST_LOG="$LOG_DIR/cargo-test.log"
+: >"$TEST_LOG"
+
+SUITE_START=$(date +%s)
+STEPS=()
+FAILED=()
+
+# step NAME COMMAND...: run one step, time it, remember how it went.
+step() {
+    local name=$1 start status
+    shift
+    printf '\n==> %s: %s\n' "$name" "$*"
+    start=$(date +%s)
+    if "$@"; then
+        status=ok
+    else
+        status="FAILED (exit $?)"
+        FAILED+=("$name")
+    fi
+    STEPS+=("$(printf '%-14s %-16s %4ss' "$name" "$status" "$(($(date +%s) - start))")")
+    printf '<== %s: %s\n' "$name" "$status"
+}
+
+run_tests() {
+    # --no-fail-fast: run every test binary even when one fails, so the counts are whole.
+    timeout --kill-after=60s "$TEST_TIMEOUT" \
+        cargo test --locked --no-fail-fast --all-targets 2>&1 | tee -a "$TEST_LOG"
+    local targets=${PIPESTATUS[0]}
+    timeout --kill-after=60s "$TEST_TIMEOUT" \
+        cargo test --locked --no-fail-fast --doc 2>&1 | tee -a "$TEST_LOG"
+    local docs=${PIPESTATUS[0]}
+    [ "$targets" -eq 124 ] || [ "$docs" -eq 124 ] &&
+        echo "test.sh: the tests did not finish within TEST_TIMEOUT=$TEST_TIMEOUT" >&2
+    [ "$targets" -eq 0 ] && [ "$docs" -eq 0 ]
+}
+
+fmt_check() {
+    cargo fmt --all --check || {
+        echo "test.sh: formatting differs; 'cargo fmt --all' fixes it" >&2
+        return 1
+    }
+}
+
+# Both shipped configurations must pass the binary's own checker.
+check_configs() {
+    local f rc=0
+    for f in config/tagwarden.toml config/compose.toml; do
+        echo "check-config $f"
+        cargo run --locked --quiet -- check-config "$f" || rc=1
+    done
+    return "$rc"
+}
+
+summary() {
+    local passed failed ignored line
+    read -r passed failed ignored < <(
+        sed -E 's/\x1b\[[0-9;]*m//g' "$TEST_LOG" |
+            sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' |
+            awk '{p+=$1; f+=$2; i+=$3} END {print p+0, f+0, i+0}'
+    )
+    printf '\n==> summary (CI=%s, %ss in all)\n' "${CI:-unset}" "$(($(date +%s) - SUITE_START))"
+    for line in "${STEPS[@]}"; do
+        printf '    %s\n' "$line"
+    done
+    if [ "${#FAILED[@]}" -eq 0 ]; then
+        echo "test.sh: all steps passed"
+    else
+        echo "test.sh: FAILED steps: ${FAILED[*]} (test output: ${TEST_LOG#"$ROOT"/})"
+    fi
+    echo "tests: $passed passed, $failed failed, $ignored skipped"
+}
+
+step provision scripts/provision.sh "${PROVISION_ARGS[@]}"
+if [ "${#FAILED[@]}" -ne 0 ]; then
+    echo "test.sh: provisioning failed; nothing else can run" >&2
+    summary
+    exit 1
+fi
+step fmt fmt_check
+step clippy cargo clippy --locked --all-targets -- -D warnings
+step tests run_tests
+step configs check_configs
+step compose scripts/check-compose.sh
+
+summary
+[ "${#FAILED[@]}" -eq 0 ]

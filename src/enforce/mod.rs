@@ -1,0 +1,603 @@
+//! Enforcement of tag policy on every manifest write and delete.
+//!
+//! The sequence for a write that names tags:
+//! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`);
+//! 2. open a ledger transaction and take advisory locks on the tags and the digest, so
+//!    that every tagwarden process sharing the database serialises on them;
+//! 3. decide each tag from its binding; an immutable tag the ledger has never seen is
+//!    first looked up in the upstream (it may predate tagwarden, or a crash may have
+//!    left the upstream ahead of the ledger);
+//! 4. refuse (recording the refusal) or forward the manifest, and bind only once the
+//!    upstream accepted it with the digest tagwarden computed; then commit.
+//!
+//! If tagwarden dies anywhere in between, the database drops the locks and the
+//! uncommitted transaction; the next attempt reconciles with the upstream in step 3.
+//! If the ledger cannot be reached, writes are refused with 503: fail closed.
+
+mod identity;
+mod manifest;
+mod probe;
+mod refusal;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{header, HeaderValue, StatusCode};
+
+use crate::ledger::{Action, Actor, Binding, Ledger, LedgerError, LedgerTx, NewBinding, NewEvent};
+use crate::oci::{Digest, Name, OciError, Reference, Tag};
+use crate::policy::{Decision, Mode, Policy, TagClass};
+use crate::proxy::body::Activity;
+use crate::proxy::{Client, Forwarder};
+use crate::telemetry::Metrics;
+
+pub use probe::Probe;
+
+/// Decides and records manifest writes and deletes.
+#[derive(Clone)]
+pub struct Guard {
+    policy: Arc<Policy>,
+    ledger: Ledger,
+    forwarder: Forwarder,
+    metrics: Metrics,
+    max_manifest_bytes: usize,
+}
+
+/// The decision for one tag of a write.
+#[derive(Debug)]
+enum Verdict {
+    Create,
+    Repush,
+    Move {
+        previous: String,
+    },
+    /// A different digest under an immutable tag.
+    Violation {
+        bound: Binding,
+    },
+}
+
+/// One tag of a write, classified and decided.
+struct Planned {
+    tag: Tag,
+    decision: Decision,
+    verdict: Verdict,
+}
+
+impl Guard {
+    pub fn new(
+        policy: Arc<Policy>,
+        ledger: Ledger,
+        forwarder: Forwarder,
+        metrics: Metrics,
+        max_manifest_bytes: usize,
+    ) -> Self {
+        Guard {
+            policy,
+            ledger,
+            forwarder,
+            metrics,
+            max_manifest_bytes,
+        }
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>[?tag=...]`
+    pub async fn put_manifest(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        body: Body,
+        client: &Client,
+    ) -> Response {
+        match self.try_put(name, reference, parts, body, client).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// `DELETE /v2/<name>/manifests/<reference>`
+    pub async fn delete_manifest(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        client: &Client,
+    ) -> Response {
+        match self.try_delete(name, reference, parts, client).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn try_put(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        body: Body,
+        client: &Client,
+    ) -> Result<Response, OciError> {
+        let mut actor = identity::actor(&parts.headers, client);
+        let tags = tags_of(reference, parts.uri.query())?;
+        let expected = match reference {
+            Reference::Digest(d) => Some(d),
+            Reference::Tag(_) => None,
+        };
+        let manifest = manifest::read(
+            &parts.headers,
+            body,
+            expected,
+            self.max_manifest_bytes,
+            self.forwarder.upstream().idle_timeout(),
+        )
+        .await?;
+        let digest = &manifest.digest;
+
+        if tags.is_empty() {
+            // A push by digest binds no tag: nothing to decide, but the upstream must
+            // still store exactly these bytes.
+            let resp = self
+                .send_manifest(parts, manifest.bytes.clone(), client)
+                .await?;
+            if resp.status().is_success() {
+                check_stored_digest(&resp, digest)?;
+            }
+            return Ok(self.forwarder.downstream_response(resp));
+        }
+
+        let repo = name.as_str();
+        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        let mut lock_items: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        lock_items.push(digest.as_str());
+        tx.lock(repo, &lock_items).await.map_err(ledger_down)?;
+
+        let mut plan = Vec::with_capacity(tags.len());
+        for tag in &tags {
+            let decision = self.policy.classify(repo, tag.as_str());
+            let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+            let verdict = match (decision.class, current) {
+                (TagClass::Immutable, Some(b)) if b.digest == digest.as_str() => Verdict::Repush,
+                (TagClass::Immutable, Some(b)) => Verdict::Violation { bound: b },
+                (TagClass::Immutable, None) => {
+                    // Never seen: ask the upstream before claiming the name.
+                    match self
+                        .adopt_existing(&mut tx, name, tag, &decision, &parts, client)
+                        .await?
+                    {
+                        Some(b) if b.digest != digest.as_str() => Verdict::Violation { bound: b },
+                        _ => Verdict::Create,
+                    }
+                }
+                (_, Some(b)) if b.deleted_at.is_none() && b.digest == digest.as_str() => {
+                    Verdict::Repush
+                }
+                (_, Some(b)) if b.deleted_at.is_none() => Verdict::Move { previous: b.digest },
+                (_, _) => Verdict::Create,
+            };
+            plan.push(Planned {
+                tag: tag.clone(),
+                decision,
+                verdict,
+            });
+        }
+
+        let refused: Vec<&Planned> = plan
+            .iter()
+            .filter(|p| {
+                matches!(p.verdict, Verdict::Violation { .. }) && p.decision.mode == Mode::Enforce
+            })
+            .collect();
+        if let Some(first) = refused.first() {
+            let Verdict::Violation { bound } = &first.verdict else {
+                unreachable!("filtered on violations")
+            };
+            let error = refusal::rebind(repo, first.tag.as_str(), bound, digest.as_str());
+            for p in &refused {
+                let Verdict::Violation { bound } = &p.verdict else {
+                    continue;
+                };
+                let event = NewEvent {
+                    tag: Some(p.tag.as_str()),
+                    digest: Some(digest.as_str()),
+                    previous_digest: Some(&bound.digest),
+                    class: Some(p.decision.class),
+                    rule: Some(&p.decision.rule),
+                    reason: Some("immutable-tag-rebind"),
+                    detail: error.detail.clone(),
+                    ..NewEvent::new(Action::Refuse, repo)
+                };
+                tx.append(&event, &actor).await.map_err(ledger_down)?;
+            }
+            self.commit_refusal(tx).await;
+            self.metrics.decision("refused");
+            tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, bound = %bound.digest, "refused re-pointing an immutable tag");
+            return Err(error);
+        }
+
+        let resp = self
+            .send_manifest(parts, manifest.bytes.clone(), client)
+            .await?;
+        if !resp.status().is_success() {
+            // The upstream said no (auth, missing blobs...): its answer is the client's;
+            // nothing is bound.
+            drop(tx);
+            return Ok(self.forwarder.downstream_response(resp));
+        }
+        check_stored_digest(&resp, digest)?;
+
+        actor.verified = actor.identity.is_some();
+        let mut warnings = Vec::new();
+        for p in &plan {
+            let (action, previous, reason) = match &p.verdict {
+                Verdict::Create => (Action::Create, None, None),
+                Verdict::Repush => (Action::Repush, None, None),
+                Verdict::Move { previous } => (Action::Move, Some(previous.as_str()), None),
+                Verdict::Violation { bound } => {
+                    warnings.push(format!(
+                        "tag {repo}:{} is immutable (rule {} in warn mode): it was bound to {} and now names {digest}",
+                        p.tag, p.decision.rule, bound.digest
+                    ));
+                    (
+                        Action::Warn,
+                        Some(bound.digest.as_str()),
+                        Some("immutable-tag-rebind"),
+                    )
+                }
+            };
+            let event = NewEvent {
+                tag: Some(p.tag.as_str()),
+                digest: Some(digest.as_str()),
+                previous_digest: previous,
+                class: Some(p.decision.class),
+                rule: Some(&p.decision.rule),
+                reason,
+                ..NewEvent::new(action, repo)
+            };
+            tx.append(&event, &actor).await.map_err(ledger_down)?;
+            tx.bind(&NewBinding {
+                repository: repo,
+                tag: p.tag.as_str(),
+                digest: digest.as_str(),
+                class: p.decision.class,
+                rule: &p.decision.rule,
+                bound_by: actor.identity.as_deref(),
+            })
+            .await
+            .map_err(ledger_down)?;
+        }
+        tx.commit().await.map_err(|e| {
+            // The upstream holds the manifest but the ledger does not: the client sees
+            // a failure and retries; the retry adopts what the upstream holds.
+            tracing::error!(error = %e, repository = repo, "ledger commit failed after the upstream accepted a manifest");
+            ledger_down(e)
+        })?;
+        self.metrics.decision(if warnings.is_empty() {
+            "accepted"
+        } else {
+            "warned"
+        });
+        tracing::info!(repository = repo, tags = ?tags.iter().map(Tag::as_str).collect::<Vec<_>>(), %digest, "manifest accepted");
+
+        let mut out = self.forwarder.downstream_response(resp);
+        for w in warnings {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("299 tagwarden \"{}\"", w.replace('"', "'")))
+            {
+                out.headers_mut().append(header::WARNING, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,
+    /// record it as adopted and return its binding.
+    async fn adopt_existing(
+        &self,
+        tx: &mut LedgerTx,
+        name: &Name,
+        tag: &Tag,
+        decision: &Decision,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Option<Binding>, OciError> {
+        let existing =
+            match probe::resolve(&self.forwarder, name, tag.as_str(), &parts.headers, client)
+                .await?
+            {
+                Probe::Absent => return Ok(None),
+                Probe::Present(d) => d,
+            };
+        let repo = name.as_str();
+        let system = Actor {
+            identity: None,
+            verified: false,
+            request_id: Some(client.request_id.clone()),
+            ..Actor::default()
+        };
+        tx.append(
+            &NewEvent {
+                tag: Some(tag.as_str()),
+                digest: Some(existing.as_str()),
+                class: Some(decision.class),
+                rule: Some(&decision.rule),
+                reason: Some("found-in-registry"),
+                ..NewEvent::new(Action::Adopt, repo)
+            },
+            &system,
+        )
+        .await
+        .map_err(ledger_down)?;
+        tx.bind(&NewBinding {
+            repository: repo,
+            tag: tag.as_str(),
+            digest: existing.as_str(),
+            class: decision.class,
+            rule: &decision.rule,
+            bound_by: None,
+        })
+        .await
+        .map_err(ledger_down)?;
+        tx.binding(repo, tag.as_str()).await.map_err(ledger_down)
+    }
+
+    async fn try_delete(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        client: &Client,
+    ) -> Result<Response, OciError> {
+        let mut actor = identity::actor(&parts.headers, client);
+        let repo = name.as_str();
+        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        tx.lock(repo, &[reference.as_str()])
+            .await
+            .map_err(ledger_down)?;
+
+        // The tags this delete removes, with their decisions.
+        let mut affected: Vec<(Binding, Decision)> = Vec::new();
+        let mut refused: Vec<Binding> = Vec::new();
+        match reference {
+            Reference::Tag(tag) => {
+                let decision = self.policy.classify(repo, tag.as_str());
+                let binding = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+                if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                    let b = binding.unwrap_or_else(|| unbound(repo, tag.as_str(), &decision));
+                    refused.push(b);
+                } else if let Some(b) = binding.filter(|b| b.deleted_at.is_none()) {
+                    affected.push((b, decision));
+                }
+            }
+            Reference::Digest(digest) => {
+                for b in tx
+                    .bindings_for_digest(repo, digest.as_str())
+                    .await
+                    .map_err(ledger_down)?
+                {
+                    let decision = self.policy.classify(repo, &b.tag);
+                    if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                        refused.push(b);
+                    } else {
+                        affected.push((b, decision));
+                    }
+                }
+                // Immutable tags the ledger never saw may still name this digest.
+                if refused.is_empty() {
+                    for tag in probe::unrecorded_immutable_tags(
+                        &self.forwarder,
+                        &self.policy,
+                        &mut tx,
+                        name,
+                        digest,
+                        &parts.headers,
+                        client,
+                    )
+                    .await?
+                    {
+                        let decision = self.policy.classify(repo, tag.as_str());
+                        if let Some(b) = self
+                            .adopt_existing(&mut tx, name, &tag, &decision, &parts, client)
+                            .await?
+                        {
+                            if decision.mode == Mode::Enforce {
+                                refused.push(b);
+                            } else {
+                                affected.push((b, decision));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        if !refused.is_empty() {
+            let error = refusal::delete(
+                repo,
+                reference.as_str(),
+                &refused.iter().collect::<Vec<_>>(),
+            );
+            for b in &refused {
+                let event = NewEvent {
+                    tag: Some(&b.tag),
+                    digest: Some(&b.digest),
+                    class: Some(TagClass::Immutable),
+                    rule: Some(&b.rule),
+                    reason: Some("immutable-tag-delete"),
+                    detail: error.detail.clone(),
+                    ..NewEvent::new(Action::Refuse, repo)
+                };
+                tx.append(&event, &actor).await.map_err(ledger_down)?;
+            }
+            self.commit_refusal(tx).await;
+            self.metrics.decision("refused");
+            tracing::info!(
+                repository = repo,
+                reference = reference.as_str(),
+                "refused deleting an immutable tag"
+            );
+            return Err(error);
+        }
+
+        let req = self
+            .forwarder
+            .upstream_request(parts, Body::empty(), client);
+        let resp = self
+            .forwarder
+            .send(req, &Activity::new(), "manifest")
+            .await
+            .map_err(|e| e.to_oci())?;
+        if !resp.status().is_success() {
+            drop(tx);
+            return Ok(self.forwarder.downstream_response(resp));
+        }
+        actor.verified = actor.identity.is_some();
+        for (b, decision) in &affected {
+            let warned = decision.class == TagClass::Immutable;
+            let event = NewEvent {
+                tag: Some(&b.tag),
+                digest: Some(&b.digest),
+                previous_digest: Some(&b.digest),
+                class: Some(decision.class),
+                rule: Some(&decision.rule),
+                reason: warned.then_some("immutable-tag-delete"),
+                ..NewEvent::new(if warned { Action::Warn } else { Action::Delete }, repo)
+            };
+            tx.append(&event, &actor).await.map_err(ledger_down)?;
+            tx.mark_deleted(repo, &b.tag).await.map_err(ledger_down)?;
+        }
+        tx.commit().await.map_err(ledger_down)?;
+        self.metrics.decision("deleted");
+        Ok(self.forwarder.downstream_response(resp))
+    }
+
+    /// Send the manifest bytes upstream in place of the client's (already consumed) body.
+    async fn send_manifest(
+        &self,
+        mut parts: Parts,
+        bytes: bytes::Bytes,
+        client: &Client,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, OciError> {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        let req = self
+            .forwarder
+            .upstream_request(parts, Body::from(bytes), client);
+        self.forwarder
+            .send(req, &Activity::new(), "manifest")
+            .await
+            .map_err(|e| e.to_oci())
+    }
+
+    /// A refusal is decided whatever happens to its record; failing to record it is
+    /// logged, not turned into an error the developer would misread.
+    async fn commit_refusal(&self, tx: LedgerTx) {
+        if let Err(e) = tx.commit().await {
+            tracing::error!(error = %e, "could not record a refusal in the ledger");
+        }
+    }
+}
+
+/// A stand-in binding for an immutable tag the ledger has not recorded, for messages.
+fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
+    let now = chrono::Utc::now();
+    Binding {
+        repository: repo.into(),
+        tag: tag.into(),
+        digest: "(not recorded)".into(),
+        class: decision.class.as_str().into(),
+        rule: decision.rule.clone(),
+        bound_by: None,
+        first_bound_at: now,
+        last_changed_at: now,
+        deleted_at: None,
+    }
+}
+
+/// Every tag a write names: the path's, if it is a tag, and each `?tag=` parameter.
+fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciError> {
+    let mut tags = Vec::new();
+    if let Reference::Tag(t) = reference {
+        tags.push(t.clone());
+    }
+    if let Some(q) = query {
+        // Some servers split queries on ';' too; refuse rather than guess which reading
+        // the upstream will use.
+        if q.contains(';') {
+            return Err(OciError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                "';' is not allowed in the query of a manifest write",
+            ));
+        }
+        for (key, value) in form_urlencoded::parse(q.as_bytes()) {
+            if key == "tag" {
+                let tag = Tag::parse(&value).map_err(|e| {
+                    OciError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
+                })?;
+                tags.push(tag);
+            }
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// A binding is only confirmed when the upstream stored the digest tagwarden computed.
+fn check_stored_digest(
+    resp: &hyper::Response<hyper::body::Incoming>,
+    digest: &Digest,
+) -> Result<(), OciError> {
+    match resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+        Some(stored) if stored != digest.as_str() => Err(OciError::new(
+            StatusCode::BAD_GATEWAY,
+            "UNAVAILABLE",
+            format!("the upstream registry stored the manifest as {stored}, not as {digest}; no tag was bound"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn ledger_down(e: LedgerError) -> OciError {
+    tracing::warn!(error = %e, "ledger unavailable; refusing a manifest write");
+    OciError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        "the tag ledger is unavailable, so manifest writes are refused until it is back (pulls are unaffected); retry shortly",
+    )
+    .with_retry_after(5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_come_from_path_and_query() {
+        let r = Reference::parse("1.4.0").unwrap();
+        let tags = tags_of(&r, Some("tag=latest&tag=1.4&other=x&tag=latest")).unwrap();
+        let names: Vec<_> = tags.iter().map(Tag::as_str).collect();
+        assert_eq!(names, ["1.4", "1.4.0", "latest"]);
+    }
+
+    #[test]
+    fn encoded_tag_parameters_are_decoded_then_checked() {
+        let d = Reference::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let tags = tags_of(&d, Some("t%61g=1%2E4%2E0")).unwrap();
+        assert_eq!(tags[0].as_str(), "1.4.0");
+        for bad in [
+            "tag=a/b",
+            "tag=1.0%2Bbuild",
+            "tag=",
+            "tag=a+b",
+            "tag=x;tag=y",
+        ] {
+            assert!(tags_of(&d, Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

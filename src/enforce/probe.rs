@@ -1,0 +1,237 @@
+//! Asking the upstream what it holds, with the client's own credentials: what a tag
+//! points to, and which tags a repository has.
+
+use axum::body::Body;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use crate::ledger::LedgerTx;
+use crate::oci::media::ACCEPT_ALL_MANIFESTS;
+use crate::oci::reference::Digest;
+use crate::oci::{Name, OciError, Tag};
+use crate::policy::{Policy, TagClass};
+use crate::proxy::body::Activity;
+use crate::proxy::{Client, Forwarder};
+
+/// What the upstream says a tag points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Absent,
+    Present(Digest),
+}
+
+/// The most tag-list pages followed when searching a repository.
+const MAX_TAG_PAGES: usize = 1000;
+/// The largest tag-list page read.
+const MAX_TAG_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// What `name:tag` points to in the upstream. All four manifest media types are
+/// accepted (the registry answers 404 or 400 otherwise) and the client's
+/// `Authorization` is sent, or a protected registry would look empty.
+pub async fn resolve(
+    forwarder: &Forwarder,
+    name: &Name,
+    tag: &str,
+    client_headers: &HeaderMap,
+    client: &Client,
+) -> Result<Probe, OciError> {
+    let path = format!("/v2/{name}/manifests/{tag}");
+    let resp = request(forwarder, Method::HEAD, &path, client_headers, client).await?;
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Ok(Probe::Absent),
+        s => {
+            return Err(unexpected(
+                s,
+                &resp,
+                &format!("checking what {name}:{tag} points to"),
+            ))
+        }
+    }
+    if let Some(d) = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| Digest::parse(s).ok())
+    {
+        return Ok(Probe::Present(d));
+    }
+    // No digest header: fetch the manifest and hash it ourselves.
+    let resp = request(forwarder, Method::GET, &path, client_headers, client).await?;
+    if resp.status() != StatusCode::OK {
+        return Err(unexpected(
+            resp.status(),
+            &resp,
+            &format!("reading {name}:{tag}"),
+        ));
+    }
+    let bytes = Limited::new(resp.into_body(), MAX_TAG_PAGE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| cannot_check(&format!("reading {name}:{tag}: {e}")))?
+        .to_bytes();
+    Ok(Probe::Present(Digest::of(
+        crate::oci::reference::Algorithm::Sha256,
+        &bytes,
+    )))
+}
+
+/// Tags of `name` in the upstream that policy makes immutable and the ledger has no
+/// binding for. A delete by digest must check them: they may name that digest.
+pub async fn unrecorded_immutable_tags(
+    forwarder: &Forwarder,
+    policy: &Policy,
+    tx: &mut LedgerTx,
+    name: &Name,
+    _digest: &Digest,
+    client_headers: &HeaderMap,
+    client: &Client,
+) -> Result<Vec<Tag>, OciError> {
+    let mut found = Vec::new();
+    let mut path = format!("/v2/{name}/tags/list");
+    for _ in 0..MAX_TAG_PAGES {
+        let resp = request(forwarder, Method::GET, &path, client_headers, client).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(found);
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(unexpected(
+                resp.status(),
+                &resp,
+                &format!("listing the tags of {name}"),
+            ));
+        }
+        let next = next_page(resp.headers());
+        let bytes = Limited::new(resp.into_body(), MAX_TAG_PAGE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| cannot_check(&format!("listing the tags of {name}: {e}")))?
+            .to_bytes();
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let list: TagList = serde_json::from_slice(&bytes)
+            .map_err(|e| cannot_check(&format!("the tag list of {name} is not valid: {e}")))?;
+        for t in list.tags.unwrap_or_default() {
+            let Ok(tag) = Tag::parse(&t) else { continue };
+            if policy.classify(name.as_str(), tag.as_str()).class != TagClass::Immutable {
+                continue;
+            }
+            if tx
+                .binding(name.as_str(), tag.as_str())
+                .await
+                .map_err(|e| cannot_check(&e.to_string()))?
+                .is_none()
+            {
+                found.push(tag);
+            }
+        }
+        match next {
+            Some(n) => path = n,
+            None => return Ok(found),
+        }
+    }
+    Err(cannot_check(&format!(
+        "the tag list of {name} has more than {MAX_TAG_PAGES} pages"
+    )))
+}
+
+/// The path of the next page from a `Link: </v2/...>; rel="next"` header, if it stays
+/// on the same registry.
+fn next_page(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    let (target, params) = link.split_once(';')?;
+    if !params.contains("rel=\"next\"") && !params.contains("rel=next") {
+        return None;
+    }
+    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    target.starts_with("/v2/").then(|| target.to_owned())
+}
+
+async fn request(
+    forwarder: &Forwarder,
+    method: Method,
+    path: &str,
+    client_headers: &HeaderMap,
+    client: &Client,
+) -> Result<hyper::Response<hyper::body::Incoming>, OciError> {
+    let mut headers = HeaderMap::new();
+    if let Some(auth) = client_headers.get(header::AUTHORIZATION) {
+        headers.insert(header::AUTHORIZATION, auth.clone());
+    }
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
+    );
+    let mut req = Request::new(Body::empty());
+    *req.method_mut() = method;
+    *req.uri_mut() = path
+        .parse()
+        .map_err(|_| cannot_check("building the upstream path"))?;
+    *req.headers_mut() = headers;
+    let (parts, body): (Parts, Body) = req.into_parts();
+    let req = forwarder.upstream_request(parts, body, client);
+    forwarder
+        .send(req, &Activity::new(), "manifest")
+        .await
+        .map_err(|e| {
+            let mut err = e.to_oci();
+            err.message = format!("{}; the write was refused because tagwarden could not check what the registry holds", err.message);
+            err
+        })
+}
+
+/// An answer the probe cannot use. An auth challenge is passed to the client as is, so
+/// it can authenticate and retry; anything else fails closed.
+fn unexpected(
+    status: StatusCode,
+    resp: &hyper::Response<hyper::body::Incoming>,
+    doing: &str,
+) -> OciError {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        let mut e = OciError::new(
+            status,
+            if status == StatusCode::UNAUTHORIZED { "UNAUTHORIZED" } else { "DENIED" },
+            format!("the registry refused tagwarden's check with your credentials while {doing}; authenticate with pull access to this repository and retry"),
+        );
+        for v in resp.headers().get_all(header::WWW_AUTHENTICATE) {
+            e = e.with_header(header::WWW_AUTHENTICATE, v.clone());
+        }
+        return e;
+    }
+    cannot_check(&format!("{doing}: the registry answered {status}"))
+}
+
+fn cannot_check(what: &str) -> OciError {
+    OciError::new(
+        StatusCode::BAD_GATEWAY,
+        "UNAVAILABLE",
+        format!("tagwarden could not check the upstream registry ({what}), so the write was refused; retry shortly"),
+    )
+    .with_retry_after(5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_follows_relative_links_only() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("</v2/a/tags/list?last=b&n=100>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_page(&h).as_deref(),
+            Some("/v2/a/tags/list?last=b&n=100")
+        );
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("<http://evil/v2/a/tags/list>; rel=\"next\""),
+        );
+        assert_eq!(next_page(&h), None);
+    }
+}

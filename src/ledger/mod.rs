@@ -1,0 +1,114 @@
+//! The ledger: what each tag is bound to now, and every decision ever made about it.
+//!
+//! [`store`] holds all SQL; the rest of tagwarden sees only these types. Writes happen
+//! inside a [`store::LedgerTx`] that holds advisory locks on the tags involved, so that
+//! every tagwarden process sharing the database serialises on the same tag.
+
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::policy::TagClass;
+
+pub use store::{Ledger, LedgerError, LedgerTx};
+
+/// A tag's current binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Binding {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub class: String,
+    pub rule: String,
+    pub bound_by: Option<String>,
+    pub first_bound_at: DateTime<Utc>,
+    pub last_changed_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// What happened, as recorded in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A tag bound for the first time.
+    Create,
+    /// A moving tag re-pointed.
+    Move,
+    /// The same digest pushed again under a tag already bound to it.
+    Repush,
+    /// A tag removed from the registry.
+    Delete,
+    /// A write or delete refused by policy.
+    Refuse,
+    /// A binding found in the registry that tagwarden had not recorded.
+    Adopt,
+    /// A violation allowed because its rule is in warn mode.
+    Warn,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Move => "move",
+            Action::Repush => "repush",
+            Action::Delete => "delete",
+            Action::Refuse => "refuse",
+            Action::Adopt => "adopt",
+            Action::Warn => "warn",
+        }
+    }
+}
+
+/// Who asked, as far as tagwarden can tell.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub identity: Option<String>,
+    /// True once the upstream accepted the credentials the identity came from.
+    pub verified: bool,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// One history entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub action: Action,
+    pub repository: &'a str,
+    pub tag: Option<&'a str>,
+    pub digest: Option<&'a str>,
+    pub previous_digest: Option<&'a str>,
+    pub class: Option<TagClass>,
+    pub rule: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl<'a> NewEvent<'a> {
+    pub fn new(action: Action, repository: &'a str) -> Self {
+        NewEvent {
+            action,
+            repository,
+            tag: None,
+            digest: None,
+            previous_digest: None,
+            class: None,
+            rule: None,
+            reason: None,
+            detail: None,
+        }
+    }
+}
+
+/// A binding to write (insert or replace) for a tag.
+#[derive(Debug, Clone)]
+pub struct NewBinding<'a> {
+    pub repository: &'a str,
+    pub tag: &'a str,
+    pub digest: &'a str,
+    pub class: TagClass,
+    pub rule: &'a str,
+    pub bound_by: Option<&'a str>,
+}

@@ -1,0 +1,337 @@
+//! Postgres storage for the ledger. Every query is parameterised.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool, Postgres, Row, Transaction};
+
+use super::{Actor, Binding, NewBinding, NewEvent};
+
+/// The database could not be reached or refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the tag ledger (Postgres) is unavailable: {0}")]
+    Unavailable(String),
+    #[error("ledger query failed: {0}")]
+    Query(String),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => LedgerError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
+            {
+                // Class 57 (operator intervention: shutdown) and 08 (connection).
+                LedgerError::Unavailable(e.to_string())
+            }
+            other => LedgerError::Query(other.to_string()),
+        }
+    }
+}
+
+/// A pool of connections to the ledger database.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: PgPool,
+}
+
+impl Ledger {
+    /// A pool that connects lazily, so tagwarden starts (and serves pulls) while the
+    /// database is down; writes fail closed until it returns.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, LedgerError> {
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| LedgerError::Query(format!("database.url: {e}")))?
+            // Statement logging would put binding values in the logs at info level.
+            .disable_statement_logging()
+            // A transaction left open by a stuck request must not hold tag locks forever.
+            .options([("idle_in_transaction_session_timeout", "60000")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Ledger { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Ledger { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Apply pending migrations. Concurrent callers are serialised by sqlx's lock.
+    pub async fn migrate(&self) -> Result<(), LedgerError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(inner) => LedgerError::from(inner),
+                other => LedgerError::Query(other.to_string()),
+            })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<LedgerTx, LedgerError> {
+        Ok(LedgerTx {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    /// The current binding of a tag, outside any transaction (for reads and tests).
+    pub async fn binding(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Binding>, LedgerError> {
+        let mut tx = self.begin().await?;
+        let b = tx.binding(repository, tag).await?;
+        tx.rollback().await?;
+        Ok(b)
+    }
+
+    /// Every history event of a tag, oldest first.
+    pub async fn tag_history(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Vec<EventRow>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail
+             FROM tag_events WHERE repository = $1 AND tag = $2 ORDER BY id",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(EventRow::from_row).collect())
+    }
+}
+
+/// A history event as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub action: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub previous_digest: Option<String>,
+    pub class: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub identity: Option<String>,
+    pub identity_verified: bool,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl EventRow {
+    fn from_row(r: &sqlx::postgres::PgRow) -> Self {
+        EventRow {
+            id: r.get("id"),
+            at: r.get("at"),
+            action: r.get("action"),
+            repository: r.get("repository"),
+            tag: r.get("tag"),
+            digest: r.get("digest"),
+            previous_digest: r.get("previous_digest"),
+            class: r.get("class"),
+            rule: r.get("rule"),
+            reason: r.get("reason"),
+            identity: r.get("identity"),
+            identity_verified: r.get("identity_verified"),
+            remote_addr: r.get("remote_addr"),
+            user_agent: r.get("user_agent"),
+            request_id: r.get("request_id"),
+            detail: r.get("detail"),
+        }
+    }
+}
+
+/// A ledger transaction. Locks taken with [`LedgerTx::lock`] last until commit or
+/// rollback, and are released by the database if tagwarden dies, so a crash can never
+/// leave a tag blocked.
+pub struct LedgerTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+/// The advisory-lock key of a `(repository, tag-or-digest)` pair.
+fn lock_key(repository: &str, item: &str) -> i64 {
+    use sha2::{Digest as _, Sha256};
+    let h = Sha256::new()
+        .chain_update(repository.as_bytes())
+        .chain_update([0u8])
+        .chain_update(item.as_bytes())
+        .finalize();
+    i64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+impl LedgerTx {
+    /// Take exclusive transaction-scoped locks on the given tags and digests of a
+    /// repository, in a fixed order so that concurrent requests cannot deadlock.
+    pub async fn lock(&mut self, repository: &str, items: &[&str]) -> Result<(), LedgerError> {
+        let mut keys: Vec<i64> = items.iter().map(|i| lock_key(repository, i)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(key)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn binding(
+        &mut self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Binding>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+             FROM tag_bindings WHERE repository = $1 AND tag = $2",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.as_ref().map(binding_from_row))
+    }
+
+    /// Live (not deleted) bindings of a repository that name `digest`.
+    pub async fn bindings_for_digest(
+        &mut self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<Binding>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+             FROM tag_bindings WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL ORDER BY tag",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.iter().map(binding_from_row).collect())
+    }
+
+    /// Insert or replace a tag's binding. `first_bound_at` and `bound_by` are kept when
+    /// the digest does not change (an identical re-push or a re-created tag).
+    pub async fn bind(&mut self, b: &NewBinding<'_>) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO tag_bindings (repository, tag, digest, class, rule, bound_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (repository, tag) DO UPDATE SET
+                 first_bound_at  = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                        THEN tag_bindings.first_bound_at ELSE now() END,
+                 bound_by        = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                        THEN COALESCE(tag_bindings.bound_by, EXCLUDED.bound_by)
+                                        ELSE EXCLUDED.bound_by END,
+                 digest          = EXCLUDED.digest,
+                 class           = EXCLUDED.class,
+                 rule            = EXCLUDED.rule,
+                 last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                          AND tag_bindings.deleted_at IS NULL
+                                        THEN tag_bindings.last_changed_at ELSE now() END,
+                 deleted_at      = NULL",
+        )
+        .bind(b.repository)
+        .bind(b.tag)
+        .bind(b.digest)
+        .bind(b.class.as_str())
+        .bind(b.rule)
+        .bind(b.bound_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Mark a tag as removed from the registry; its row stays for history and, for an
+    /// immutable tag, as the reservation of its digest.
+    pub async fn mark_deleted(&mut self, repository: &str, tag: &str) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE tag_bindings SET deleted_at = now(), last_changed_at = now()
+             WHERE repository = $1 AND tag = $2 AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .bind(tag)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<(), LedgerError> {
+        sqlx::query(
+            "INSERT INTO tag_events (action, repository, tag, digest, previous_digest, class, rule, reason,
+                                     identity, identity_verified, remote_addr, user_agent, request_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(e.action.as_str())
+        .bind(e.repository)
+        .bind(e.tag)
+        .bind(e.digest)
+        .bind(e.previous_digest)
+        .bind(e.class.map(|c| c.as_str()))
+        .bind(e.rule)
+        .bind(e.reason)
+        .bind(actor.identity.as_deref())
+        .bind(actor.verified)
+        .bind(actor.remote_addr.as_deref())
+        .bind(actor.user_agent.as_deref())
+        .bind(actor.request_id.as_deref())
+        .bind(&e.detail)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), LedgerError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), LedgerError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {
+    Binding {
+        repository: r.get("repository"),
+        tag: r.get("tag"),
+        digest: r.get("digest"),
+        class: r.get("class"),
+        rule: r.get("rule"),
+        bound_by: r.get("bound_by"),
+        first_bound_at: r.get("first_bound_at"),
+        last_changed_at: r.get("last_changed_at"),
+        deleted_at: r.get("deleted_at"),
+    }
+}

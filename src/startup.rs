@@ -1,0 +1,116 @@
+//! Building and running the service from a [`Config`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::enforce::Guard;
+use crate::gateway::Gateway;
+use crate::ledger::Ledger;
+use crate::policy::Policy;
+use crate::proxy::{Forwarder, Upstream};
+use crate::server;
+use crate::telemetry::Metrics;
+
+/// Connect to the ledger and apply migrations, retrying while the database is not up
+/// yet (containers start in any order), for at most `database.startup_timeout`.
+pub async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
+    let ledger = Ledger::connect_lazy(
+        &config.database.url,
+        config.database.max_connections,
+        config.database.acquire_timeout,
+    )?;
+    let deadline = Instant::now() + config.database.startup_timeout;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match ledger.migrate().await {
+            Ok(()) => return Ok(ledger),
+            Err(e) if Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, "database not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e).context("database: could not apply migrations"),
+        }
+    }
+}
+
+/// Bind both listeners, serve until SIGTERM or Ctrl-C, then drain.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::install();
+    let policy = Arc::new(Policy::from_config(&config.policy)?);
+    let upstream = Upstream::new(&config.upstream)?;
+    let ledger = open_ledger(&config).await?;
+    let forwarder = Forwarder::new(upstream.clone(), metrics.clone());
+    let guard = Guard::new(
+        policy,
+        ledger.clone(),
+        forwarder.clone(),
+        metrics.clone(),
+        config.limits.max_manifest_bytes,
+    );
+
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        upstream = %upstream.authority(),
+        tls = tls.is_some(),
+        "tagwarden is serving"
+    );
+
+    let gateway = Arc::new(Gateway {
+        forwarder,
+        guard,
+        metrics: metrics.clone(),
+        server: config.server.clone(),
+    });
+    let admin_app = admin::router(AdminState {
+        ledger,
+        upstream,
+        metrics,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        async move {
+            axum::serve(admin_listener, admin_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }
+    });
+
+    let handler = move |req, conn| gateway.clone().handle(req, conn);
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    server::serve(
+        listener,
+        tls,
+        config.server.header_read_timeout,
+        config.server.shutdown_grace,
+        handler,
+        shutdown,
+    )
+    .await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

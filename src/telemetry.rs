@@ -1,0 +1,119 @@
+//! Logs and metrics.
+//!
+//! Logs never carry header values: request spans hold the method, the path without its
+//! query (upload `_state` tokens stay out), the route kind and a request id.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::Counter;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Install the global tracing subscriber. Safe to call more than once (later calls are
+/// ignored), which keeps tests simple.
+pub fn init_logging(config: &LogConfig) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Metric handles for the hot path, resolved once.
+#[derive(Clone)]
+pub struct Metrics {
+    pub bytes_up: Counter,
+    pub bytes_down: Counter,
+    handle: PrometheusHandle,
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+impl Metrics {
+    /// Install the Prometheus recorder (once per process) and resolve the handles.
+    pub fn install() -> Metrics {
+        let handle = HANDLE
+            .get_or_init(|| {
+                let recorder = PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Suffix("_seconds".into()),
+                        &[
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                            2.5, 5.0, 10.0, 30.0,
+                        ],
+                    )
+                    .expect("non-empty buckets")
+                    .build_recorder();
+                let handle = recorder.handle();
+                // Another recorder may already be installed (tests); metrics then go there.
+                let _ = metrics::set_global_recorder(recorder);
+                handle
+            })
+            .clone();
+        metrics::describe_counter!(
+            "tagwarden_requests_total",
+            "Requests answered, by route kind, method and status."
+        );
+        metrics::describe_counter!(
+            "tagwarden_bytes_total",
+            "Body bytes streamed through the proxy, by direction."
+        );
+        metrics::describe_histogram!(
+            "tagwarden_upstream_seconds",
+            "Time until the upstream's response head, by route kind."
+        );
+        metrics::describe_counter!(
+            "tagwarden_policy_decisions_total",
+            "Manifest writes and deletes decided, by outcome."
+        );
+        Metrics {
+            bytes_up: metrics::counter!("tagwarden_bytes_total", "direction" => "upload"),
+            bytes_down: metrics::counter!("tagwarden_bytes_total", "direction" => "download"),
+            handle,
+        }
+    }
+
+    pub fn request(&self, route: &'static str, method: &http::Method, status: http::StatusCode) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::HEAD => "HEAD",
+            http::Method::PUT => "PUT",
+            http::Method::POST => "POST",
+            http::Method::PATCH => "PATCH",
+            http::Method::DELETE => "DELETE",
+            _ => "other",
+        };
+        metrics::counter!(
+            "tagwarden_requests_total",
+            "route" => route,
+            "method" => method,
+            "status" => status.as_u16().to_string()
+        )
+        .increment(1);
+    }
+
+    pub fn upstream_latency(&self, route: &'static str, elapsed: Duration) {
+        metrics::histogram!("tagwarden_upstream_seconds", "route" => route)
+            .record(elapsed.as_secs_f64());
+    }
+
+    pub fn decision(&self, outcome: &'static str) {
+        metrics::counter!("tagwarden_policy_decisions_total", "outcome" => outcome).increment(1);
+    }
+
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
