@@ -1,0 +1,115 @@
+//! HTTP helpers: a client that shows responses as they are, and OCI error checks.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+use super::process::LoggedChild;
+
+/// The four manifest media types; what a registry client sends in `Accept`.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A client that never follows redirects and ignores proxy settings in the environment,
+/// so each response is exactly what the server under test sent.
+pub fn client() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("build HTTP client")
+}
+
+/// Polls `url` until it answers one of `accept`. Panics with the log tail of `child`
+/// if the process exits meanwhile or `timeout` passes.
+pub async fn wait_until_answers(
+    url: &str,
+    accept: &[StatusCode],
+    timeout: Duration,
+    child: &mut LoggedChild,
+) {
+    let client = Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("build HTTP client");
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        child.assert_running(&format!("before {url} answered {accept:?}"));
+        match client.get(url).send().await {
+            Ok(resp) if accept.contains(&resp.status()) => return,
+            Ok(resp) => last = format!("status {}", resp.status()),
+            Err(e) => last = format!("error {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{url} did not answer {accept:?} within {timeout:?} (last: {last}); log tail:\n{}",
+        child.log_tail(40)
+    );
+}
+
+/// One entry of an OCI error body.
+#[derive(Debug, Clone)]
+pub struct OciErrorEntry {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<Value>,
+}
+
+/// Reads the response and asserts it has `status` and an OCI error body
+/// `{"errors":[{"code":…, "message":…}]}`; returns the first error.
+pub async fn expect_oci_error(resp: Response, status: StatusCode, context: &str) -> OciErrorEntry {
+    let actual = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "{context}: unexpected status; body: {body}");
+    parse_oci_error(&body, context)
+}
+
+/// Like [`expect_oci_error`], accepting any status `is_ok_status` approves.
+pub async fn expect_oci_error_where(
+    resp: Response,
+    is_ok_status: impl Fn(StatusCode) -> bool,
+    context: &str,
+) -> (StatusCode, OciErrorEntry) {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(
+        is_ok_status(status),
+        "{context}: unexpected status {status}; body: {body}"
+    );
+    (status, parse_oci_error(&body, context))
+}
+
+pub fn parse_oci_error(body: &str, context: &str) -> OciErrorEntry {
+    let json: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{context}: body is not JSON ({e}): {body:?}"));
+    let first = json
+        .get("errors")
+        .and_then(|e| e.as_array())
+        .and_then(|a| a.first())
+        .unwrap_or_else(|| panic!("{context}: no `errors` array with an entry: {body}"));
+    let code = first.get("code").and_then(Value::as_str);
+    let message = first.get("message").and_then(Value::as_str);
+    match (code, message) {
+        (Some(code), Some(message)) => OciErrorEntry {
+            code: code.to_string(),
+            message: message.to_string(),
+            detail: first.get("detail").cloned(),
+        },
+        _ => panic!("{context}: error entry lacks string `code` and `message`: {body}"),
+    }
+}
+
+/// Value of a response header as a string, if present and visible ASCII.
+pub fn header(resp: &Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}

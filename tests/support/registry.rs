@@ -1,0 +1,114 @@
+//! A real `docker-registry` (CNCF distribution 2.8) on a free loopback port.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tempfile::TempDir;
+
+use super::http::wait_until_answers;
+use super::process::{require_tool, LoggedChild};
+use super::{free_port, PROVISION_HINT};
+
+/// A registry process with filesystem storage in a temp dir; killed on drop.
+pub struct Registry {
+    child: LoggedChild,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Registry {
+    pub async fn start() -> Registry {
+        Registry::launch(None).await
+    }
+
+    /// Registry that requires HTTP Basic auth (bcrypt htpasswd file) for everything.
+    pub async fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        Registry::launch(Some((user, password))).await
+    }
+
+    async fn launch(credentials: Option<(&str, &str)>) -> Registry {
+        require_tool("docker-registry", "--version");
+        let dir = tempfile::Builder::new()
+            .prefix("tw-registry-")
+            .tempdir()
+            .expect("create registry temp dir");
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).expect("create registry storage dir");
+        let port = free_port();
+
+        let mut auth = String::new();
+        if let Some((user, password)) = credentials {
+            let htpasswd_file = write_htpasswd(&dir, user, password);
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: tagwarden-test-realm\n    path: {}\n",
+                htpasswd_file.display()
+            );
+        }
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: warn\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-e2e-fixed-secret\n\
+             {auth}",
+            storage.display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+
+        let mut command = Command::new("docker-registry");
+        command.arg("serve").arg(&config_path);
+        let mut child =
+            LoggedChild::spawn("docker-registry", command, &dir.path().join("registry.log"));
+
+        let url = format!("http://127.0.0.1:{port}/v2/");
+        wait_until_answers(
+            &url,
+            &[StatusCode::OK, StatusCode::UNAUTHORIZED],
+            Duration::from_secs(20),
+            &mut child,
+        )
+        .await;
+        Registry { child, port, dir }
+    }
+
+    /// "127.0.0.1:port"
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// "http://127.0.0.1:port"
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A skopeo `docker://` reference that bypasses any proxy.
+    pub fn docker_ref(&self, name_and_tag: &str) -> String {
+        format!("docker://{}/{}", self.addr(), name_and_tag)
+    }
+
+    pub fn logs(&self) -> String {
+        self.child.logs()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+fn write_htpasswd(dir: &TempDir, user: &str, password: &str) -> PathBuf {
+    require_tool("htpasswd", "-v");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run htpasswd ({e}): {PROVISION_HINT}"));
+    assert!(
+        out.status.success(),
+        "htpasswd -Bbn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.path().join("htpasswd");
+    std::fs::write(&path, &out.stdout).expect("write htpasswd file");
+    path
+}
