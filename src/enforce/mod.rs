@@ -555,7 +555,10 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
 }
 
 /// The tags the upstream applied: the path's own, plus each `OCI-Tag` it answered with.
-fn applied_tags(resp: &hyper::Response<hyper::body::Incoming>, reference: &Reference) -> Vec<String> {
+fn applied_tags(
+    resp: &hyper::Response<hyper::body::Incoming>,
+    reference: &Reference,
+) -> Vec<String> {
     let mut applied: Vec<String> = resp
         .headers()
         .get_all("oci-tag")
