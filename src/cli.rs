@@ -24,23 +24,22 @@ pub struct Cli {
 enum Command {
     /// Run the proxy in front of the upstream registry.
     Serve {
-        /// TOML configuration file (see config/tagwarden.toml).
-        #[arg(long, env = "TAGWARDEN_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        service: ServiceArgs,
         /// Address for registry clients, e.g. 0.0.0.0:5000.
         #[arg(long, env = "TAGWARDEN_LISTEN")]
         listen: Option<SocketAddr>,
-        /// The registry to protect, e.g. http://registry:5000.
-        #[arg(long, env = "TAGWARDEN_UPSTREAM")]
-        upstream: Option<String>,
-        /// The ledger database, postgres://...
-        #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
-        database_url: Option<String>,
         /// Address for /healthz, /readyz and /metrics.
         #[arg(long, env = "TAGWARDEN_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
         #[arg(long, value_enum)]
         log_format: Option<LogFormatArg>,
+    },
+    /// Record every tag already in the registry (walks _catalog and tags/list), so tags
+    /// pushed before tagwarden are protected too. Uses upstream.username/password.
+    Import {
+        #[command(flatten)]
+        service: ServiceArgs,
     },
     /// Validate a configuration file and explain any error.
     CheckConfig { file: PathBuf },
@@ -53,6 +52,32 @@ enum Command {
     },
 }
 
+/// Where the configuration, the registry and the ledger are.
+#[derive(clap::Args)]
+struct ServiceArgs {
+    /// TOML configuration file (see config/tagwarden.toml).
+    #[arg(long, env = "TAGWARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// The registry to protect, e.g. http://registry:5000.
+    #[arg(long, env = "TAGWARDEN_UPSTREAM")]
+    upstream: Option<String>,
+    /// The ledger database, postgres://...
+    #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+impl ServiceArgs {
+    fn load(self, overrides: Overrides) -> Result<Config, String> {
+        let overrides = Overrides {
+            upstream: self.upstream,
+            database_url: self.database_url,
+            ..overrides
+        };
+        Config::load(self.config.as_deref(), &overrides)
+            .map_err(|e| format!("configuration error: {e}"))
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormatArg {
     Text,
@@ -63,42 +88,34 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve {
-            config,
+            service,
             listen,
-            upstream,
-            database_url,
             admin_listen,
             log_format,
         } => {
             let overrides = Overrides {
                 listen,
-                upstream,
-                database_url,
                 admin_listen,
                 log_format: log_format.map(|f| match f {
                     LogFormatArg::Text => LogFormat::Text,
                     LogFormatArg::Json => LogFormat::Json,
                 }),
+                ..Overrides::default()
             };
-            let config = match Config::load(config.as_deref(), &overrides) {
+            let config = match service.load(overrides) {
                 Ok(c) => c,
-                Err(e) => return fail(&format!("configuration error: {e}")),
+                Err(e) => return fail(&e),
             };
             crate::telemetry::init_logging(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            block_on(crate::startup::run(config))
+        }
+        Command::Import { service } => {
+            let config = match service.load(Overrides::default()) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
             };
-            match runtime.block_on(crate::startup::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "tagwarden stopped with an error");
-                    fail(&format!("{e:#}"))
-                }
-            }
+            crate::telemetry::init_logging(&config.log);
+            block_on(import(config))
         }
         Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {
             Ok(_) => {
@@ -108,6 +125,44 @@ pub fn run() -> ExitCode {
             Err(e) => fail(&format!("{}: {e}", file.display())),
         },
         Command::Explain { reference, config } => explain(&reference, config),
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+async fn import(config: Config) -> anyhow::Result<()> {
+    let ledger = crate::startup::open_ledger(&config).await?;
+    let s = crate::import::run(&config, &ledger).await?;
+    println!(
+        "imported {} tag(s) from {} repositories; {} already recorded",
+        s.adopted, s.repositories, s.already_recorded
+    );
+    for c in &s.conflicts {
+        println!("conflict: {c}");
+    }
+    for k in &s.skipped {
+        println!("skipped: {k}");
+    }
+    if s.conflicts.is_empty() && s.skipped.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} conflict(s), {} tag(s) skipped",
+            s.conflicts.len(),
+            s.skipped.len()
+        )
     }
 }
 

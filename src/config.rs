@@ -102,13 +102,40 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     #[serde(default = "defaults::pool_max_idle_per_host")]
     pub pool_max_idle_per_host: usize,
+    /// Credentials for tagwarden's own requests to the registry (`tagwarden import`).
+    /// Client requests always carry the client's own credentials, never these.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+/// A value that must never appear in logs or `Debug` output.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db`. Never logged.
-    pub url: String,
+    pub url: Secret,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
     /// How long a manifest write waits for a ledger connection before it is refused
@@ -288,9 +315,8 @@ impl Config {
                 "must not have a path: registries serve /v2/ at the root".into(),
             ));
         }
-        if !self.database.url.starts_with("postgres://")
-            && !self.database.url.starts_with("postgresql://")
-        {
+        let db_url = self.database.url.expose();
+        if !db_url.starts_with("postgres://") && !db_url.starts_with("postgresql://") {
             return Err(invalid(
                 "database.url",
                 "must be a postgres:// or postgresql:// URL".into(),
@@ -423,9 +449,23 @@ mod tests {
             let c =
                 Config::load(Some(f.path()), &Overrides::default()).map_err(|e| e.to_string())?;
             assert_eq!(c.upstream.idle_timeout, Duration::from_secs(7));
-            assert_eq!(c.database.url, "postgres://localhost/test");
+            assert_eq!(c.database.url.expose(), "postgres://localhost/test");
             Ok(())
         });
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let f = write(&format!(
+            "[upstream]\nurl = \"http://r:5000\"\nusername = \"bot\"\npassword = \"hunter2\"\n[database]\nurl = \"postgres://u:pw-xyz@db/t\"\n"
+        ));
+        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw-xyz"),
+            "{shown}"
+        );
+        assert_eq!(c.upstream.password.unwrap().expose(), "hunter2");
     }
 
     #[test]

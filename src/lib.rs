@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod enforce;
 pub mod gateway;
+pub mod import;
 pub mod ledger;
 pub mod oci;
 pub mod policy;

@@ -20,7 +20,7 @@ use crate::telemetry::Metrics;
 /// yet (containers start in any order), for at most `database.startup_timeout`.
 pub async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
     let ledger = Ledger::connect_lazy(
-        &config.database.url,
+        config.database.url.expose(),
         config.database.max_connections,
         config.database.acquire_timeout,
     )?;

@@ -484,3 +484,126 @@ async fn with_the_ledger_unreachable_writes_fail_closed_reads_flow_and_writes_re
         "no refusal or half-written binding from the outage"
     );
 }
+
+#[tokio::test]
+async fn a_rule_in_warn_mode_allows_the_write_records_it_and_answers_with_a_warning() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(
+            r#"
+[[policy.rules]]
+name = "nightlies"
+tag = "nightly-[0-9]{8}"
+class = "immutable"
+mode = "warn"
+"#,
+        )
+        .start()
+        .await;
+    let (a, b) = (Image::random(&[512]), Image::random(&[512]));
+    push(&a, &tw.docker_ref("team/app:nightly-20261122"))
+        .await
+        .assert_success();
+    for blob in b.blobs() {
+        upload_blob(&tw.url(), "team/app", blob).await;
+    }
+    let resp = put_manifest(&tw.url(), "team/app", "nightly-20261122", &b.manifest).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let warning = header(&resp, "warning").expect("a Warning header");
+    assert!(
+        warning.starts_with("299 tagwarden \"")
+            && warning.contains("warn mode")
+            && warning.contains(a.digest()),
+        "{warning}"
+    );
+    let served = skopeo::inspect_digest(&registry.docker_ref("team/app:nightly-20261122"))
+        .await
+        .unwrap();
+    assert_eq!(served, b.digest(), "warn mode lets the write through");
+    assert_eq!(
+        actions(&db, "team/app", "nightly-20261122"),
+        ["create", "warn"]
+    );
+    // Release tags are still enforced by the default rules.
+    push(&a, &tw.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+    push(&b, &tw.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_failure();
+}
+
+#[tokio::test]
+async fn import_records_every_existing_tag_so_old_releases_are_protected() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let (a, b, c) = (
+        Image::random(&[256]),
+        Image::random(&[256]),
+        Image::random(&[256]),
+    );
+    push(&a, &registry.docker_ref("one/app:1.0.0"))
+        .await
+        .assert_success();
+    push(&b, &registry.docker_ref("one/app:latest"))
+        .await
+        .assert_success();
+    push(&c, &registry.docker_ref("two/app:git-9f3c2a1"))
+        .await
+        .assert_success();
+
+    let (upstream, database) = (registry.url(), db.url().to_string());
+    let import = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+            .args([
+                "import",
+                "--upstream",
+                &upstream,
+                "--database-url",
+                &database,
+            ])
+            .env_remove("TAGWARDEN_CONFIG")
+            .output()
+            .expect("run tagwarden import")
+    };
+    let out = tokio::task::spawn_blocking(import.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("imported 3 tag(s) from 2 repositories"),
+        "{stdout}"
+    );
+    assert_eq!(
+        bound_digest(&db, "one/app", "1.0.0").as_deref(),
+        Some(a.digest())
+    );
+    assert_eq!(
+        bound_digest(&db, "one/app", "latest").as_deref(),
+        Some(b.digest())
+    );
+    assert_eq!(
+        bound_digest(&db, "two/app", "git-9f3c2a1").as_deref(),
+        Some(c.digest())
+    );
+    assert_eq!(actions(&db, "one/app", "1.0.0"), ["adopt"]);
+
+    // Importing again changes nothing.
+    let out = tokio::task::spawn_blocking(import).await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("imported 0 tag(s) from 2 repositories; 3 already recorded"));
+
+    // Through tagwarden, the imported release cannot be re-pointed.
+    let tw = Tagwarden::start(&registry.url(), db.url()).await;
+    let stderr = push(&b, &tw.docker_ref("one/app:1.0.0"))
+        .await
+        .assert_failure();
+    assert!(
+        stderr.contains(&format!("bound to {}", a.digest())),
+        "{stderr}"
+    );
+}

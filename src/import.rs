@@ -1,0 +1,227 @@
+//! `tagwarden import`: record every tag already in the registry, so that release tags
+//! pushed before tagwarden are protected from the first day.
+//!
+//! Walks `_catalog` and each repository's `tags/list`, asks what each tag points to,
+//! and adopts into the ledger every tag it has no binding for. Existing bindings are
+//! never changed; where the registry disagrees with one, it is reported.
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use crate::config::Config;
+use crate::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
+use crate::oci::media::ACCEPT_ALL_MANIFESTS;
+use crate::oci::{Digest, Name, Tag};
+use crate::policy::Policy;
+use crate::proxy::body::Activity;
+use crate::proxy::Upstream;
+
+/// The most pages followed in one listing, and the largest page read.
+const MAX_PAGES: usize = 10_000;
+const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub repositories: usize,
+    pub adopted: usize,
+    pub already_recorded: usize,
+    /// `repository:tag` whose ledger binding differs from what the registry serves.
+    pub conflicts: Vec<String>,
+    /// `repository:tag` that could not be read (skipped, with the reason).
+    pub skipped: Vec<String>,
+}
+
+/// Talks to the upstream with tagwarden's own credentials.
+struct Registry {
+    upstream: Upstream,
+    authorization: Option<HeaderValue>,
+}
+
+impl Registry {
+    async fn get(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<(StatusCode, http::HeaderMap, bytes::Bytes)> {
+        let mut req = Request::new(Body::empty());
+        *req.method_mut() = method;
+        *req.uri_mut() = self.upstream.uri(&path.parse()?);
+        req.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
+        );
+        if let Some(auth) = &self.authorization {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
+        let resp = self.upstream.send(req, &Activity::new()).await?;
+        let (parts, body) = resp.into_parts();
+        let bytes = Limited::new(body, MAX_PAGE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// Every entry of a paginated listing (`_catalog` or `tags/list`), following `Link`.
+    async fn list(&self, first: &str, field: &str) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut path = first.to_owned();
+        for _ in 0..MAX_PAGES {
+            let (status, headers, body) = self.get(Method::GET, &path).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Ok(out);
+            }
+            if status != StatusCode::OK {
+                anyhow::bail!("GET {path}: the registry answered {status}{}", hint(status));
+            }
+            let page: serde_json::Value = serde_json::from_slice(&body)?;
+            if let Some(items) = page.get(field).and_then(|v| v.as_array()) {
+                out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            }
+            match next_link(&headers) {
+                Some(next) => path = next,
+                None => return Ok(out),
+            }
+        }
+        anyhow::bail!("{first}: more than {MAX_PAGES} pages")
+    }
+
+    async fn resolve(&self, name: &Name, tag: &Tag) -> anyhow::Result<Option<Digest>> {
+        let path = format!("/v2/{name}/manifests/{tag}");
+        let (status, headers, _) = self.get(Method::HEAD, &path).await?;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            s => anyhow::bail!("HEAD {path}: the registry answered {s}{}", hint(s)),
+        }
+        if let Some(d) = headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            return Ok(Some(Digest::parse(d)?));
+        }
+        let (_, _, body) = self.get(Method::GET, &path).await?;
+        Ok(Some(Digest::of(
+            crate::oci::reference::Algorithm::Sha256,
+            &body,
+        )))
+    }
+}
+
+fn hint(status: StatusCode) -> &'static str {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        " (set upstream.username and upstream.password to an account that can list the catalog)"
+    } else {
+        ""
+    }
+}
+
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    let (target, params) = link.split_once(';')?;
+    if !params.contains("next") {
+        return None;
+    }
+    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    target.starts_with("/v2/").then(|| target.to_owned())
+}
+
+/// Import every tag of every repository the upstream lists.
+pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
+    let policy = Policy::from_config(&config.policy)?;
+    let authorization = match (&config.upstream.username, &config.upstream.password) {
+        (Some(user), Some(pass)) => {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", pass.expose()));
+            Some(HeaderValue::from_str(&format!("Basic {token}"))?)
+        }
+        _ => None,
+    };
+    let registry = Registry {
+        upstream: Upstream::new(&config.upstream)?,
+        authorization,
+    };
+    let actor = Actor {
+        identity: config
+            .upstream
+            .username
+            .as_ref()
+            .map(|u| format!("import:{u}"))
+            .or(Some("import".into())),
+        verified: true,
+        ..Actor::default()
+    };
+
+    let mut summary = Summary::default();
+    for repo in registry.list("/v2/_catalog", "repositories").await? {
+        let Ok(name) = Name::parse(&repo) else {
+            summary
+                .skipped
+                .push(format!("{repo}: not a valid repository name"));
+            continue;
+        };
+        summary.repositories += 1;
+        for t in registry
+            .list(&format!("/v2/{name}/tags/list"), "tags")
+            .await?
+        {
+            let Ok(tag) = Tag::parse(&t) else {
+                summary.skipped.push(format!("{name}:{t}: not a valid tag"));
+                continue;
+            };
+            let digest = match registry.resolve(&name, &tag).await {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    summary.skipped.push(format!("{name}:{tag}: {e}"));
+                    continue;
+                }
+            };
+            let decision = policy.classify(name.as_str(), tag.as_str());
+            let mut tx = ledger.begin().await?;
+            tx.lock(name.as_str(), &[tag.as_str()]).await?;
+            match tx.binding(name.as_str(), tag.as_str()).await? {
+                Some(b) if b.deleted_at.is_none() && b.digest == digest.as_str() => {
+                    summary.already_recorded += 1
+                }
+                Some(b) if b.deleted_at.is_none() => {
+                    summary.conflicts.push(format!(
+                        "{name}:{tag}: ledger {} registry {digest}",
+                        b.digest
+                    ));
+                }
+                _ => {
+                    tx.append(
+                        &NewEvent {
+                            tag: Some(tag.as_str()),
+                            digest: Some(digest.as_str()),
+                            class: Some(decision.class),
+                            rule: Some(&decision.rule),
+                            reason: Some("import"),
+                            ..NewEvent::new(Action::Adopt, name.as_str())
+                        },
+                        &actor,
+                    )
+                    .await?;
+                    tx.bind(&NewBinding {
+                        repository: name.as_str(),
+                        tag: tag.as_str(),
+                        digest: digest.as_str(),
+                        class: decision.class,
+                        rule: &decision.rule,
+                        bound_by: None,
+                    })
+                    .await?;
+                    summary.adopted += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(summary)
+}
