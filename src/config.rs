@@ -456,9 +456,9 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let f = write(&format!(
+        let f = write(
             "[upstream]\nurl = \"http://r:5000\"\nusername = \"bot\"\npassword = \"hunter2\"\n[database]\nurl = \"postgres://u:pw-xyz@db/t\"\n"
-        ));
+        );
         let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
         let shown = format!("{c:?}");
         assert!(
