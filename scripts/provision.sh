@@ -56,6 +56,7 @@ apt_install() {
 #   htpasswd         credentials for the registry's basic-auth tests
 #   psql/pg_isready  checking and preparing the test database
 #   docker-compose   offline validation of docker-compose.yml (no engine needed)
+#   openssl          self-signed certificates for the TLS listener tests
 REQUIRED=(
     "docker-registry:docker-registry"
     "skopeo:skopeo"
@@ -63,6 +64,7 @@ REQUIRED=(
     "psql:postgresql-client"
     "pg_isready:postgresql-client"
     "docker-compose:docker-compose"
+    "openssl:openssl"
 )
 
 ensure_packages() {

@@ -1,0 +1,300 @@
+//! The service around the proxy: TLS on the listener, the admin endpoints, graceful
+//! shutdown, and secrets that never reach the logs.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::http::client;
+use support::process::require_tool;
+use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A self-signed certificate for 127.0.0.1, written into `dir`.
+fn self_signed(dir: &std::path::Path) -> (String, String) {
+    require_tool("openssl", "version");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[tokio::test]
+async fn the_listener_speaks_tls_when_a_certificate_is_configured() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&format!(
+            "[server]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"
+        ))
+        .start()
+        .await;
+
+    let https = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let resp = https
+        .get(format!("https://{}/v2/", tw.addr()))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Plain HTTP on the TLS port does not get through.
+    assert!(
+        client()
+            .get(format!("http://{}/v2/", tw.addr()))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false)
+            == false
+    );
+
+    // A real client pushes and pulls over TLS.
+    let image = Image::random(&[4096]);
+    let layout = OciLayout::with_image(&image);
+    skopeo::copy(&layout.reference(), &tw.docker_ref("tls/app:1.0.0"))
+        .preserve_digests()
+        .run()
+        .await
+        .assert_success();
+    let served = skopeo::inspect_digest(&registry.docker_ref("tls/app:1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, image.digest());
+    // Upload Locations point back at tagwarden over https, not at the registry.
+    let resp = https
+        .post(format!("https://{}/v2/tls/app/blobs/uploads/", tw.addr()))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(!location.contains(&registry.addr()), "{location}");
+    assert!(
+        location.starts_with('/') || location.starts_with(&format!("https://{}", tw.addr())),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::start(&registry.url(), db.url()).await;
+    let admin = tw.admin_url();
+
+    assert_eq!(
+        client()
+            .get(format!("{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let ready = client()
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["upstream"]["ok"], true);
+    assert_eq!(body["ledger"]["ok"], true);
+
+    let image = Image::random(&[100_000]);
+    let layout = OciLayout::with_image(&image);
+    skopeo::copy(&layout.reference(), &tw.docker_ref("m/app:latest"))
+        .preserve_digests()
+        .run()
+        .await
+        .assert_success();
+    let pulled = OciLayout::empty();
+    skopeo::copy(&tw.docker_ref("m/app:latest"), &pulled.reference())
+        .run()
+        .await
+        .assert_success();
+
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "tagwarden_requests_total{route=\"manifest\",method=\"PUT\",status=\"201\"}",
+        "tagwarden_bytes_total{direction=\"upload\"}",
+        "tagwarden_bytes_total{direction=\"download\"}",
+        "tagwarden_upstream_seconds_bucket{route=\"blob\"",
+        "tagwarden_policy_decisions_total{outcome=\"accepted\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    let downloaded: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tagwarden_bytes_total{direction=\"download\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        downloaded >= 100_000.0,
+        "the 100 kB layer was counted: {downloaded}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_upstream_is_down() {
+    let db = Database::fresh();
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let tw = Tagwarden::start(&closed, db.url()).await;
+    let resp = client()
+        .get(format!("{}/readyz", tw.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["upstream"]["ok"], false);
+    assert_eq!(body["ledger"]["ok"], true);
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v2/slow/blobs/sha256:[0-9a-f]{64}$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(vec![7u8; 1000])
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&upstream)
+        .await;
+    let db = Database::fresh();
+    let mut tw = Tagwarden::start(&upstream.uri(), db.url()).await;
+    let url = format!("{}/v2/slow/blobs/sha256:{}", tw.url(), "c".repeat(64));
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = tw.terminate(Duration::from_secs(10));
+        (status, tw)
+    });
+    let body = in_flight.await.expect("the in-flight request completes");
+    assert_eq!(body.len(), 1000);
+    let (status, tw) = status.await.unwrap();
+    assert!(
+        status.as_deref().is_some_and(|s| s.contains("exit status: 0")),
+        "clean exit: {status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "drained promptly"
+    );
+    assert!(
+        client()
+            .get(format!("{}/v2/", tw.url()))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn credentials_never_appear_in_the_logs() {
+    const PASSWORD: &str = "pa55-Zx9-never-log-me";
+    const DB_PASSWORD: &str = "db-secret-Qq7";
+    let registry = Registry::start_with_htpasswd("alice", PASSWORD).await;
+    let db = Database::fresh();
+    let mut db_url: reqwest::Url = db.url().parse().unwrap();
+    db_url.set_password(Some(DB_PASSWORD)).unwrap(); // trust auth ignores it
+    let tw = Tagwarden::builder(&registry.url(), db_url.as_str())
+        .env("RUST_LOG", "debug")
+        .arg("--log-format")
+        .arg("json")
+        .start()
+        .await;
+
+    let (a, b) = (Image::random(&[512]), Image::random(&[512]));
+    let creds = format!("alice:{PASSWORD}");
+    for (image, expect_ok) in [(&a, true), (&b, false)] {
+        let layout = OciLayout::with_image(image);
+        let out = skopeo::copy(&layout.reference(), &tw.docker_ref("sec/app:1.0.0"))
+            .preserve_digests()
+            .dest_creds(&creds)
+            .run()
+            .await;
+        assert_eq!(out.success(), expect_ok, "{out:?}");
+    }
+    // A wrong password is refused by the registry, through tagwarden.
+    let layout = OciLayout::with_image(&a);
+    let out = skopeo::copy(&layout.reference(), &tw.docker_ref("sec/app:latest"))
+        .dest_creds("alice:wrong-password-123")
+        .run()
+        .await;
+    assert!(!out.success());
+
+    let db_identity = db.query_column("SELECT identity FROM tag_events WHERE action = 'create'");
+    assert_eq!(
+        db_identity,
+        [Some("alice".to_string())],
+        "the Basic user is the identity"
+    );
+
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&creds);
+    let logs = tw.logs();
+    assert!(
+        logs.contains("refused re-pointing an immutable tag"),
+        "debug logs were written: {logs}"
+    );
+    for secret in [
+        PASSWORD,
+        encoded.as_str(),
+        DB_PASSWORD,
+        "wrong-password-123",
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
