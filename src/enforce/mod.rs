@@ -154,7 +154,7 @@ impl Guard {
         lock_items.push(digest.as_str());
         tx.lock(repo, &lock_items).await.map_err(ledger_down)?;
 
-        let mut plan = Vec::with_capacity(tags.len());
+        let mut plan: Vec<Planned> = Vec::with_capacity(tags.len());
         for tag in &tags {
             let decision = self.policy.classify(repo, tag.as_str());
             let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
@@ -227,6 +227,12 @@ impl Guard {
             return Ok(self.forwarder.downstream_response(resp));
         }
         check_stored_digest(&resp, digest)?;
+
+        // Every tag was checked, but only those the upstream says it applied are bound:
+        // the path's tag, and `?tag=` parameters it confirms with `OCI-Tag` (registries
+        // without that extension ignore the parameters).
+        let applied = applied_tags(&resp, reference);
+        plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
 
         actor.verified = actor.identity.is_some();
         let mut warnings = Vec::new();
@@ -546,6 +552,25 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
     tags.sort();
     tags.dedup();
     Ok(tags)
+}
+
+/// The tags the upstream applied: the path's own, plus each `OCI-Tag` it answered with.
+fn applied_tags(
+    resp: &hyper::Response<hyper::body::Incoming>,
+    reference: &Reference,
+) -> Vec<String> {
+    let mut applied: Vec<String> = resp
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_owned())
+        .collect();
+    if let Reference::Tag(t) = reference {
+        applied.push(t.as_str().to_owned());
+    }
+    applied
 }
 
 /// A binding is only confirmed when the upstream stored the digest tagwarden computed.

@@ -16,6 +16,7 @@ pub mod http;
 pub mod oci;
 pub mod process;
 pub mod registry;
+pub mod relay;
 pub mod skopeo;
 pub mod tagwarden;
 

@@ -1,0 +1,486 @@
+//! Tag immutability end to end: a real registry, real Postgres, skopeo, and tagwarden
+//! in front. Release tags are bound once; moving tags move; every decision is in the
+//! ledger; nothing (re-push, `?tag=`, delete, pre-existing tags, races, a database
+//! outage) gets a second digest under an immutable tag.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::http::{client, expect_oci_error, header};
+use support::relay::Relay;
+use support::{skopeo, Blob, Database, Image, OciLayout, Registry, Stack, Tagwarden};
+
+fn ledger(stack: &Stack) -> &Database {
+    stack
+        .front
+        .database()
+        .expect("these tests need tagwarden in front (not direct mode)")
+}
+
+/// The actions recorded for one tag, oldest first.
+fn actions(db: &Database, repo: &str, tag: &str) -> Vec<String> {
+    db.query_column(&format!(
+        "SELECT action FROM tag_events WHERE repository = '{repo}' AND tag = '{tag}' ORDER BY id"
+    ))
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn bound_digest(db: &Database, repo: &str, tag: &str) -> Option<String> {
+    db.query_column(&format!(
+        "SELECT digest FROM tag_bindings WHERE repository = '{repo}' AND tag = '{tag}' AND deleted_at IS NULL"
+    ))
+    .into_iter()
+    .flatten()
+    .next()
+}
+
+async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
+    let layout = OciLayout::with_image(image);
+    skopeo::copy(&layout.reference(), dest)
+        .preserve_digests()
+        .run()
+        .await
+}
+
+/// Upload a blob monolithically (POST, then PUT with the digest).
+async fn upload_blob(base: &str, repo: &str, blob: &Blob) {
+    let c = client();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start upload");
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "start upload of {}",
+        blob.digest
+    );
+    let loc = header(&r, "location").expect("upload Location");
+    let loc = if loc.starts_with('/') {
+        format!("{base}{loc}")
+    } else {
+        loc
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(format!("{loc}{sep}digest={}", blob.digest))
+        .header("content-type", "application/octet-stream")
+        .body(blob.bytes.clone())
+        .send()
+        .await
+        .expect("finish upload");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "finish upload of {}",
+        blob.digest
+    );
+}
+
+async fn put_manifest(
+    base: &str,
+    repo: &str,
+    reference: &str,
+    manifest: &Blob,
+) -> reqwest::Response {
+    client()
+        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", &manifest.media_type)
+        .body(manifest.bytes.clone())
+        .send()
+        .await
+        .expect("PUT manifest")
+}
+
+#[tokio::test]
+async fn a_release_tag_is_bound_once_and_other_bytes_are_refused_with_a_clear_message() {
+    let stack = Stack::start().await;
+    let (a, b) = (Image::random(&[2048, 4096]), Image::random(&[1024]));
+    let dest = stack.front.docker_ref("driftwood/web:1.4.0");
+
+    push(&a, &dest).await.assert_success();
+    let stderr = push(&b, &dest).await.assert_failure();
+    assert!(
+        stderr.contains(&format!(
+            "denied: tag driftwood/web:1.4.0 is immutable: bound to {} since",
+            a.digest()
+        )),
+        "skopeo should show why: {stderr}"
+    );
+    assert!(
+        stderr.contains("publish a new version such as 1.4.1 instead"),
+        "{stderr}"
+    );
+
+    // The registry still serves the original bytes.
+    let served = skopeo::inspect_digest(&stack.registry.docker_ref("driftwood/web:1.4.0"))
+        .await
+        .expect("inspect");
+    assert_eq!(served, a.digest());
+
+    // An identical re-push (CI retry) is fine.
+    push(&a, &dest).await.assert_success();
+
+    let db = ledger(&stack);
+    assert_eq!(
+        actions(db, "driftwood/web", "1.4.0"),
+        ["create", "refuse", "repush"]
+    );
+    assert_eq!(
+        bound_digest(db, "driftwood/web", "1.4.0").as_deref(),
+        Some(a.digest())
+    );
+    let refused = db
+        .query_column("SELECT detail->>'attempted_digest' FROM tag_events WHERE action = 'refuse'");
+    assert_eq!(refused, [Some(b.digest().to_string())]);
+}
+
+#[tokio::test]
+async fn moving_tags_move_and_each_move_records_the_previous_digest() {
+    let stack = Stack::start().await;
+    let (a, b) = (Image::random(&[1024]), Image::random(&[1024]));
+    for tag in ["latest", "1.4"] {
+        let dest = stack.front.docker_ref(&format!("driftwood/web:{tag}"));
+        push(&a, &dest).await.assert_success();
+        push(&b, &dest).await.assert_success();
+        let served =
+            skopeo::inspect_digest(&stack.registry.docker_ref(&format!("driftwood/web:{tag}")))
+                .await
+                .unwrap();
+        assert_eq!(served, b.digest(), "{tag} moved in the registry");
+        let db = ledger(&stack);
+        assert_eq!(actions(db, "driftwood/web", tag), ["create", "move"]);
+        assert_eq!(
+            bound_digest(db, "driftwood/web", tag).as_deref(),
+            Some(b.digest())
+        );
+        let previous = db.query_column(&format!(
+            "SELECT previous_digest FROM tag_events WHERE tag = '{tag}' AND action = 'move'"
+        ));
+        assert_eq!(previous, [Some(a.digest().to_string())]);
+    }
+}
+
+#[tokio::test]
+async fn tag_query_parameters_are_checked_like_tags() {
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let (a, b) = (Image::random(&[512]), Image::random(&[512]));
+    push(&a, &stack.front.docker_ref("team/app:2.0.0"))
+        .await
+        .assert_success();
+    for blob in b.blobs() {
+        upload_blob(&base, "team/app", blob).await;
+    }
+
+    // Pushing other bytes by digest while naming the release tag in ?tag= is refused.
+    let resp = put_manifest(
+        &base,
+        "team/app",
+        &format!("{}?tag=dev&tag=2.0.0", b.digest()),
+        &b.manifest,
+    )
+    .await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "?tag= naming an immutable tag").await;
+    assert_eq!(err.code, "DENIED");
+    assert!(
+        err.message.contains("team/app:2.0.0 is immutable"),
+        "{}",
+        err.message
+    );
+    // Percent-encoding the parameter changes nothing.
+    let resp = put_manifest(
+        &base,
+        "team/app",
+        &format!("{}?t%61g=2%2E0%2E0", b.digest()),
+        &b.manifest,
+    )
+    .await;
+    expect_oci_error(resp, StatusCode::CONFLICT, "encoded ?tag=").await;
+    // An invalid tag in the query is a client error.
+    let resp = put_manifest(
+        &base,
+        "team/app",
+        &format!("{}?tag=a/b", b.digest()),
+        &b.manifest,
+    )
+    .await;
+    assert_eq!(
+        expect_oci_error(resp, StatusCode::BAD_REQUEST, "bad ?tag=")
+            .await
+            .code,
+        "TAG_INVALID"
+    );
+
+    let served = skopeo::inspect_digest(&stack.registry.docker_ref("team/app:2.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, a.digest());
+
+    // A plain push by digest with an allowed tag goes through; this registry ignores
+    // ?tag= (no OCI-Tag answer), so the ledger binds nothing it did not apply.
+    let resp = put_manifest(
+        &base,
+        "team/app",
+        &format!("{}?tag=dev", b.digest()),
+        &b.manifest,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(
+        header(&resp, "docker-content-digest").as_deref(),
+        Some(b.digest())
+    );
+    assert_eq!(bound_digest(ledger(&stack), "team/app", "dev"), None);
+}
+
+#[tokio::test]
+async fn deleting_an_immutable_tag_or_its_digest_is_refused_and_moving_tags_can_be_deleted() {
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let (a, b) = (Image::random(&[512]), Image::random(&[512]));
+    push(&a, &stack.front.docker_ref("team/app:3.0.0"))
+        .await
+        .assert_success();
+    push(&b, &stack.front.docker_ref("team/app:scratch"))
+        .await
+        .assert_success();
+
+    // skopeo resolves the tag and deletes by digest.
+    let stderr = skopeo::delete(&stack.front.docker_ref("team/app:3.0.0"))
+        .await
+        .assert_failure();
+    assert!(
+        stderr.contains("cannot be deleted") && stderr.contains("3.0.0"),
+        "{stderr}"
+    );
+    let resp = client()
+        .delete(format!("{base}/v2/team/app/manifests/3.0.0"))
+        .send()
+        .await
+        .unwrap();
+    let err = expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "delete by tag").await;
+    assert_eq!(err.code, "UNSUPPORTED");
+    let served = skopeo::inspect_digest(&stack.registry.docker_ref("team/app:3.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, a.digest());
+
+    skopeo::delete(&stack.front.docker_ref("team/app:scratch"))
+        .await
+        .assert_success();
+    let resp = client()
+        .get(format!("{base}/v2/team/app/manifests/{}", b.digest()))
+        .header("accept", support::http::MANIFEST_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "the manifest is gone");
+
+    let db = ledger(&stack);
+    assert_eq!(
+        actions(db, "team/app", "3.0.0"),
+        ["create", "refuse", "refuse"]
+    );
+    assert_eq!(actions(db, "team/app", "scratch"), ["create", "delete"]);
+    assert_eq!(
+        bound_digest(db, "team/app", "scratch"),
+        None,
+        "the deleted binding is no longer live"
+    );
+    assert_eq!(
+        bound_digest(db, "team/app", "3.0.0").as_deref(),
+        Some(a.digest())
+    );
+}
+
+#[tokio::test]
+async fn a_release_tag_that_predates_tagwarden_is_adopted_not_overwritten() {
+    let stack = Stack::start().await;
+    let (a, b) = (Image::random(&[512]), Image::random(&[512]));
+    // Pushed straight to the registry, before tagwarden knew about it.
+    push(&a, &stack.registry.docker_ref("legacy/app:5.0.0"))
+        .await
+        .assert_success();
+
+    let stderr = push(&b, &stack.front.docker_ref("legacy/app:5.0.0"))
+        .await
+        .assert_failure();
+    assert!(
+        stderr.contains(&format!("bound to {}", a.digest())),
+        "{stderr}"
+    );
+    let served = skopeo::inspect_digest(&stack.registry.docker_ref("legacy/app:5.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, a.digest());
+
+    push(&a, &stack.front.docker_ref("legacy/app:5.0.0"))
+        .await
+        .assert_success();
+    assert_eq!(
+        actions(ledger(&stack), "legacy/app", "5.0.0"),
+        ["adopt", "refuse", "repush"]
+    );
+
+    // A delete by digest also finds immutable tags the ledger never recorded.
+    push(&b, &stack.registry.docker_ref("legacy/app:6.0.0"))
+        .await
+        .assert_success();
+    let stderr = skopeo::delete(&stack.front.docker_ref("legacy/app:6.0.0"))
+        .await
+        .assert_failure();
+    assert!(stderr.contains("6.0.0"), "{stderr}");
+    assert_eq!(
+        actions(ledger(&stack), "legacy/app", "6.0.0"),
+        ["adopt", "refuse"]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_pushes_of_one_new_release_tag_through_two_processes_have_one_winner() {
+    const PUSHERS: usize = 24;
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let first = Tagwarden::start(&registry.url(), db.url()).await;
+    let second = Tagwarden::start(&registry.url(), db.url()).await;
+
+    // Every candidate's blobs are in place, so only the tag decides.
+    let images: Vec<Image> = (0..PUSHERS).map(|_| Image::random(&[256])).collect();
+    for image in &images {
+        for blob in image.blobs() {
+            upload_blob(&registry.url(), "race/app", blob).await;
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        let base = if i % 2 == 0 {
+            first.url()
+        } else {
+            second.url()
+        };
+        let manifest = image.manifest.clone();
+        tasks.push(tokio::spawn(async move {
+            let resp = put_manifest(&base, "race/app", "9.9.9", &manifest).await;
+            (resp.status(), manifest.digest)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (status, digest) = t.await.expect("pusher task");
+        match status {
+            StatusCode::CREATED => winners.push(digest),
+            StatusCode::CONFLICT => {}
+            other => panic!(
+                "unexpected status {other} for {digest}\n{}\n{}",
+                first.logs(),
+                second.logs()
+            ),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one pusher wins: {winners:?}");
+    let served = skopeo::inspect_digest(&registry.docker_ref("race/app:9.9.9"))
+        .await
+        .unwrap();
+    assert_eq!(served, winners[0], "the registry holds the winner");
+    assert_eq!(
+        bound_digest(&db, "race/app", "9.9.9").as_deref(),
+        Some(winners[0].as_str())
+    );
+    let acts = actions(&db, "race/app", "9.9.9");
+    assert_eq!(acts.iter().filter(|a| *a == "create").count(), 1);
+    assert_eq!(acts.iter().filter(|a| *a == "refuse").count(), PUSHERS - 1);
+}
+
+#[tokio::test]
+async fn with_the_ledger_unreachable_writes_fail_closed_reads_flow_and_writes_recover() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let url: reqwest::Url = db.url().parse().unwrap();
+    let relay = Relay::start(&format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut via_relay = url.clone();
+    via_relay.set_port(Some(relay.port())).unwrap();
+    let tw = Tagwarden::builder(&registry.url(), via_relay.as_str())
+        .env("TAGWARDEN_DATABASE__ACQUIRE_TIMEOUT", "1s")
+        .start()
+        .await;
+    let (a, b) = (Image::random(&[1024]), Image::random(&[1024]));
+    push(&a, &tw.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+    for blob in b.blobs() {
+        upload_blob(&tw.url(), "team/app", blob).await;
+    }
+
+    relay.cut();
+    let resp = put_manifest(&tw.url(), "team/app", "latest", &b.manifest).await;
+    let err = expect_oci_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "write while the ledger is down",
+    )
+    .await;
+    assert!(
+        err.message.contains("ledger is unavailable"),
+        "{}",
+        err.message
+    );
+    let resp = put_manifest(&tw.url(), "team/app", "1.0.1", &b.manifest).await;
+    expect_oci_error(
+        resp,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "release write while the ledger is down",
+    )
+    .await;
+    // Nothing reached the registry.
+    let resp = client()
+        .head(format!("{}/v2/team/app/manifests/1.0.1", registry.url()))
+        .header("accept", support::http::MANIFEST_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Pulls keep flowing.
+    let pulled = OciLayout::empty();
+    skopeo::copy(&tw.docker_ref("team/app:1.0.0"), &pulled.reference())
+        .run()
+        .await
+        .assert_success();
+    assert_eq!(pulled.manifest_digest(), a.digest());
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = put_manifest(&tw.url(), "team/app", "1.0.1", &b.manifest).await;
+        if resp.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover: {} {}",
+            resp.status(),
+            tw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        bound_digest(&db, "team/app", "1.0.1").as_deref(),
+        Some(b.digest())
+    );
+    assert_eq!(
+        actions(&db, "team/app", "1.0.1"),
+        ["create"],
+        "no refusal or half-written binding from the outage"
+    );
+}
