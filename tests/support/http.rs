@@ -24,14 +24,36 @@ pub fn client() -> Client {
         .expect("build HTTP client")
 }
 
-/// Polls `url` until it answers one of `accept`. Panics with the log tail of `child`
-/// if the process exits meanwhile or `timeout` passes.
+/// Why a process did not come up.
+#[derive(Debug)]
+pub enum StartError {
+    /// It exited; `port_taken` if its log says the address was already in use (another
+    /// test grabbed the port first), which is worth a retry on new ports.
+    Exited {
+        status: String,
+        port_taken: bool,
+    },
+    TimedOut {
+        last: String,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exited { status, .. } => write!(f, "exited ({status})"),
+            StartError::TimedOut { last } => write!(f, "timed out (last answer: {last})"),
+        }
+    }
+}
+
+/// Polls `url` until it answers one of `accept`, while checking that `child` is alive.
 pub async fn wait_until_answers(
     url: &str,
     accept: &[StatusCode],
     timeout: Duration,
     child: &mut LoggedChild,
-) {
+) -> Result<(), StartError> {
     let client = Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -40,18 +62,21 @@ pub async fn wait_until_answers(
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
     while Instant::now() < deadline {
-        child.assert_running(&format!("before {url} answered {accept:?}"));
+        if let Some(status) = child.exited() {
+            let port_taken = child
+                .logs()
+                .to_lowercase()
+                .contains("address already in use");
+            return Err(StartError::Exited { status, port_taken });
+        }
         match client.get(url).send().await {
-            Ok(resp) if accept.contains(&resp.status()) => return,
+            Ok(resp) if accept.contains(&resp.status()) => return Ok(()),
             Ok(resp) => last = format!("status {}", resp.status()),
             Err(e) => last = format!("error {e}"),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "{url} did not answer {accept:?} within {timeout:?} (last: {last}); log tail:\n{}",
-        child.log_tail(40)
-    );
+    Err(StartError::TimedOut { last })
 }
 
 /// One entry of an OCI error body.

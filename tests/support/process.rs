@@ -81,18 +81,6 @@ impl LoggedChild {
         }
     }
 
-    /// Panics with the log tail if the process has exited.
-    pub fn assert_running(&mut self, context: &str) {
-        if let Some(status) = self.exited() {
-            panic!(
-                "{} exited ({status}) {context}; last log lines from {}:\n{}",
-                self.name,
-                self.log_path.display(),
-                self.log_tail(40)
-            );
-        }
-    }
-
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if self.exited().is_none() {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
-use super::http::wait_until_answers;
+use super::http::{wait_until_answers, StartError};
 use super::process::{require_tool, LoggedChild};
 use super::{free_port, PROVISION_HINT};
+
+const START_ATTEMPTS: u32 = 3;
 
 /// A registry process with filesystem storage in a temp dir; killed on drop.
 pub struct Registry {
@@ -36,7 +38,6 @@ impl Registry {
             .expect("create registry temp dir");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).expect("create registry storage dir");
-        let port = free_port();
 
         let mut auth = String::new();
         if let Some((user, password)) = credentials {
@@ -46,31 +47,43 @@ impl Registry {
                 htpasswd_file.display()
             );
         }
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: warn\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-e2e-fixed-secret\n\
-             {auth}",
-            storage.display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("write registry config");
 
-        let mut command = Command::new("docker-registry");
-        command.arg("serve").arg(&config_path);
-        let mut child =
-            LoggedChild::spawn("docker-registry", command, &dir.path().join("registry.log"));
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\n\
+                 log:\n  level: warn\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-e2e-fixed-secret\n\
+                 {auth}",
+                storage.display()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write registry config");
 
-        let url = format!("http://127.0.0.1:{port}/v2/");
-        wait_until_answers(
-            &url,
-            &[StatusCode::OK, StatusCode::UNAUTHORIZED],
-            Duration::from_secs(20),
-            &mut child,
-        )
-        .await;
-        Registry { child, port, dir }
+            let mut command = Command::new("docker-registry");
+            command.arg("serve").arg(&config_path);
+            let mut child =
+                LoggedChild::spawn("docker-registry", command, &dir.path().join("registry.log"));
+            let ready = wait_until_answers(
+                &format!("http://127.0.0.1:{port}/v2/"),
+                &[StatusCode::OK, StatusCode::UNAUTHORIZED],
+                Duration::from_secs(20),
+                &mut child,
+            )
+            .await;
+            match ready {
+                Ok(()) => return Registry { child, port, dir },
+                Err(StartError::Exited {
+                    port_taken: true, ..
+                }) if attempt < START_ATTEMPTS => continue,
+                Err(e) => panic!(
+                    "docker-registry did not start: {e}; last log lines:\n{}",
+                    child.log_tail(40)
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// "127.0.0.1:port"

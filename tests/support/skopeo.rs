@@ -161,13 +161,13 @@ pub async fn delete(reference: &str) -> SkopeoOutput {
 }
 
 async fn run(args: Vec<String>) -> SkopeoOutput {
+    require_tool("skopeo", "--version");
     tokio::task::spawn_blocking(move || run_blocking(args))
         .await
         .expect("skopeo thread panicked")
 }
 
 fn run_blocking(args: Vec<String>) -> SkopeoOutput {
-    require_tool("skopeo", "--version");
     let mut command = Command::new("skopeo");
     command
         .args(["--insecure-policy", "--command-timeout", "120s"])

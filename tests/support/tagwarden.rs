@@ -8,10 +8,11 @@ use reqwest::StatusCode;
 use tempfile::TempDir;
 
 use super::free_port;
-use super::http::wait_until_answers;
+use super::http::{wait_until_answers, StartError};
 use super::process::LoggedChild;
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: u32 = 3;
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// A running `tagwarden serve`; SIGTERM (then SIGKILL) on drop.
@@ -120,9 +121,43 @@ impl TagwardenBuilder {
             .prefix("tw-tagwarden-")
             .tempdir()
             .expect("create tagwarden temp dir");
-        let port = free_port();
-        let admin_port = free_port();
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_port();
+            let admin_port = free_port();
+            let mut child = LoggedChild::spawn(
+                "tagwarden",
+                self.command(&dir, port, admin_port),
+                &dir.path().join("tagwarden.log"),
+            );
+            let ready = wait_until_answers(
+                &format!("http://127.0.0.1:{admin_port}/healthz"),
+                &[StatusCode::OK],
+                STARTUP_TIMEOUT,
+                &mut child,
+            )
+            .await;
+            match ready {
+                Ok(()) => {
+                    return Tagwarden {
+                        child,
+                        port,
+                        admin_port,
+                        dir,
+                    }
+                }
+                Err(StartError::Exited {
+                    port_taken: true, ..
+                }) if attempt < START_ATTEMPTS => continue,
+                Err(e) => panic!(
+                    "tagwarden did not become healthy: {e}; last log lines:\n{}",
+                    child.log_tail(40)
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
 
+    fn command(&self, dir: &TempDir, port: u16, admin_port: u16) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tagwarden"));
         command
             .arg("serve")
@@ -144,20 +179,6 @@ impl TagwardenBuilder {
             }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
-
-        let mut child = LoggedChild::spawn("tagwarden", command, &dir.path().join("tagwarden.log"));
-        wait_until_answers(
-            &format!("http://127.0.0.1:{admin_port}/healthz"),
-            &[StatusCode::OK],
-            STARTUP_TIMEOUT,
-            &mut child,
-        )
-        .await;
-        Tagwarden {
-            child,
-            port,
-            admin_port,
-            dir,
-        }
+        command
     }
 }
