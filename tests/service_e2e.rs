@@ -68,14 +68,13 @@ async fn the_listener_speaks_tls_when_a_certificate_is_configured() {
         .expect("HTTPS request");
     assert_eq!(resp.status(), StatusCode::OK);
     // Plain HTTP on the TLS port does not get through.
+    let plain = client()
+        .get(format!("http://{}/v2/", tw.addr()))
+        .send()
+        .await;
     assert!(
-        client()
-            .get(format!("http://{}/v2/", tw.addr()))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
+        !plain.is_ok_and(|r| r.status().is_success()),
+        "plain HTTP was served on the TLS listener"
     );
 
     // A real client pushes and pulls over TLS.
@@ -224,7 +223,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
     assert_eq!(body.len(), 1000);
     let (status, tw) = status.await.unwrap();
     assert!(
-        status.as_deref().is_some_and(|s| s.contains("exit status: 0")),
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains("exit status: 0")),
         "clean exit: {status:?}"
     );
     assert!(
