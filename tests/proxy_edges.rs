@@ -252,3 +252,94 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_the_upstream() {
         );
     }
 }
+
+/// Send raw bytes on a fresh connection and return the status code and the whole answer.
+async fn raw_exchange(addr: &str, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(request).await.expect("write request");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test]
+async fn absolute_form_targets_and_lower_case_methods_never_reach_the_upstream() {
+    let upstream = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&upstream)
+        .await;
+    let front = Front::in_front_of(&upstream.uri()).await;
+    let body = r#"{"schemaVersion":2}"#;
+    let cases = [
+        format!(
+            "PUT http://evil.example/v2/a/manifests/v1 HTTP/1.1\r\nHost: {}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            front.addr(),
+            body.len()
+        ),
+        format!(
+            "put /v2/a/manifests/v1 HTTP/1.1\r\nHost: {}\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            front.addr(),
+            body.len()
+        ),
+        format!(
+            "GET /v2/ HTTP/1.1\r\nHost: evil.example/path\r\nConnection: close\r\n\r\n"
+        ),
+    ];
+    for request in &cases {
+        let (status, answer) = raw_exchange(front.addr(), request.as_bytes()).await;
+        assert!(
+            (400..500).contains(&status),
+            "expected a 4xx for {request:?}, got {answer}"
+        );
+        assert!(answer.contains("\"errors\""), "an OCI error body: {answer}");
+    }
+    let received = upstream.received_requests().await.unwrap();
+    assert!(
+        received.is_empty(),
+        "nothing reached the upstream: {received:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_binding_is_not_confirmed_when_the_upstream_stores_another_digest() {
+    let upstream = MockServer::start().await;
+    let other = format!("sha256:{}", "e".repeat(64));
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/v2/a/manifests/1.0.0"))
+        .respond_with(
+            ResponseTemplate::new(201).insert_header("docker-content-digest", other.as_str()),
+        )
+        .mount(&upstream)
+        .await;
+    let front = Front::in_front_of(&upstream.uri()).await;
+    let resp = client()
+        .put(format!("{}/v2/a/manifests/1.0.0", front.url()))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(r#"{"schemaVersion":2,"layers":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    let err = expect_oci_error(resp, StatusCode::BAD_GATEWAY, "digest mismatch").await;
+    assert!(
+        err.message.contains(&other) && err.message.contains("no tag was bound"),
+        "{}",
+        err.message
+    );
+    let db = front.database().expect("tagwarden in front");
+    assert_eq!(
+        db.query_column("SELECT count(*)::text FROM tag_bindings"),
+        [Some("0".to_string())]
+    );
+}
