@@ -289,9 +289,7 @@ async fn absolute_form_targets_and_lower_case_methods_never_reach_the_upstream()
             front.addr(),
             body.len()
         ),
-        format!(
-            "GET /v2/ HTTP/1.1\r\nHost: evil.example/path\r\nConnection: close\r\n\r\n"
-        ),
+        "GET /v2/ HTTP/1.1\r\nHost: evil.example/path\r\nConnection: close\r\n\r\n".to_string(),
     ];
     for request in &cases {
         let (status, answer) = raw_exchange(front.addr(), request.as_bytes()).await;
