@@ -607,3 +607,97 @@ async fn import_records_every_existing_tag_so_old_releases_are_protected() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn postgres_stopped_mid_run_and_restarted_writes_fail_closed_then_resume() {
+    let pg = support::postgres::PrivatePostgres::start();
+    let registry = Registry::start().await;
+    let tw = Tagwarden::builder(&registry.url(), &pg.url())
+        .env("TAGWARDEN_DATABASE__ACQUIRE_TIMEOUT", "1s")
+        .start()
+        .await;
+    let images: Vec<Image> = (0..6).map(|_| Image::random(&[256])).collect();
+    for image in &images {
+        for blob in image.blobs() {
+            upload_blob(&tw.url(), "outage/app", blob).await;
+        }
+    }
+    // A stream of pushes: before, during and after the outage.
+    let r = put_manifest(&tw.url(), "outage/app", "1.0.0", &images[0].manifest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    pg.stop();
+    for (i, image) in images[1..3].iter().enumerate() {
+        let r = put_manifest(
+            &tw.url(),
+            "outage/app",
+            &format!("1.0.{}", i + 1),
+            &image.manifest,
+        )
+        .await;
+        let err =
+            expect_oci_error(r, StatusCode::SERVICE_UNAVAILABLE, "push during the outage").await;
+        assert!(
+            err.message.contains("ledger is unavailable"),
+            "{}",
+            err.message
+        );
+    }
+    let r = put_manifest(&tw.url(), "outage/app", "1.0.0", &images[3].manifest).await;
+    expect_oci_error(
+        r,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "re-point during the outage",
+    )
+    .await;
+    // Pulls keep flowing.
+    let pulled = OciLayout::empty();
+    skopeo::copy(&tw.docker_ref("outage/app:1.0.0"), &pulled.reference())
+        .run()
+        .await
+        .assert_success();
+
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = put_manifest(&tw.url(), "outage/app", "1.0.4", &images[4].manifest).await;
+        if r.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume: {}\n{}",
+            r.status(),
+            tw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The re-point is still refused afterwards, and nothing from the outage was written.
+    let r = put_manifest(&tw.url(), "outage/app", "1.0.0", &images[5].manifest).await;
+    expect_oci_error(r, StatusCode::CONFLICT, "re-point after the outage").await;
+    for tag in ["1.0.1", "1.0.2"] {
+        let head = client()
+            .head(format!("{}/v2/outage/app/manifests/{tag}", registry.url()))
+            .header("accept", support::http::MANIFEST_ACCEPT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.status(),
+            StatusCode::NOT_FOUND,
+            "{tag} never reached the registry"
+        );
+    }
+    let served = skopeo::inspect_digest(&registry.docker_ref("outage/app:1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, images[0].digest());
+
+    let ledger =
+        tagwarden::ledger::Ledger::connect_lazy(&pg.url(), 1, Duration::from_secs(5)).unwrap();
+    let tags: Vec<String> = sqlx::query_scalar("SELECT tag FROM tag_bindings ORDER BY tag")
+        .fetch_all(ledger.pool())
+        .await
+        .unwrap();
+    assert_eq!(tags, ["1.0.0", "1.0.4"], "the ledger matches the registry");
+}

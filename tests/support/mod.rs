@@ -14,6 +14,7 @@
 pub mod database;
 pub mod http;
 pub mod oci;
+pub mod postgres;
 pub mod process;
 pub mod registry;
 pub mod relay;
