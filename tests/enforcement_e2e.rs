@@ -701,3 +701,78 @@ async fn postgres_stopped_mid_run_and_restarted_writes_fail_closed_then_resume()
         .unwrap();
     assert_eq!(tags, ["1.0.0", "1.0.4"], "the ledger matches the registry");
 }
+
+#[tokio::test]
+async fn a_crash_after_the_registry_accepted_but_before_the_ledger_committed_neither_blocks_nor_lets_another_digest_in(
+) {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let relay = Relay::start(&registry.addr()).await;
+    let via_relay = format!("http://127.0.0.1:{}", relay.port());
+    let mut doomed = Tagwarden::start(&via_relay, db.url()).await;
+    let (a, b) = (Image::random(&[256]), Image::random(&[256]));
+    for blob in a.blobs().chain(b.blobs()) {
+        upload_blob(&registry.url(), "crash/app", blob).await;
+    }
+
+    // The registry will store the manifest, but tagwarden never hears back.
+    relay.hold_responses();
+    let push = tokio::spawn({
+        let (base, manifest) = (doomed.url(), a.manifest.clone());
+        async move {
+            put_manifest(&base, "crash/app", "7.0.0", &manifest)
+                .await
+                .status()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0")).await;
+        if served.is_ok_and(|d| d == a.digest()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry never stored the held push"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doomed.kill();
+    let _ = push.await;
+    relay.restore();
+    assert_eq!(
+        bound_digest(&db, "crash/app", "7.0.0"),
+        None,
+        "nothing was committed"
+    );
+
+    // A new process: other bytes are refused at once (no stuck lock), the registry's
+    // binding is adopted, and the original push can be retried.
+    let tw = Tagwarden::start(&registry.url(), db.url()).await;
+    let started = Instant::now();
+    let resp = put_manifest(&tw.url(), "crash/app", "7.0.0", &b.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "other bytes after the crash").await;
+    assert!(err.message.contains(a.digest()), "{}", err.message);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the tag was not blocked"
+    );
+    let resp = put_manifest(&tw.url(), "crash/app", "7.0.0", &a.manifest).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "the client's retry succeeds"
+    );
+    assert_eq!(
+        bound_digest(&db, "crash/app", "7.0.0").as_deref(),
+        Some(a.digest())
+    );
+    assert_eq!(
+        actions(&db, "crash/app", "7.0.0"),
+        ["adopt", "refuse", "repush"]
+    );
+    let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, a.digest());
+}
