@@ -83,7 +83,7 @@ impl Registry {
             if let Some(items) = page.get(field).and_then(|v| v.as_array()) {
                 out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)));
             }
-            match next_link(&headers) {
+            match crate::oci::link::next_page(&headers) {
                 Some(next) => path = next,
                 None => return Ok(out),
             }
@@ -119,16 +119,6 @@ fn hint(status: StatusCode) -> &'static str {
     } else {
         ""
     }
-}
-
-fn next_link(headers: &http::HeaderMap) -> Option<String> {
-    let link = headers.get(header::LINK)?.to_str().ok()?;
-    let (target, params) = link.split_once(';')?;
-    if !params.contains("next") {
-        return None;
-    }
-    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-    target.starts_with("/v2/").then(|| target.to_owned())
 }
 
 /// Import every tag of every repository the upstream lists.

@@ -195,11 +195,11 @@ impl Guard {
                 unreachable!("filtered on violations")
             };
             let error = refusal::rebind(repo, first.tag.as_str(), bound, digest.as_str());
-            for p in &refused {
+            let events = refused.iter().filter_map(|p| {
                 let Verdict::Violation { bound } = &p.verdict else {
-                    continue;
+                    return None;
                 };
-                let event = NewEvent {
+                Some(NewEvent {
                     tag: Some(p.tag.as_str()),
                     digest: Some(digest.as_str()),
                     previous_digest: Some(&bound.digest),
@@ -208,11 +208,9 @@ impl Guard {
                     reason: Some("immutable-tag-rebind"),
                     detail: error.detail.clone(),
                     ..NewEvent::new(Action::Refuse, repo)
-                };
-                tx.append(&event, &actor).await.map_err(ledger_down)?;
-            }
-            self.commit_refusal(tx).await;
-            self.metrics.decision("refused");
+                })
+            });
+            self.record_refusal(tx, events.collect(), &actor).await;
             tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, bound = %bound.digest, "refused re-pointing an immutable tag");
             return Err(error);
         }
@@ -425,20 +423,16 @@ impl Guard {
                 reference.as_str(),
                 &refused.iter().collect::<Vec<_>>(),
             );
-            for b in &refused {
-                let event = NewEvent {
-                    tag: Some(&b.tag),
-                    digest: Some(&b.digest),
-                    class: Some(TagClass::Immutable),
-                    rule: Some(&b.rule),
-                    reason: Some("immutable-tag-delete"),
-                    detail: error.detail.clone(),
-                    ..NewEvent::new(Action::Refuse, repo)
-                };
-                tx.append(&event, &actor).await.map_err(ledger_down)?;
-            }
-            self.commit_refusal(tx).await;
-            self.metrics.decision("refused");
+            let events = refused.iter().map(|b| NewEvent {
+                tag: Some(&b.tag),
+                digest: Some(&b.digest),
+                class: Some(TagClass::Immutable),
+                rule: Some(&b.rule),
+                reason: Some("immutable-tag-delete"),
+                detail: error.detail.clone(),
+                ..NewEvent::new(Action::Refuse, repo)
+            });
+            self.record_refusal(tx, events.collect(), &actor).await;
             tracing::info!(
                 repository = repo,
                 reference = reference.as_str(),
@@ -499,9 +493,17 @@ impl Guard {
             .map_err(|e| e.to_oci())
     }
 
-    /// A refusal is decided whatever happens to its record; failing to record it is
-    /// logged, not turned into an error the developer would misread.
-    async fn commit_refusal(&self, tx: LedgerTx) {
+    /// Record refusals and commit. A refusal is decided whatever happens to its record:
+    /// failing to record it is logged, not turned into an error the developer would
+    /// misread as a reason to retry.
+    async fn record_refusal(&self, mut tx: LedgerTx, events: Vec<NewEvent<'_>>, actor: &Actor) {
+        self.metrics.decision("refused");
+        for event in &events {
+            if let Err(e) = tx.append(event, actor).await {
+                tracing::error!(error = %e, "could not record a refusal in the ledger");
+                return;
+            }
+        }
         if let Err(e) = tx.commit().await {
             tracing::error!(error = %e, "could not record a refusal in the ledger");
         }

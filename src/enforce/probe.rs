@@ -102,7 +102,7 @@ pub async fn unrecorded_immutable_tags(
                 &format!("listing the tags of {name}"),
             ));
         }
-        let next = next_page(resp.headers());
+        let next = crate::oci::link::next_page(resp.headers());
         let bytes = Limited::new(resp.into_body(), MAX_TAG_PAGE_BYTES)
             .collect()
             .await
@@ -136,18 +136,6 @@ pub async fn unrecorded_immutable_tags(
     Err(cannot_check(&format!(
         "the tag list of {name} has more than {MAX_TAG_PAGES} pages"
     )))
-}
-
-/// The path of the next page from a `Link: </v2/...>; rel="next"` header, if it stays
-/// on the same registry.
-fn next_page(headers: &HeaderMap) -> Option<String> {
-    let link = headers.get(header::LINK)?.to_str().ok()?;
-    let (target, params) = link.split_once(';')?;
-    if !params.contains("rel=\"next\"") && !params.contains("rel=next") {
-        return None;
-    }
-    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-    target.starts_with("/v2/").then(|| target.to_owned())
 }
 
 async fn request(
@@ -211,27 +199,4 @@ fn cannot_check(what: &str) -> OciError {
         format!("tagwarden could not check the upstream registry ({what}), so the write was refused; retry shortly"),
     )
     .with_retry_after(5)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_page_follows_relative_links_only() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::LINK,
-            HeaderValue::from_static("</v2/a/tags/list?last=b&n=100>; rel=\"next\""),
-        );
-        assert_eq!(
-            next_page(&h).as_deref(),
-            Some("/v2/a/tags/list?last=b&n=100")
-        );
-        h.insert(
-            header::LINK,
-            HeaderValue::from_static("<http://evil/v2/a/tags/list>; rel=\"next\""),
-        );
-        assert_eq!(next_page(&h), None);
-    }
 }

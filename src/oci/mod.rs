@@ -2,6 +2,7 @@
 //! and error bodies. Nothing here does I/O.
 
 pub mod error;
+pub mod link;
 pub mod media;
 pub mod reference;
 pub mod route;
