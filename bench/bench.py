@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh (standard library only).
+
+    bench.py free-ports N              print N free TCP ports on 127.0.0.1
+    bench.py rss OUT PID...            sample the summed VmRSS (kB) of the PIDs and their
+                                       direct children every 50 ms until SIGTERM, then
+                                       write the peak to OUT
+    bench.py status-kb PID FIELD       print one field of /proc/PID/status, in kB
+    bench.py wrk FILE                  parse `wrk --latency` output:
+                                       "RPS P50_MS P99_MS ERRORS"
+    bench.py report RESULTS META OUT   print the results table and write OUT (markdown)
+
+RESULTS is a TSV written by run.sh: metric, path, round, value ("FAIL" when the
+measurement failed). META is a file of KEY=VALUE lines describing the run.
+"""
+
+import os
+import re
+import signal
+import socket
+import statistics
+import sys
+import time
+
+PATHS = ["direct", "tagwarden", "nginx", "haproxy"]
+PROXIES = ["tagwarden", "nginx", "haproxy"]
+
+# metric id -> (label, unit, higher_is_better)
+METRICS = [
+    ("dl_1g", "1 GiB blob download", "MiB/s", True),
+    ("dl_10m", "10 MiB blob download (median of {dl10_repeat} per round)", "MiB/s", True),
+    ("ul_1g_mono", "1 GiB blob upload, monolithic (POST + PUT)", "MiB/s", True),
+    ("ul_1g_chunked", "1 GiB blob upload, chunked (POST + 16 x 64 MiB PATCH + PUT)", "MiB/s", True),
+    ("manifest_rps", "manifest GET, wrk -t2 -c32 -d{wrk_seconds}s", "req/s", True),
+    ("manifest_p50", "manifest GET latency p50", "ms", False),
+    ("manifest_p99", "manifest GET latency p99", "ms", False),
+]
+
+# RSS metrics: metric id -> label. Values are kB; the peak over rounds is reported.
+RSS_METRICS = [
+    ("rss_idle", "idle, after start-up and warm-up"),
+    ("rss_dl_1g", "peak during a 1 GiB download"),
+    ("rss_ul_1g_mono", "peak during a 1 GiB monolithic upload"),
+    ("rss_ul_1g_chunked", "peak during a 1 GiB chunked upload"),
+    ("rss_manifest", "peak during the manifest GET load"),
+    ("hwm_end", "VmHWM (lifetime peak of the main process) at the end"),
+]
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    print(" ".join(str(p) for p in ports))
+
+
+def status_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def rss(out, pids):
+    pids = [int(p) for p in pids]
+    peak = 0
+    stop = False
+
+    def on_term(signum, frame):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    deadline = time.monotonic() + 3600  # never outlive a run
+    while not stop and time.monotonic() < deadline:
+        total = 0
+        for pid in pids:
+            total += status_kb(pid, "VmRSS")
+            for child in children(pid):
+                total += status_kb(child, "VmRSS")
+        peak = max(peak, total)
+        time.sleep(0.05)
+    with open(out, "w") as f:
+        f.write(f"{peak}\n")
+
+
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"cannot read a duration from {text!r}")
+    return float(m.group(1)) * UNITS_MS[m.group(2)]
+
+
+def parse_wrk(path):
+    with open(path) as f:
+        text = f.read()
+    rps = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    if not (rps and p50 and p99):
+        print("FAIL FAIL FAIL 0")
+        return
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    print(f"{float(rps.group(1)):.1f} {to_ms(p50.group(1)):.3f} {to_ms(p99.group(1)):.3f} {errors}")
+
+
+def read_results(path):
+    data = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#"):
+                continue
+            metric, p, rnd, value = line.split("\t")
+            data.setdefault((metric, p), []).append(value)
+    return data
+
+
+def read_meta(path):
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if "=" in line:
+                k, v = line.split("=", 1)
+                meta[k] = v
+    return meta
+
+
+def numbers(values):
+    return [float(v) for v in values if v != "FAIL"]
+
+
+def fmt(x, unit):
+    if x is None:
+        return "n/a"
+    if unit == "ms":
+        return f"{x:.2f}"
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}"
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else f"{x:.2f}×"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |"]
+    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    for r in rows:
+        out.append("| " + " | ".join(r) + " |")
+    return "\n".join(out)
+
+
+def report(results_path, meta_path, out_path):
+    data = read_results(results_path)
+    meta = read_meta(meta_path)
+    global METRICS
+    METRICS = [
+        (metric, label.format(wrk_seconds=meta.get("wrk_seconds", "?"), dl10_repeat=meta.get("dl10_repeat", "?")), unit, higher)
+        for metric, label, unit, higher in METRICS
+    ]
+
+    med = {}
+    fails = {}
+    spread = {}
+    for metric, _, unit, _ in METRICS:
+        for p in PATHS:
+            vals = data.get((metric, p), [])
+            nums = numbers(vals)
+            fails[(metric, p)] = len(vals) - len(nums)
+            med[(metric, p)] = statistics.median(nums) if nums else None
+            spread[(metric, p)] = (min(nums), max(nums)) if nums else None
+
+    def cell(metric, p, unit):
+        m = med[(metric, p)]
+        s = fmt(m, unit)
+        if fails[(metric, p)]:
+            s += f" ({fails[(metric, p)]} failed)"
+        return s
+
+    # Medians.
+    rows = []
+    for metric, label, unit, higher in METRICS:
+        if not any(data.get((metric, p)) for p in PATHS):
+            continue
+        rows.append(
+            [f"{label} ({unit}, {'higher' if higher else 'lower'} is better)"]
+            + [cell(metric, p, unit) for p in PATHS]
+        )
+    medians_table = md_table(["measurement (median of rounds)"] + PATHS, rows)
+
+    # Ratios: each path to direct; tagwarden to each peer; each proxy to its best peer.
+    rows = []
+    warnings = []
+    for metric, label, unit, higher in METRICS:
+        if not any(data.get((metric, p)) for p in PATHS):
+            continue
+        d = med[(metric, "direct")]
+        row = [label]
+        for p in PROXIES:
+            row.append(fmt_ratio(ratio(med[(metric, p)], d)))
+        tw = med[(metric, "tagwarden")]
+        row.append(fmt_ratio(ratio(tw, med[(metric, "nginx")])))
+        row.append(fmt_ratio(ratio(tw, med[(metric, "haproxy")])))
+        peers = [med[(metric, p)] for p in ("nginx", "haproxy") if med[(metric, p)] is not None]
+        best = (max(peers) if higher else min(peers)) if peers else None
+        row.append(fmt_ratio(ratio(tw, best)))
+        rows.append(row)
+        # Plain-language flags.
+        r_direct = ratio(tw, d)
+        r_best = ratio(tw, best)
+        if higher:
+            if r_direct is not None and r_direct < 0.8:
+                warnings.append(
+                    f"tagwarden {label}: {fmt(tw, unit)} {unit} is {r_direct:.2f}× direct "
+                    f"({fmt(d, unit)} {unit}), below 0.8×."
+                )
+            if r_best is not None and r_best < 0.8:
+                warnings.append(
+                    f"tagwarden {label}: {r_best:.2f}× the best of nginx/haproxy "
+                    f"({fmt(best, unit)} {unit})."
+                )
+        else:
+            if r_best is not None and r_best > 1.25:
+                warnings.append(
+                    f"tagwarden {label}: {fmt(tw, unit)} ms is {r_best:.2f}× the best of "
+                    f"nginx/haproxy ({fmt(best, unit)} ms)."
+                )
+        for p in PATHS:
+            if fails[(metric, p)]:
+                warnings.append(f"{p} {label}: {fails[(metric, p)]} of {len(data[(metric, p)])} runs failed.")
+    ratios_table = md_table(
+        [
+            "measurement",
+            "tagwarden ÷ direct",
+            "nginx ÷ direct",
+            "haproxy ÷ direct",
+            "tagwarden ÷ nginx",
+            "tagwarden ÷ haproxy",
+            "tagwarden ÷ best peer",
+        ],
+        rows,
+    )
+
+    # Spread, so the noise is visible.
+    rows = []
+    for metric, label, unit, _ in METRICS:
+        if not any(data.get((metric, p)) for p in PATHS):
+            continue
+        r = [f"{label} ({unit})"]
+        for p in PATHS:
+            vals = data.get((metric, p), [])
+            r.append(" / ".join("FAIL" if v == "FAIL" else fmt(float(v), unit) for v in vals) or "n/a")
+        rows.append(r)
+    raw_table = md_table(["measurement, every round in order"] + PATHS, rows)
+
+    # RSS.
+    rows = []
+    for metric, label in RSS_METRICS:
+        if not any(data.get((metric, p)) for p in PROXIES):
+            continue
+        r = [label]
+        for p in PROXIES:
+            nums = numbers(data.get((metric, p), []))
+            r.append(f"{max(nums) / 1024:.1f}" if nums else "n/a")
+        rows.append(r)
+    rss_table = md_table(["resident memory (MiB, max over rounds)"] + PROXIES, rows)
+
+    warn_text = "\n".join(f"- {w}" for w in warnings) if warnings else "- none"
+
+    console = "\n\n".join(
+        [
+            "Medians:\n" + medians_table,
+            "Ratios (of medians; for latency rows a ratio above 1 means slower):\n" + ratios_table,
+            "Every round:\n" + raw_table,
+            "Memory:\n" + rss_table,
+            "Flags:\n" + warn_text,
+        ]
+    )
+    print(console)
+
+    m = meta.get
+    doc = f"""# Benchmarks
+
+Numbers below come from `bench/run.sh`, which starts a registry (Docker distribution,
+Debian's `docker-registry`) and three proxies in front of it on loopback, and measures
+the same operations through each of the four paths, **interleaved** round by round
+(the order of the paths rotates every round). The machine is shared with other
+builds, so absolute numbers are noisy: read the **medians** and the **ratios**, not
+the absolute values, and rerun before drawing conclusions from small differences.
+
+## How to run
+
+```sh
+bench/run.sh                 # 5 rounds
+ROUNDS=3 bench/run.sh        # fewer rounds
+```
+
+The script installs what is missing (`docker-registry`, `nginx-light`, `haproxy`, `wrk`,
+`curl`, `postgresql-client`; `apt-get update` only when something is missing), builds
+tagwarden with `cargo build --release --locked`, runs everything under a temporary
+directory, and removes all of it (processes, files, the ledger database) on exit. Every
+step has a time limit. It needs a PostgreSQL server at `127.0.0.1:5432` that accepts
+`postgres` without a password (override with `PG_ADMIN_URL`). Other knobs:
+`CARGO_TARGET_DIR`, `TAGWARDEN_BIN` (skip the build), `CHUNKED=0` (skip the chunked
+upload), `BENCH_OUT` (where to write this file), `BENCH_TMPDIR`, `BENCH_TIMEOUT`.
+
+## This run
+
+| | |
+|---|---|
+| date | {m('date', '?')} |
+| command | `{m('command', '?')}` |
+| rounds | {m('rounds', '?')} |
+| machine | {m('nproc', '?')} CPUs ({m('cpu', '?')}), {m('mem', '?')} RAM, kernel {m('kernel', '?')} |
+| load average at start / end | {m('load_start', '?')} / {m('load_end', '?')} |
+| tagwarden | commit {m('tagwarden_commit', '?')}, release build |
+| registry | {m('registry_version', '?')} |
+| nginx | {m('nginx_version', '?')} |
+| haproxy | {m('haproxy_version', '?')} |
+| curl | {m('curl_version', '?')} |
+| wrk | {m('wrk_version', '?')} |
+| wall time | {m('elapsed', '?')} |
+
+## Setup
+
+- **direct**: the registry itself, filesystem storage in a temporary directory,
+  `delete.enabled: true`, `log.level: error`, in-memory blob descriptor cache.
+- **tagwarden**: `tagwarden serve --listen … --admin-listen … --upstream … --database-url …`
+  with every other setting at its default (log level `info`, which logs no line for
+  blob or manifest GETs), and a fresh ledger database.
+- **nginx**: the registry recipe (`client_max_body_size 0`, `chunked_transfer_encoding on`,
+  `proxy_request_buffering off`, `proxy_buffering off`, `proxy_http_version 1.1`,
+  upstream `keepalive 32`, `proxy_read_timeout 900`, `Host $http_host`,
+  `X-Forwarded-Proto $scheme`), `worker_processes auto`, access log off (tagwarden and
+  HAProxy log nothing per request either).
+- **haproxy**: `mode http`, `option http-keep-alive`, `X-Forwarded-For`/`-Proto` set,
+  connect 5 s, client/server 900 s timeouts, default thread count.
+
+Data is seeded straight into the registry: a 1 GiB and a 10 MiB blob of random bytes,
+and an OCI image manifest (a small config blob, the 10 MiB blob as its layer) tagged
+`bench/app:latest`.
+
+- Downloads: `curl -s -o /dev/null -w '%{{speed_download}}'` of the blob (the HTTP status
+  and byte count are checked). The 10 MiB download is repeated {m('dl10_repeat', '?')} times per path
+  and round, and the median of those is the round's value.
+- Monolithic upload: `POST /v2/bench/upload/blobs/uploads/`, then
+  `curl -T blob -X PUT "$Location&digest=…"`; throughput is curl's `speed_upload` for the
+  PUT. `Expect: 100-continue` is turned off, as Docker and containerd clients do not send it.
+- Chunked upload: `POST`, then `PATCH` with `Content-Range` in 64 MiB chunks, then the
+  closing `PUT ?digest=`; throughput is 1 GiB over the wall time from the `POST` to the
+  end of the `PUT`. Every `Location` is followed as returned, and checked to point back
+  at the path under test.
+- The same 1 GiB blob is uploaded every time; the registry still receives, stores and
+  hashes every byte, then finds the blob already present.
+- Manifest GETs: `wrk -t2 -c32 -d{m('wrk_seconds', '?')}s --latency` with
+  `Accept: application/vnd.oci.image.manifest.v1+json, …`. wrk shares the 2 CPUs with
+  the server under test, so these rows compare paths only relative to each other.
+- Memory: the summed `VmRSS` of the proxy's processes (nginx: master and workers),
+  sampled every 50 ms during that proxy's own runs.
+
+## Results
+
+Medians of {m('rounds', '?')} interleaved rounds.
+
+{medians_table}
+
+### Ratios
+
+Ratios of the medians. For throughput and requests/s, higher is better; for the latency
+rows a ratio above 1 means slower. "Best peer" is the better of nginx and HAProxy.
+
+{ratios_table}
+
+### Memory
+
+{rss_table}
+
+### Flags
+
+{warn_text}
+
+### Every round
+
+{raw_table}
+
+## Not measured yet
+
+The following are planned and are **not measured yet**; they will be added to
+`bench/run.sh` and to this file:
+
+- manifest PUT throughput through tagwarden (ledger writes included), compared with
+  direct and with the peers;
+- ledger query benchmarks (tag history, lookups by digest) against a populated ledger.
+"""
+    with open(out_path, "w") as f:
+        f.write(doc)
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd = argv[1]
+    if cmd == "free-ports":
+        free_ports(int(argv[2]))
+    elif cmd == "rss":
+        rss(argv[2], argv[3:])
+    elif cmd == "status-kb":
+        print(status_kb(argv[2], argv[3]))
+    elif cmd == "wrk":
+        parse_wrk(argv[2])
+    elif cmd == "report":
+        report(argv[2], argv[3], argv[4])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,711 @@
+#!/usr/bin/env bash
+# Benchmark tagwarden against the registry itself and against nginx and HAProxy in front
+# of the same registry, all on loopback, and write BENCHMARKS.md.
+#
+#   bench/run.sh
+#
+# Four paths to one registry (Docker distribution 2.8, Debian's docker-registry):
+#   direct     the registry
+#   tagwarden  tagwarden serve, default settings, a fresh ledger database
+#   nginx      the registry recipe (no request or response buffering, keepalive upstream)
+#   haproxy    mode http, http-keep-alive
+# Measured, interleaved across the paths (the order rotates every round):
+#   1 GiB and 10 MiB blob downloads, 1 GiB monolithic and chunked uploads, manifest GETs
+#   with wrk, and the proxies' resident memory during their runs.
+# Prints the table and writes BENCHMARKS.md. Exits 1 if any measurement failed (after
+# writing the report).
+#
+# Environment (all optional):
+#   ROUNDS            rounds of every measurement (default 5)
+#   CHUNKED           1 to measure chunked uploads, 0 to skip (default 1)
+#   DL10_REPEAT       10 MiB downloads per path per round; their median counts (default 5)
+#   WRK_SECONDS       duration of each wrk run (default 10)
+#   CARGO_TARGET_DIR  where cargo builds (default target/)
+#   TAGWARDEN_BIN     use this tagwarden binary instead of building one
+#   PG_ADMIN_URL      Postgres to create the throwaway ledger database in
+#                     (default postgres://postgres@127.0.0.1:5432/postgres)
+#   BENCH_OUT         the report (default BENCHMARKS.md at the top of the repository)
+#   BENCH_TMPDIR      where the run directory goes (default $TMPDIR or /tmp); needs ~6 GiB
+#   BENCH_TIMEOUT     limit for the whole run in seconds, build included (default 7200)
+#   BUILD_TIMEOUT     limit for the cargo build in seconds (default 3600)
+#   KEEP_RUN_DIR      1 to keep the run directory (logs, configs) instead of removing it
+set -euo pipefail
+
+# Bound the whole run: re-run this script under timeout(1), which signals the whole
+# process group when time is up; the EXIT trap below then cleans up.
+if [ -z "${_TAGWARDEN_BENCH_INNER:-}" ]; then
+    export _TAGWARDEN_BENCH_INNER=1
+    _BENCH_COMMAND="bench/run.sh"
+    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
+        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=${!v} $_BENCH_COMMAND"; fi
+    done
+    export _BENCH_COMMAND="$_BENCH_COMMAND${*:+ $*}"
+    exec timeout --kill-after=60 "${BENCH_TIMEOUT:-7200}" bash "$0" "$@"
+fi
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export LC_ALL=C
+
+ROUNDS=${ROUNDS:-5}
+CHUNKED=${CHUNKED:-1}
+DL10_REPEAT=${DL10_REPEAT:-5}
+WRK_SECONDS=${WRK_SECONDS:-10}
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+HELPER="$ROOT/bench/bench.py"
+
+PATHS=(direct tagwarden nginx haproxy)
+BIG_BYTES=$((1024 * 1024 * 1024))
+SMALL_BYTES=$((10 * 1024 * 1024))
+CHUNK_BYTES=$((64 * 1024 * 1024))
+ACCEPT='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
+# A 1 GiB transfer slower than ~3.5 MiB/s counts as failed rather than hanging the run.
+BIG_MAX_TIME=300
+
+case "$ROUNDS" in '' | *[!0-9]* | 0) echo "ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------
+# Clean-up: every process this script starts is recorded here and stopped on exit.
+
+RUN=
+DB_NAME=
+REG_PID=
+TW_PID=
+NGX_PID=
+HAP_PID=
+SAMPLER_PID=
+
+# Stop a process and the children it has (nginx's workers): TERM, then KILL after 10 s.
+stop_pid() {
+    local pid=$1 kids i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    [ -z "$SAMPLER_PID" ] || stop_pid "$SAMPLER_PID"
+    if [ -n "$HAP_PID$NGX_PID$TW_PID$REG_PID" ]; then log "stopping the servers"; fi
+    stop_pid "$HAP_PID"
+    stop_pid "$NGX_PID"
+    stop_pid "$TW_PID"
+    stop_pid "$REG_PID"
+    if [ -n "$DB_NAME" ]; then
+        PGCONNECT_TIMEOUT=10 timeout 60 psql "$PG_ADMIN_URL" -Xqc \
+            "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
+            log "could not drop database $DB_NAME; drop it by hand"
+    fi
+    if [ -n "$RUN" ] && [ -d "$RUN" ]; then
+        if [ "$rc" -ne 0 ]; then
+            local f
+            for f in "$RUN"/registry.log "$RUN"/tagwarden.log "$RUN"/nginx/error.log "$RUN"/haproxy.log; do
+                [ -s "$f" ] || continue
+                log "last lines of $f:"
+                tail -n 15 "$f" >&2
+            done
+        fi
+        if [ "${KEEP_RUN_DIR:-0}" = 1 ]; then
+            log "kept $RUN"
+        else
+            rm -rf "$RUN"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'log "terminated (the BENCH_TIMEOUT of ${BENCH_TIMEOUT:-7200}s ran out, or a signal); cleaning up"; exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# Tools.
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        die "need root to run: $* (run as root, allow passwordless sudo, or install it by hand)"
+    fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: $*"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root timeout 600 apt-get update -q >&2 || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    as_root env DEBIAN_FRONTEND=noninteractive timeout 900 \
+        apt-get install -y -q --no-install-recommends "$@" >&2
+}
+
+ensure_tools() {
+    # command:package
+    local required=(
+        "docker-registry:docker-registry"
+        "nginx:nginx-light"
+        "haproxy:haproxy"
+        "wrk:wrk"
+        "curl:curl"
+        "psql:postgresql-client"
+        "python3:python3"
+    )
+    local entry cmd pkg missing=()
+    for entry in "${required[@]}"; do
+        cmd=${entry%%:*}
+        pkg=${entry#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        if ! apt_install "${missing[@]}"; then
+            # nginx-light is gone from newer Debian releases; plain nginx does as well.
+            local retry=()
+            for pkg in "${missing[@]}"; do
+                if [ "$pkg" = nginx-light ]; then retry+=(nginx); else retry+=("$pkg"); fi
+            done
+            apt_install "${retry[@]}" || die "apt-get install ${retry[*]} failed"
+        fi
+        for entry in "${required[@]}"; do
+            cmd=${entry%%:*}
+            command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' is still missing after installing ${entry#*:}"
+        done
+    fi
+    command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
+        die "cargo not found: install the Rust toolchain (stable >= 1.85), or set TAGWARDEN_BIN"
+}
+
+build() {
+    if [ -n "${TAGWARDEN_BIN:-}" ]; then
+        BIN=$TAGWARDEN_BIN
+        [ -x "$BIN" ] || die "TAGWARDEN_BIN=$BIN is not an executable"
+        log "using $BIN (no build)"
+        return
+    fi
+    log "cargo build --release --locked (target dir ${CARGO_TARGET_DIR:-target})"
+    timeout "$BUILD_TIMEOUT" cargo build --release --locked >&2 ||
+        die "cargo build --release --locked failed or took over ${BUILD_TIMEOUT}s"
+    local target=${CARGO_TARGET_DIR:-$ROOT/target}
+    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+    BIN="$target/release/tagwarden"
+    [ -x "$BIN" ] || die "no binary at $BIN after the build"
+}
+
+# ---------------------------------------------------------------------------------------
+# Servers.
+
+# Wait until URL answers with status 200, while PID lives; at most SECONDS seconds.
+wait_http() {
+    local url=$1 pid=$2 what=$3 secs=$4 i
+    for i in $(seq 1 $((secs * 5))); do
+        kill -0 "$pid" 2>/dev/null || die "$what exited at start"
+        if [ "$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "$what did not answer 200 on $url within ${secs}s"
+}
+
+start_registry() {
+    mkdir -p "$RUN/registry"
+    cat >"$RUN/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $RUN/registry
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$P_REG
+  secret: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+EOF
+    docker-registry serve "$RUN/registry.yml" >"$RUN/registry.log" 2>&1 &
+    REG_PID=$!
+    wait_http "http://127.0.0.1:$P_REG/v2/" "$REG_PID" "the registry" 30
+    log "registry on 127.0.0.1:$P_REG (pid $REG_PID)"
+}
+
+start_tagwarden() {
+    DB_NAME="tagwarden_bench_$$_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+    PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -XAtqc 'select 1' >/dev/null 2>&1 ||
+        { DB_NAME=; die "PostgreSQL is not reachable at $PG_ADMIN_URL (start it, or set PG_ADMIN_URL)"; }
+    PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -Xqc "create database $DB_NAME" >/dev/null ||
+        { DB_NAME=; die "could not create database $DB_NAME"; }
+    local db_url="${PG_ADMIN_URL%/*}/$DB_NAME"
+    # Only the flags below and the built-in defaults: no TAGWARDEN_* from this shell.
+    local unset_env=() v
+    for v in $(compgen -e); do
+        case "$v" in TAGWARDEN_*) unset_env+=(-u "$v") ;; esac
+    done
+    env "${unset_env[@]}" "$BIN" serve \
+        --listen "127.0.0.1:$P_TW" \
+        --admin-listen "127.0.0.1:$P_TWADMIN" \
+        --upstream "http://127.0.0.1:$P_REG" \
+        --database-url "$db_url" >"$RUN/tagwarden.log" 2>&1 &
+    TW_PID=$!
+    wait_http "http://127.0.0.1:$P_TWADMIN/healthz" "$TW_PID" "tagwarden" 90
+    wait_http "http://127.0.0.1:$P_TW/v2/" "$TW_PID" "tagwarden" 30
+    log "tagwarden on 127.0.0.1:$P_TW (pid $TW_PID, database $DB_NAME)"
+}
+
+start_nginx() {
+    local d="$RUN/nginx"
+    mkdir -p "$d/tmp"
+    cat >"$d/nginx.conf" <<EOF
+# The registry recipe (DESIGN-NOTES.md §5), on loopback, in the foreground.
+daemon off;
+master_process on;
+worker_processes auto;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/client_body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+
+    upstream docker-registry {
+        server 127.0.0.1:$P_REG;
+        keepalive 32;
+    }
+
+    map \$upstream_http_docker_distribution_api_version \$docker_distribution_api_version {
+        '' 'registry/2.0';
+    }
+
+    server {
+        listen 127.0.0.1:$P_NGX;
+
+        client_max_body_size 0;
+        chunked_transfer_encoding on;
+
+        location /v2/ {
+            add_header 'Docker-Distribution-Api-Version' \$docker_distribution_api_version always;
+
+            proxy_pass http://docker-registry;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_read_timeout 900;
+            proxy_request_buffering off;
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    timeout 30 nginx -t -q -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" ||
+        die "nginx rejected $d/nginx.conf"
+    nginx -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" &
+    NGX_PID=$!
+    wait_http "http://127.0.0.1:$P_NGX/v2/" "$NGX_PID" "nginx" 30
+    log "nginx on 127.0.0.1:$P_NGX (pid $NGX_PID)"
+}
+
+start_haproxy() {
+    cat >"$RUN/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    option forwardfor
+    timeout connect 5s
+    timeout client 900s
+    timeout server 900s
+    timeout http-request 30s
+    timeout http-keep-alive 60s
+
+frontend registry_in
+    bind 127.0.0.1:$P_HAP
+    http-request set-header X-Forwarded-Proto http
+    default_backend registry
+
+backend registry
+    server registry 127.0.0.1:$P_REG
+EOF
+    timeout 30 haproxy -c -q -f "$RUN/haproxy.cfg" || die "haproxy rejected $RUN/haproxy.cfg"
+    haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1 &
+    HAP_PID=$!
+    wait_http "http://127.0.0.1:$P_HAP/v2/" "$HAP_PID" "haproxy" 30
+    log "haproxy on 127.0.0.1:$P_HAP (pid $HAP_PID)"
+}
+
+base_url() {
+    case "$1" in
+        direct) echo "http://127.0.0.1:$P_REG" ;;
+        tagwarden) echo "http://127.0.0.1:$P_TW" ;;
+        nginx) echo "http://127.0.0.1:$P_NGX" ;;
+        haproxy) echo "http://127.0.0.1:$P_HAP" ;;
+    esac
+}
+
+path_pids() {
+    case "$1" in
+        tagwarden) echo "$TW_PID" ;;
+        nginx) echo "$NGX_PID" ;;
+        haproxy) echo "$HAP_PID" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------
+# Registry operations, each bounded by curl's --max-time. They print their result on
+# stdout and return non-zero (with a reason on stderr) on failure.
+
+# The Location header of a saved response, made absolute against BASE; fails when it
+# points anywhere but BASE (the exchange would bypass the path under test).
+location_of() {
+    local hdr=$1 base=$2 loc
+    loc=$(grep -i '^location:' "$hdr" | tail -n 1 | cut -d' ' -f2- | tr -d '\r')
+    [ -n "$loc" ] || { echo "no Location in the response" >&2; return 1; }
+    case "$loc" in
+        /*) loc="$base$loc" ;;
+        "$base"/*) ;;
+        *) echo "Location $loc does not point at $base" >&2; return 1 ;;
+    esac
+    printf '%s' "$loc"
+}
+
+# POST an upload session; prints its Location.
+start_upload() {
+    local base=$1 repo=$2 hdr code
+    hdr=$(mktemp "$RUN/hdr.XXXXXX")
+    code=$(curl -sS --max-time 30 -o /dev/null -D "$hdr" -w '%{http_code}' \
+        --data-binary '' "$base/v2/$repo/blobs/uploads/") || { rm -f "$hdr"; return 1; }
+    [ "$code" = 202 ] || { echo "POST upload: HTTP $code" >&2; rm -f "$hdr"; return 1; }
+    location_of "$hdr" "$base"
+    rm -f "$hdr"
+}
+
+with_query() { case "$1" in *\?*) printf '%s&%s' "$1" "$2" ;; *) printf '%s?%s' "$1" "$2" ;; esac; }
+
+# Monolithic upload: POST, then PUT the whole file. Prints curl's upload speed (B/s).
+upload_mono() {
+    local base=$1 repo=$2 file=$3 digest=$4 size=$5 loc out code sent speed
+    loc=$(start_upload "$base" "$repo") || return 1
+    out=$(curl -sS --max-time "$BIG_MAX_TIME" -o /dev/null -w '%{http_code} %{size_upload} %{speed_upload}' \
+        -X PUT -T "$file" -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+        "$(with_query "$loc" "digest=$digest")") || return 1
+    read -r code sent speed <<<"$out"
+    [ "$code" = 201 ] || { echo "PUT upload: HTTP $code" >&2; return 1; }
+    [ "$sent" = "$size" ] || { echo "PUT upload: sent $sent of $size bytes" >&2; return 1; }
+    printf '%s' "$speed"
+}
+
+# Chunked upload: POST, PATCH each chunk file with Content-Range, PUT. Prints B/s over
+# the wall time of the whole sequence.
+upload_chunked() {
+    local base=$1 repo=$2 digest=$3 size=$4 hdr loc start end chunk csize code t0 t1
+    hdr=$(mktemp "$RUN/hdr.XXXXXX")
+    t0=$(date +%s%N)
+    loc=$(start_upload "$base" "$repo") || { rm -f "$hdr"; return 1; }
+    start=0
+    for chunk in "$RUN"/chunks/chunk.*; do
+        csize=$(stat -c %s "$chunk")
+        end=$((start + csize - 1))
+        code=$(curl -sS --max-time 120 -o /dev/null -D "$hdr" -w '%{http_code}' \
+            -X PATCH -T "$chunk" -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+            -H "Content-Range: $start-$end" "$loc") || { rm -f "$hdr"; return 1; }
+        [ "$code" = 202 ] || { echo "PATCH $start-$end: HTTP $code" >&2; rm -f "$hdr"; return 1; }
+        loc=$(location_of "$hdr" "$base") || { rm -f "$hdr"; return 1; }
+        start=$((end + 1))
+    done
+    code=$(curl -sS --max-time 120 -o /dev/null -w '%{http_code}' -X PUT --data-binary '' \
+        -H 'Content-Type: application/octet-stream' "$(with_query "$loc" "digest=$digest")") ||
+        { rm -f "$hdr"; return 1; }
+    t1=$(date +%s%N)
+    rm -f "$hdr"
+    [ "$code" = 201 ] || { echo "closing PUT: HTTP $code" >&2; return 1; }
+    [ "$start" = "$size" ] || { echo "chunked upload sent $start of $size bytes" >&2; return 1; }
+    python3 -c "print($size * 1e9 / ($t1 - $t0))"
+}
+
+# GET a blob; prints curl's download speed (B/s).
+download() {
+    local base=$1 digest=$2 size=$3 out code got speed
+    out=$(curl -sS --max-time "$BIG_MAX_TIME" -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
+        "$base/v2/bench/app/blobs/$digest") || return 1
+    read -r code got speed <<<"$out"
+    [ "$code" = 200 ] || { echo "GET blob: HTTP $code" >&2; return 1; }
+    [ "$got" = "$size" ] || { echo "GET blob: received $got of $size bytes" >&2; return 1; }
+    printf '%s' "$speed"
+}
+
+to_mib() { python3 -c "print(f'{float(\"$1\") / 1048576:.2f}')"; }
+
+# ---------------------------------------------------------------------------------------
+# Recording.
+
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RUN/results.tsv"; }
+
+rss_start() {
+    local pids
+    pids=$(path_pids "$1")
+    [ -n "$pids" ] || return 0
+    # shellcheck disable=SC2086
+    python3 "$HELPER" rss "$RUN/rss.out" $pids &
+    SAMPLER_PID=$!
+    sleep 0.1
+}
+
+rss_stop() {
+    local path=$1 metric=$2 round=$3
+    [ -n "$SAMPLER_PID" ] || return 0
+    stop_pid "$SAMPLER_PID"
+    SAMPLER_PID=
+    if [ -s "$RUN/rss.out" ]; then record "$metric" "$path" "$round" "$(cat "$RUN/rss.out")"; fi
+    rm -f "$RUN/rss.out"
+}
+
+# Let the upload's writes reach the disk before the next timed run.
+settle() { timeout 120 sync || true; }
+
+run_dl_big() {
+    local p=$1 r=$2 v
+    rss_start "$p"
+    if v=$(download "$(base_url "$p")" "$BIG_DIGEST" "$BIG_BYTES"); then
+        v=$(to_mib "$v"); record dl_1g "$p" "$r" "$v"; log "round $r  1 GiB download     $p: $v MiB/s"
+    else
+        record dl_1g "$p" "$r" FAIL; log "round $r  1 GiB download     $p: FAILED"
+    fi
+    rss_stop "$p" rss_dl_1g "$r"
+}
+
+run_dl_small() {
+    local p=$1 r=$2 i v vals=()
+    for i in $(seq 1 "$DL10_REPEAT"); do
+        if v=$(download "$(base_url "$p")" "$SMALL_DIGEST" "$SMALL_BYTES"); then vals+=("$v"); fi
+    done
+    if [ "${#vals[@]}" -eq "$DL10_REPEAT" ]; then
+        v=$(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])) / 1048576:.2f}')" "${vals[@]}")
+        record dl_10m "$p" "$r" "$v"; log "round $r  10 MiB download    $p: $v MiB/s (median of $DL10_REPEAT)"
+    else
+        record dl_10m "$p" "$r" FAIL; log "round $r  10 MiB download    $p: FAILED"
+    fi
+}
+
+run_ul_mono() {
+    local p=$1 r=$2 v
+    rss_start "$p"
+    if v=$(upload_mono "$(base_url "$p")" bench/upload "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES"); then
+        v=$(to_mib "$v"); record ul_1g_mono "$p" "$r" "$v"; log "round $r  1 GiB upload mono  $p: $v MiB/s"
+    else
+        record ul_1g_mono "$p" "$r" FAIL; log "round $r  1 GiB upload mono  $p: FAILED"
+    fi
+    rss_stop "$p" rss_ul_1g_mono "$r"
+    settle
+}
+
+run_ul_chunked() {
+    local p=$1 r=$2 v
+    rss_start "$p"
+    if v=$(upload_chunked "$(base_url "$p")" bench/upload "$BIG_DIGEST" "$BIG_BYTES"); then
+        v=$(to_mib "$v"); record ul_1g_chunked "$p" "$r" "$v"; log "round $r  1 GiB upload chunk $p: $v MiB/s"
+    else
+        record ul_1g_chunked "$p" "$r" FAIL; log "round $r  1 GiB upload chunk $p: FAILED"
+    fi
+    rss_stop "$p" rss_ul_1g_chunked "$r"
+    settle
+}
+
+run_manifest() {
+    local p=$1 r=$2 out="$RUN/wrk.out" rps p50 p99 errors
+    rss_start "$p"
+    if timeout $((WRK_SECONDS + 30)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --latency -H "Accept: $ACCEPT" \
+        "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
+        read -r rps p50 p99 errors <<<"$(python3 "$HELPER" wrk "$out")"
+    else
+        rps=FAIL p50=FAIL p99=FAIL errors=0
+    fi
+    rss_stop "$p" rss_manifest "$r"
+    if [ "$rps" != FAIL ] && [ "$errors" != 0 ]; then
+        log "round $r  manifest GET      $p: $errors errors or non-2xx responses; counted as failed"
+        rps=FAIL p50=FAIL p99=FAIL
+    fi
+    record manifest_rps "$p" "$r" "$rps"
+    record manifest_p50 "$p" "$r" "$p50"
+    record manifest_p99 "$p" "$r" "$p99"
+    log "round $r  manifest GET      $p: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+# ---------------------------------------------------------------------------------------
+# Seeding, straight into the registry.
+
+seed() {
+    local reg="http://127.0.0.1:$P_REG" v
+    log "generating a 1 GiB and a 10 MiB blob of random bytes"
+    timeout 300 head -c "$BIG_BYTES" /dev/urandom >"$RUN/big.bin" || die "could not write $RUN/big.bin"
+    timeout 60 head -c "$SMALL_BYTES" /dev/urandom >"$RUN/small.bin" || die "could not write $RUN/small.bin"
+    BIG_DIGEST="sha256:$(timeout 300 sha256sum "$RUN/big.bin" | cut -d' ' -f1)"
+    SMALL_DIGEST="sha256:$(timeout 60 sha256sum "$RUN/small.bin" | cut -d' ' -f1)"
+    if [ "$CHUNKED" = 1 ]; then
+        mkdir -p "$RUN/chunks"
+        (cd "$RUN/chunks" && timeout 300 split -b "$CHUNK_BYTES" -d -a 3 "$RUN/big.bin" chunk.) ||
+            die "could not split the blob into chunks"
+    fi
+
+    log "seeding the registry"
+    v=$(upload_mono "$reg" bench/app "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES") || die "seeding the 1 GiB blob failed"
+    v=$(upload_mono "$reg" bench/app "$RUN/small.bin" "$SMALL_DIGEST" "$SMALL_BYTES") || die "seeding the 10 MiB blob failed"
+
+    printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+        "$SMALL_DIGEST" >"$RUN/config.json"
+    local config_digest config_size
+    config_digest="sha256:$(sha256sum "$RUN/config.json" | cut -d' ' -f1)"
+    config_size=$(stat -c %s "$RUN/config.json")
+    v=$(upload_mono "$reg" bench/app "$RUN/config.json" "$config_digest" "$config_size") || die "seeding the config blob failed"
+    cat >"$RUN/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config_digest","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"$SMALL_DIGEST","size":$SMALL_BYTES}]}
+EOF
+    local code
+    code=$(curl -sS --max-time 30 -o "$RUN/put-manifest.out" -w '%{http_code}' -X PUT \
+        -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+        --data-binary @"$RUN/manifest.json" "$reg/v2/bench/app/manifests/latest") || die "PUT manifest failed"
+    [ "$code" = 201 ] || die "PUT manifest: HTTP $code: $(cat "$RUN/put-manifest.out")"
+    settle
+}
+
+# Every path serves the manifest and the small blob before anything is timed; this also
+# opens the proxies' upstream connections.
+warm_up() {
+    local p base code ctype
+    for p in "${PATHS[@]}"; do
+        base=$(base_url "$p")
+        read -r code ctype <<<"$(curl -sS --max-time 30 -o /dev/null -w '%{http_code} %{content_type}' \
+            -H "Accept: $ACCEPT" "$base/v2/bench/app/manifests/latest")"
+        [ "$code" = 200 ] || die "$p: GET manifest answered HTTP $code"
+        [ "$ctype" = application/vnd.oci.image.manifest.v1+json ] ||
+            die "$p: GET manifest answered Content-Type $ctype"
+        download "$base" "$SMALL_DIGEST" "$SMALL_BYTES" >/dev/null || die "$p: GET of the 10 MiB blob failed"
+        timeout 30 wrk -t1 -c4 -d1s -H "Accept: $ACCEPT" "$base/v2/bench/app/manifests/latest" >/dev/null 2>&1 ||
+            die "$p: wrk warm-up failed"
+    done
+    for p in tagwarden nginx haproxy; do
+        rss_start "$p"
+        sleep 0.3
+        rss_stop "$p" rss_idle 0
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+
+meta() { printf '%s=%s\n' "$1" "$2" >>"$RUN/meta"; }
+
+main() {
+    local t_start
+    t_start=$(date +%s)
+    ensure_tools
+    build
+
+    RUN=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tagwarden-bench.XXXXXX")
+    chmod 755 "$RUN" # nginx's workers may run as another user
+    local avail_kb
+    avail_kb=$(df -Pk "$RUN" | awk 'NR == 2 { print $4 }')
+    [ "$avail_kb" -ge $((6 * 1024 * 1024)) ] ||
+        die "need 6 GiB free under $RUN, have $((avail_kb / 1024)) MiB (set BENCH_TMPDIR)"
+    : >"$RUN/results.tsv"
+    : >"$RUN/meta"
+
+    meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    meta command "$_BENCH_COMMAND"
+    meta rounds "$ROUNDS"
+    meta wrk_seconds "$WRK_SECONDS"
+    meta dl10_repeat "$DL10_REPEAT"
+    meta nproc "$(nproc)"
+    meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    meta mem "$(free -h | awk '/^Mem:/ { print $2 }')"
+    meta kernel "$(uname -r)"
+    meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+    local commit
+    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+        commit="$commit (with uncommitted changes)"
+    fi
+    [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
+    meta tagwarden_commit "$commit"
+    meta registry_version "$(docker-registry --version 2>&1 | awk '{ print $(NF-1), $NF }')"
+    meta nginx_version "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    meta haproxy_version "$(haproxy -v 2>&1 | head -n 1 | awk '{ print $1, $3 }')"
+    meta curl_version "$(curl --version | head -n 1 | awk '{ print $1, $2 }')"
+    meta wrk_version "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+
+    read -r P_REG P_TW P_TWADMIN P_NGX P_HAP <<<"$(python3 "$HELPER" free-ports 5)"
+    start_registry
+    start_tagwarden
+    start_nginx
+    start_haproxy
+    seed
+    warm_up
+
+    local measurements=(run_dl_big run_dl_small run_ul_mono)
+    [ "$CHUNKED" = 1 ] && measurements+=(run_ul_chunked)
+    measurements+=(run_manifest)
+
+    local r i m p
+    for r in $(seq 1 "$ROUNDS"); do
+        log "round $r of $ROUNDS"
+        for m in "${measurements[@]}"; do
+            for i in 0 1 2 3; do
+                p=${PATHS[$(((i + r - 1) % 4))]}
+                "$m" "$p" "$r"
+            done
+        done
+    done
+
+    record hwm_end tagwarden 0 "$(python3 "$HELPER" status-kb "$TW_PID" VmHWM)"
+    record hwm_end haproxy 0 "$(python3 "$HELPER" status-kb "$HAP_PID" VmHWM)"
+    meta load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+    local elapsed=$(($(date +%s) - t_start))
+    meta elapsed "$((elapsed / 60)) min $((elapsed % 60)) s (build included)"
+
+    python3 "$HELPER" report "$RUN/results.tsv" "$RUN/meta" "$BENCH_OUT"
+    log "wrote $BENCH_OUT"
+    if grep -q $'\tFAIL$' "$RUN/results.tsv"; then
+        log "some measurements failed; see the report"
+        return 1
+    fi
+}
+
+main "$@"
