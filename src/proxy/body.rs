@@ -51,11 +51,15 @@ pub struct Stalled(pub Duration);
 
 /// Wraps a body: counts bytes into a metrics counter, records activity, and fails the
 /// stream if no frame arrives within `idle`.
+///
+/// The timer is not reset on every frame (that would cost a timer-wheel update per
+/// frame on the hot path); it is re-armed from the last frame's time when it fires.
 pub struct Metered<B> {
     inner: B,
     counter: metrics::Counter,
     activity: Option<Activity>,
     idle: Duration,
+    last_frame: Instant,
     sleep: Pin<Box<Sleep>>,
 }
 
@@ -71,6 +75,7 @@ impl<B> Metered<B> {
             counter,
             activity,
             idle,
+            last_frame: Instant::now(),
             sleep: Box::pin(tokio::time::sleep(idle)),
         }
     }
@@ -97,7 +102,7 @@ where
                 if let Some(a) = &this.activity {
                     a.touch();
                 }
-                this.sleep.as_mut().reset(Instant::now() + this.idle);
+                this.last_frame = Instant::now();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
@@ -107,10 +112,15 @@ where
                 }
                 Poll::Ready(None)
             }
-            Poll::Pending => {
+            Poll::Pending => loop {
                 ready!(this.sleep.as_mut().poll(cx));
-                Poll::Ready(Some(Err(Box::new(Stalled(this.idle)))))
-            }
+                let deadline = this.last_frame + this.idle;
+                if Instant::now() >= deadline {
+                    return Poll::Ready(Some(Err(Box::new(Stalled(this.idle)))));
+                }
+                // Frames arrived since the timer was set: wait out the rest.
+                this.sleep.as_mut().reset(deadline);
+            },
         }
     }
 
@@ -138,6 +148,30 @@ mod tests {
         );
         assert_eq!(body.size_hint().exact(), Some(5));
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_moving_never_times_out() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                    .await
+                    .unwrap();
+            }
+        });
+        let body = Metered::new(
+            StreamBody::new(tokio_stream_from(rx)),
+            metrics::Counter::noop(),
+            Duration::from_secs(1),
+            None,
+        );
+        assert_eq!(
+            body.collect().await.unwrap().to_bytes().len(),
+            10,
+            "9 s in all, never 1 s idle"
+        );
     }
 
     #[tokio::test(start_paused = true)]
