@@ -341,3 +341,94 @@ async fn a_binding_is_not_confirmed_when_the_upstream_stores_another_digest() {
         [Some("0".to_string())]
     );
 }
+
+#[tokio::test]
+async fn bearer_token_flow_passes_through_and_the_token_subject_is_the_identity() {
+    use base64::Engine as _;
+    let upstream = MockServer::start().await;
+    let challenge = r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:team/app:pull,push""#;
+    let payload =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"ci-bot","access":[]}"#);
+    let token = format!("eyJhbGciOiJFUzI1NiJ9.{payload}.c2ln");
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {token}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(401).insert_header("www-authenticate", challenge))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/team/app/manifests/1.0.0"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&upstream)
+        .await;
+    let body = r#"{"schemaVersion":2,"layers":[]}"#;
+    let digest = support::oci::sha256_digest(body.as_bytes());
+    Mock::given(method("PUT"))
+        .and(path("/v2/team/app/manifests/1.0.0"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {token}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201).insert_header("docker-content-digest", digest.as_str()),
+        )
+        .mount(&upstream)
+        .await;
+    let front = Front::in_front_of(&upstream.uri()).await;
+
+    let resp = client()
+        .get(format!("{}/v2/", front.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&resp, "www-authenticate").as_deref(),
+        Some(challenge),
+        "the challenge is unchanged"
+    );
+    let resp = client()
+        .get(format!("{}/v2/", front.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the token reached the upstream"
+    );
+
+    let resp = client()
+        .put(format!("{}/v2/team/app/manifests/1.0.0", front.url()))
+        .bearer_auth(&token)
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // The existence check went upstream with the client's own token.
+    let heads = received_on(&upstream, "/v2/team/app/manifests/1.0.0").await;
+    let head = heads
+        .iter()
+        .find(|r| r.method.as_str() == "HEAD")
+        .expect("a HEAD probe");
+    assert_eq!(
+        head.headers.get("authorization").unwrap().to_str().unwrap(),
+        format!("Bearer {token}")
+    );
+    let db = front.database().expect("tagwarden in front");
+    assert_eq!(
+        db.query_column("SELECT identity || ' ' || identity_verified::text FROM tag_events"),
+        [Some("ci-bot true".to_string())]
+    );
+}
