@@ -41,6 +41,16 @@ enum Command {
         #[command(flatten)]
         service: ServiceArgs,
     },
+    /// Recompute the ledger's hash chains and report the first broken or missing link.
+    /// Exits 1 if any chain is broken.
+    VerifyLedger {
+        /// The ledger database, postgres://...
+        #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// One JSON object per repository instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and explain any error.
     CheckConfig { file: PathBuf },
     /// Show which rule decides a tag and what it allows, without touching anything.
@@ -117,6 +127,7 @@ pub fn run() -> ExitCode {
             crate::telemetry::init_logging(&config.log);
             block_on(import(config))
         }
+        Command::VerifyLedger { database_url, json } => block_on(verify_ledger(database_url, json)),
         Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -164,6 +175,43 @@ async fn import(config: Config) -> anyhow::Result<()> {
             s.skipped.len()
         )
     }
+}
+
+async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
+    let ledger =
+        crate::ledger::Ledger::connect_lazy(&database_url, 2, std::time::Duration::from_secs(10))?;
+    let reports = ledger.verify_chains().await?;
+    let broken = reports.iter().filter(|r| r.broken.is_some()).count();
+    for r in &reports {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        match &r.broken {
+            Some(why) => println!("BROKEN  {}: {why}", r.repository),
+            None => println!(
+                "ok      {}: {} events verified{}, head {}",
+                r.repository,
+                r.checked,
+                if r.unhashed > 0 {
+                    format!(" ({} older events unhashed)", r.unhashed)
+                } else {
+                    String::new()
+                },
+                r.head.as_deref().unwrap_or("-")
+            ),
+        }
+    }
+    if broken > 0 {
+        anyhow::bail!(
+            "{broken} of {} repository chain(s) are broken",
+            reports.len()
+        )
+    }
+    if !json {
+        println!("all {} repository chain(s) intact", reports.len());
+    }
+    Ok(())
 }
 
 fn explain(reference: &str, config: Option<PathBuf>) -> ExitCode {

@@ -4,6 +4,7 @@
 //! inside a [`store::LedgerTx`] that holds advisory locks on the tags involved, so that
 //! every tagwarden process sharing the database serialises on the same tag.
 
+pub mod chain;
 pub mod store;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::policy::TagClass;
 
-pub use store::{Ledger, LedgerError, LedgerTx};
+pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
 /// A tag's current binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
