@@ -776,3 +776,67 @@ async fn a_crash_after_the_registry_accepted_but_before_the_ledger_committed_nei
         .unwrap();
     assert_eq!(served, a.digest());
 }
+
+#[tokio::test]
+async fn a_delete_by_digest_waits_for_a_concurrent_move_of_one_of_its_tags() {
+    use tagwarden::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
+    use tagwarden::policy::TagClass;
+
+    let stack = Stack::start().await;
+    let (a, b) = (Image::random(&[256]), Image::random(&[256]));
+    push(&a, &stack.front.docker_ref("team/app:latest"))
+        .await
+        .assert_success();
+    push(&b, &stack.front.docker_ref("team/app:dev"))
+        .await
+        .assert_success();
+    let db = ledger(&stack);
+
+    // Another tagwarden process is in the middle of moving `latest` from A to B.
+    let other = Ledger::connect_lazy(db.url(), 1, Duration::from_secs(5)).unwrap();
+    let mut moving = other.begin().await.unwrap();
+    moving
+        .lock("team/app", &["latest", b.digest()])
+        .await
+        .unwrap();
+
+    let delete = tokio::spawn({
+        let url = format!("{}/v2/team/app/manifests/{}", stack.front.url(), a.digest());
+        async move { client().delete(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the tag it would remove"
+    );
+
+    let event = NewEvent {
+        tag: Some("latest"),
+        digest: Some(b.digest()),
+        previous_digest: Some(a.digest()),
+        class: Some(TagClass::Moving),
+        rule: Some("test"),
+        ..NewEvent::new(Action::Move, "team/app")
+    };
+    moving.append(&event, &Actor::default()).await.unwrap();
+    moving
+        .bind(&NewBinding {
+            repository: "team/app",
+            tag: "latest",
+            digest: b.digest(),
+            class: TagClass::Moving,
+            rule: "test",
+            bound_by: None,
+        })
+        .await
+        .unwrap();
+    moving.commit().await.unwrap();
+
+    assert_eq!(delete.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(
+        bound_digest(db, "team/app", "latest").as_deref(),
+        Some(b.digest()),
+        "latest moved away before the delete and is still live"
+    );
+    assert_eq!(actions(db, "team/app", "latest"), ["create", "move"]);
+}

@@ -356,10 +356,14 @@ impl Guard {
     ) -> Result<Response, OciError> {
         let mut actor = identity::actor(&parts.headers, client);
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-        tx.lock(repo, &[reference.as_str()])
-            .await
-            .map_err(ledger_down)?;
+        let (mut tx, digest_bindings) = match reference {
+            Reference::Tag(tag) => {
+                let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+                tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
+                (tx, Vec::new())
+            }
+            Reference::Digest(digest) => self.lock_digest_with_tags(repo, digest.as_str()).await?,
+        };
 
         // The tags this delete removes, with their decisions.
         let mut affected: Vec<(Binding, Decision)> = Vec::new();
@@ -376,11 +380,7 @@ impl Guard {
                 }
             }
             Reference::Digest(digest) => {
-                for b in tx
-                    .bindings_for_digest(repo, digest.as_str())
-                    .await
-                    .map_err(ledger_down)?
-                {
+                for b in digest_bindings {
                     let decision = self.policy.classify(repo, &b.tag);
                     if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
                         refused.push(b);
@@ -471,6 +471,43 @@ impl Guard {
         tx.commit().await.map_err(ledger_down)?;
         self.metrics.decision("deleted");
         Ok(self.forwarder.downstream_response(resp))
+    }
+
+    /// Lock a digest together with every tag bound to it, in one sorted call, so that
+    /// a concurrent push moving one of those tags elsewhere serialises with the delete
+    /// (that push locks the tag, not this digest). If a tag was bound to the digest
+    /// between the look and the lock, start over.
+    async fn lock_digest_with_tags(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(LedgerTx, Vec<Binding>), OciError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+            let seen = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            let mut items: Vec<&str> = seen.iter().map(|b| b.tag.as_str()).collect();
+            items.push(digest);
+            tx.lock(repo, &items).await.map_err(ledger_down)?;
+            let bound = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            if bound.iter().all(|b| seen.iter().any(|s| s.tag == b.tag)) {
+                return Ok((tx, bound));
+            }
+            let _ = tx.rollback().await;
+        }
+        Err(OciError::new(
+            StatusCode::CONFLICT,
+            "UNSUPPORTED",
+            format!(
+                "the tags of {repo}@{digest} kept changing while the delete was checked; retry"
+            ),
+        ))
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
