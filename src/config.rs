@@ -110,6 +110,20 @@ pub struct UpstreamConfig {
     pub password: Option<Secret>,
 }
 
+impl UpstreamConfig {
+    /// The `Authorization` for tagwarden's own requests (import, follow, rewind), from
+    /// `username` and `password`.
+    pub fn authorization(&self) -> Option<http::HeaderValue> {
+        use base64::Engine as _;
+        let (user, pass) = (self.username.as_ref()?, self.password.as_ref()?);
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
+        let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -52,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         forwarder.clone(),
         metrics.clone(),
         config.limits.max_manifest_bytes,
+        config.upstream.authorization(),
     );
 
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {

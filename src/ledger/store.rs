@@ -348,6 +348,22 @@ impl LedgerTx {
         Ok(rows.iter().map(binding_from_row).collect())
     }
 
+    /// Live immutable tags of a repository bound to `digest`: the releases it is.
+    pub async fn release_tags(
+        &mut self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tag_bindings
+             WHERE repository = $1 AND digest = $2 AND class = 'immutable' AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     /// Insert or replace a tag's binding. `first_bound_at` and `bound_by` are kept when
     /// the digest does not change (an identical re-push or a re-created tag).
     pub async fn bind(&mut self, b: &NewBinding<'_>) -> Result<(), LedgerError> {
