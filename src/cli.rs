@@ -59,6 +59,9 @@ enum Command {
         reference: String,
         #[arg(long, env = "TAGWARDEN_CONFIG")]
         config: Option<PathBuf>,
+        /// With the ledger, also show what an advancing tag names now and may name next.
+        #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
 }
 
@@ -135,7 +138,11 @@ pub fn run() -> ExitCode {
             }
             Err(e) => fail(&format!("{}: {e}", file.display())),
         },
-        Command::Explain { reference, config } => explain(&reference, config),
+        Command::Explain {
+            reference,
+            config,
+            database_url,
+        } => explain(&reference, config, database_url),
     }
 }
 
@@ -214,7 +221,7 @@ async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn explain(reference: &str, config: Option<PathBuf>) -> ExitCode {
+fn explain(reference: &str, config: Option<PathBuf>, database_url: Option<String>) -> ExitCode {
     let Some((repo, tag)) = reference.rsplit_once(':') else {
         return fail("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0");
     };
@@ -232,12 +239,28 @@ fn explain(reference: &str, config: Option<PathBuf>) -> ExitCode {
         },
         None => PolicyConfig::default(),
     };
-    match Policy::from_config(&policy_config) {
-        Ok(p) => {
-            print!("{}", p.explain(repo, tag));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("{}: {e}", e.key())),
+    let policy = match Policy::from_config(&policy_config) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("{}: {e}", e.key())),
+    };
+    print!("{}", policy.explain(repo, tag));
+    match (policy.classify(repo, tag).advance, database_url) {
+        (Some(advance), Some(url)) => block_on(async move {
+            let ledger =
+                crate::ledger::Ledger::connect_lazy(&url, 1, std::time::Duration::from_secs(10))?;
+            let current = ledger
+                .binding(repo, tag)
+                .await?
+                .filter(|b| b.deleted_at.is_none());
+            let releases = ledger.releases(repo).await?;
+            let digest = current.as_ref().map(|b| b.digest.as_str());
+            print!(
+                "{}",
+                crate::policy::advance::outlook(tag, advance.allow_prerelease, digest, &releases)
+            );
+            Ok(())
+        }),
+        _ => ExitCode::SUCCESS,
     }
 }
 

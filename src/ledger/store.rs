@@ -174,6 +174,17 @@ impl Ledger {
         Ok(reports)
     }
 
+    /// A repository's live immutable bindings as `(tag, digest)`: its releases.
+    pub async fn releases(&self, repository: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT tag, digest FROM tag_bindings
+             WHERE repository = $1 AND class = 'immutable' AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every history event of a tag, oldest first.
     pub async fn tag_history(
         &self,

@@ -129,6 +129,45 @@ pub fn followers(release_tag: &str) -> Vec<String> {
     ]
 }
 
+/// What an advancing tag names now and may name next, given the repository's releases
+/// as `(tag, digest)` pairs: for `tagwarden explain`.
+pub fn outlook(
+    tag: &str,
+    allow_prerelease: bool,
+    current_digest: Option<&str>,
+    releases: &[(String, String)],
+) -> String {
+    let series = Series::of(tag);
+    let current = current_digest.and_then(|d| {
+        best_release(
+            releases
+                .iter()
+                .filter(|(_, rd)| rd == d)
+                .map(|(t, _)| t.as_str()),
+            series,
+            allow_prerelease,
+        )
+    });
+    let mut next: Vec<(Version, &str)> = releases
+        .iter()
+        .filter_map(|(t, _)| release_version(t).map(|v| (v, t.as_str())))
+        .filter(|(v, _)| series.contains(v) && (allow_prerelease || v.pre.is_empty()))
+        .filter(|(v, _)| current.as_ref().is_none_or(|(cur, _)| v > cur))
+        .collect();
+    next.sort();
+    let now = match (current_digest, &current) {
+        (None, _) => "nothing yet".to_owned(),
+        (Some(d), Some((_, t))) => format!("release {t} ({d})"),
+        (Some(d), None) => format!("{d}, which is not a release of its series"),
+    };
+    let later = if next.is_empty() {
+        "no newer release yet".to_owned()
+    } else {
+        next.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(", ")
+    };
+    format!("  now:     {now}\n  next:    {later}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +233,29 @@ mod tests {
         // Semver precedence, not string order; a release outranks its prereleases.
         assert!(release_version("1.4.10").unwrap() > release_version("1.4.9").unwrap());
         assert!(release_version("1.4.0").unwrap() > release_version("1.4.0-rc.2").unwrap());
+    }
+
+    #[test]
+    fn outlook_lists_newer_releases_of_the_series() {
+        let r = |t: &str, d: &str| (t.to_owned(), d.to_owned());
+        let releases = [
+            r("1.4.1", "d1"),
+            r("1.4.2", "d2"),
+            r("1.4.3", "d3"),
+            r("1.5.0", "d5"),
+            r("1.4.4-rc.1", "d4"),
+        ];
+        let text = outlook("1.4", false, Some("d2"), &releases);
+        assert!(
+            text.contains("now:     release 1.4.2 (d2)") && text.contains("next:    1.4.3\n"),
+            "{text}"
+        );
+        let text = outlook("latest", true, None, &releases);
+        assert!(
+            text.contains("nothing yet") && text.contains("1.4.1, 1.4.2, 1.4.3, 1.4.4-rc.1, 1.5.0"),
+            "{text}"
+        );
+        assert!(outlook("1", false, Some("zz"), &releases).contains("zz, which is not a release"));
     }
 
     #[test]
