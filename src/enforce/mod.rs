@@ -474,19 +474,27 @@ impl Guard {
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
+    ///
+    /// The upstream gets the `Content-Type` tagwarden checked and the length of the bytes
+    /// it hashed, even if the client listed those headers in `Connection` (which makes
+    /// the proxy drop them as hop-by-hop): without a type, the registry would parse the
+    /// body as some other kind of manifest than the one that was checked.
     async fn send_manifest(
         &self,
         mut parts: Parts,
         bytes: bytes::Bytes,
         client: &Client,
     ) -> Result<hyper::Response<hyper::body::Incoming>, OciError> {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         parts.headers.remove(header::TRANSFER_ENCODING);
-        let req = self
+        let length = HeaderValue::from(bytes.len());
+        let mut req = self
             .forwarder
             .upstream_request(parts, Body::from(bytes), client);
+        req.headers_mut().insert(header::CONTENT_LENGTH, length);
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
         self.forwarder
             .send(req, &Activity::new(), "manifest")
             .await
