@@ -18,6 +18,10 @@ use reqwest::StatusCode;
 use sha2::Digest as _;
 
 use support::api::{catalog, put_manifest, resolve, tags, upload_blob};
+use support::consistency::{
+    assert_bindings_explained_by_history, assert_ledger_matches_registry,
+    assert_no_immutable_tag_had_two_digests,
+};
 use support::http::{client, parse_oci_error, MANIFEST_ACCEPT};
 use support::oci::OCI_MANIFEST;
 use support::raw::{self, RawAnswer};
@@ -1003,7 +1007,9 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
         .filter(|t| !t.starts_with("odd-type-") && t != "conn-type")
         .collect();
     assert_eq!(release_like, [RELEASE, "latest"], "tags of {REPO}");
-    assert_ledger_matches_registry(ledger(&stack), &registry).await;
+    assert_ledger_matches_registry(ledger(&stack), &registry, &[REPO, odd]).await;
+    assert_bindings_explained_by_history(ledger(&stack));
+    assert_no_immutable_tag_had_two_digests(ledger(&stack));
     assert!(
         !stack.front.logs().contains("panicked"),
         "tagwarden panicked:\n{}",
@@ -1120,26 +1126,5 @@ async fn h2_put(addr: &str, authority: &str, path: &str, body: &[u8]) -> (u16, S
             (status, String::from_utf8_lossy(&bytes).into_owned())
         }
         _ => (0, String::new()),
-    }
-}
-
-/// Every live binding is what the registry serves, and every tag the registry serves in
-/// a repository the ledger knows is bound to the same digest.
-async fn assert_ledger_matches_registry(db: &Database, registry: &str) {
-    let rows = db.query_column(
-        "SELECT repository || ' ' || tag || ' ' || digest FROM tag_bindings WHERE deleted_at IS NULL ORDER BY 1",
-    );
-    for row in rows.into_iter().flatten() {
-        let mut parts = row.split(' ');
-        let (repo, tag, digest) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        assert_eq!(
-            resolve(registry, repo, tag).await.as_deref(),
-            Some(digest),
-            "ledger binding {repo}:{tag}"
-        );
     }
 }
