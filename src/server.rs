@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,9 +109,14 @@ pub async fn serve<H, F>(
             tls: tls.is_some(),
         };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let fut = handler(req, conn);
-            async move { Ok::<Response<Body>, Infallible>(fut.await) }
+        let started = Arc::new(AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let started = started.clone();
+            move |req: Request<Incoming>| {
+                started.store(true, Ordering::Release);
+                let fut = handler(req, conn);
+                async move { Ok::<Response<Body>, Infallible>(fut.await) }
+            }
         });
         let builder = builder.clone();
         match &tls {
@@ -121,8 +127,14 @@ pub async fn serve<H, F>(
                         .into_owned(),
                 );
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    match first_request_within(watched, &started, header_read_timeout).await {
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error")
+                        }
+                        Some(Ok(())) => {}
+                        None => {
+                            tracing::debug!(%peer, "no request within the header timeout; closed")
+                        }
                     }
                 });
             }
@@ -147,8 +159,16 @@ pub async fn serve<H, F>(
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    match first_request_within(watcher.watch(conn), &started, header_read_timeout)
+                        .await
+                    {
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error")
+                        }
+                        Some(Ok(())) => {}
+                        None => {
+                            tracing::debug!(%peer, "no request within the header timeout; closed")
+                        }
                     }
                 });
             }
@@ -163,6 +183,29 @@ pub async fn serve<H, F>(
     {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }
+}
+
+/// Drive a connection, but drop (close) it if no request has started on it within
+/// `timeout` of being accepted.
+///
+/// hyper's HTTP/1 header timeout only runs once its parser does. Before that, the
+/// protocol detection waits for the 24 bytes that might be an HTTP/2 preface, with no
+/// limit; and an HTTP/2 connection may never open a stream. Without this, a client that
+/// connects and sends nothing (or half a preface) would hold a connection forever.
+async fn first_request_within<F: Future>(
+    conn: F,
+    started: &AtomicBool,
+    timeout: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(conn);
+    tokio::select! {
+        out = &mut conn => return Some(out),
+        _ = tokio::time::sleep(timeout) => {}
+    }
+    if !started.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(conn.await)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
