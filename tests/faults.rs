@@ -624,3 +624,52 @@ async fn slow_and_stalled_clients_are_cut_off_and_others_keep_being_served() {
         Some(images[0].digest())
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_download_is_cut_off_and_frees_its_connections() {
+    const REPO: &str = "reader/app";
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env("TAGWARDEN_UPSTREAM__IDLE_TIMEOUT", "2s")
+        .start()
+        .await;
+    let big = Image::random(&[32 << 20]);
+    let layer = &big.layers[0];
+    upload_blob(&registry.url(), REPO, layer).await;
+    let fds_before = tw.open_fds();
+
+    // Ask for 32 MiB and read none of it.
+    let mut readers = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(tw.addr()).await.unwrap();
+        s.write_all(
+            format!(
+                "GET /v2/{REPO}/blobs/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                layer.digest
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        readers.push(s);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fds_stalled = tw.open_fds();
+    // Well past the idle timeout, the stalled downloads are given up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fds_after = tw.open_fds();
+    assert!(
+        fds_after <= fds_before + 2,
+        "descriptors: {fds_before} before, {fds_stalled} while stalled, {fds_after} after the idle timeout"
+    );
+    // Others were served meanwhile, and a reader that reads gets every byte.
+    let r = client()
+        .get(format!("{}/v2/{REPO}/blobs/{}", tw.url(), layer.digest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), layer.size());
+    drop(readers);
+}
