@@ -1128,3 +1128,110 @@ async fn h2_put(addr: &str, authority: &str, path: &str, body: &[u8]) -> (u16, S
         _ => (0, String::new()),
     }
 }
+
+#[tokio::test]
+async fn hostile_identities_and_user_agents_are_recorded_verbatim_or_not_at_all() {
+    use base64::Engine as _;
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let sql = "x'); DROP TABLE tag_bindings; --";
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let cases: Vec<(String, Option<String>, &str)> = vec![
+        (
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{sql}:pw"))
+            ),
+            Some(sql.to_string()),
+            "1.0.0",
+        ),
+        (
+            format!("Bearer e30.{}.sig", b64(br#"{"sub":"a\u0000b"}"#)),
+            None,
+            "1.0.1",
+        ),
+        (
+            format!(
+                "Bearer e30.{}.sig",
+                b64(format!(r#"{{"sub":"{}"}}"#, "\u{1F980}".repeat(300)).as_bytes())
+            ),
+            Some("\u{1F980}".repeat(256)),
+            "1.0.2",
+        ),
+        ("Bearer %%%.%%%.%%%".to_string(), None, "1.0.3"),
+    ];
+    for (authorization, identity, tag) in &cases {
+        let image = Image::random(&[128]);
+        for blob in image.blobs() {
+            upload_blob(&base, "who/app", blob).await;
+        }
+        let resp = client()
+            .put(format!("{base}/v2/who/app/manifests/{tag}"))
+            .header("content-type", OCI_MANIFEST)
+            .header("authorization", authorization.as_str())
+            .header("user-agent", sql)
+            .body(image.manifest.bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{authorization}");
+        let recorded = ledger(&stack).query_column(&format!(
+            "SELECT identity FROM tag_events WHERE repository = 'who/app' AND tag = '{tag}'"
+        ));
+        assert_eq!(recorded, [identity.clone()], "{authorization}");
+    }
+    let agents = ledger(&stack)
+        .query_column("SELECT DISTINCT user_agent FROM tag_events WHERE repository = 'who/app'");
+    assert_eq!(agents, [Some(sql.to_string())]);
+    assert_ledger_matches_registry(ledger(&stack), &stack.registry.url(), &["who/app"]).await;
+}
+
+/// Every query in the source is a literal with bind parameters: no SQL is ever built
+/// from strings at run time.
+#[test]
+fn every_sql_statement_in_the_source_is_a_literal() {
+    let call = regex::Regex::new(r"sqlx::query(?:_scalar|_as)?(?:::<[^>]*>)?\(\s*([^\s])").unwrap();
+    let mut offenders = Vec::new();
+    let mut checked = 0;
+    let mut stack = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for m in call.captures_iter(&text) {
+                checked += 1;
+                let first = m.get(1).unwrap();
+                let rest = &text[first.start()..];
+                if !(rest.starts_with('"') || rest.starts_with("r\"") || rest.starts_with("r#\"")) {
+                    let line = text[..first.start()].lines().count();
+                    offenders.push(format!("{}:{line}", path.display()));
+                }
+            }
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim_start();
+                let built =
+                    (l.contains(".execute(") || l.contains("raw_sql(")) && l.contains("format!");
+                // Imported unqualified, a query would escape the pattern above.
+                let hidden = l.starts_with("use sqlx") && l.contains("query");
+                if built || hidden {
+                    offenders.push(format!("{}:{}", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 5,
+        "found only {checked} queries: is the pattern stale?"
+    );
+    assert!(offenders.is_empty(), "SQL built at run time: {offenders:?}");
+}
