@@ -94,7 +94,8 @@ pub struct UpstreamConfig {
     #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// A request fails if neither side makes progress for this long (no bytes from the
-    /// client, no answer or bytes from the upstream).
+    /// client, no answer or bytes from the upstream), and a client connection is closed
+    /// if it stops reading its response for this long.
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// How long an unused upstream connection is kept for reuse.

@@ -106,6 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listener,
         tls,
         config.server.header_read_timeout,
+        config.upstream.idle_timeout,
         config.server.shutdown_grace,
         handler,
         shutdown,

@@ -8,9 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use support::api::{put_manifest, upload_blob};
 use support::http::{client, expect_oci_error, header};
 use support::relay::Relay;
-use support::{skopeo, Blob, Database, Image, OciLayout, Registry, Stack, Tagwarden};
+use support::{skopeo, Database, Image, OciLayout, Registry, Stack, Tagwarden};
 
 fn ledger(stack: &Stack) -> &Database {
     stack
@@ -44,57 +45,6 @@ async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
         .preserve_digests()
         .run()
         .await
-}
-
-/// Upload a blob monolithically (POST, then PUT with the digest).
-async fn upload_blob(base: &str, repo: &str, blob: &Blob) {
-    let c = client();
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .expect("start upload");
-    assert_eq!(
-        r.status(),
-        StatusCode::ACCEPTED,
-        "start upload of {}",
-        blob.digest
-    );
-    let loc = header(&r, "location").expect("upload Location");
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{loc}{sep}digest={}", blob.digest))
-        .header("content-type", "application/octet-stream")
-        .body(blob.bytes.clone())
-        .send()
-        .await
-        .expect("finish upload");
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "finish upload of {}",
-        blob.digest
-    );
-}
-
-async fn put_manifest(
-    base: &str,
-    repo: &str,
-    reference: &str,
-    manifest: &Blob,
-) -> reqwest::Response {
-    client()
-        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
-        .header("content-type", &manifest.media_type)
-        .body(manifest.bytes.clone())
-        .send()
-        .await
-        .expect("PUT manifest")
 }
 
 #[tokio::test]

@@ -573,19 +573,27 @@ impl Guard {
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
+    ///
+    /// The upstream gets the `Content-Type` tagwarden checked and the length of the bytes
+    /// it hashed, even if the client listed those headers in `Connection` (which makes
+    /// the proxy drop them as hop-by-hop): without a type, the registry would parse the
+    /// body as some other kind of manifest than the one that was checked.
     async fn send_manifest(
         &self,
         mut parts: Parts,
         bytes: bytes::Bytes,
         client: &Client,
     ) -> Result<hyper::Response<hyper::body::Incoming>, OciError> {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         parts.headers.remove(header::TRANSFER_ENCODING);
-        let req = self
+        let length = HeaderValue::from(bytes.len());
+        let mut req = self
             .forwarder
             .upstream_request(parts, Body::from(bytes), client);
+        req.headers_mut().insert(header::CONTENT_LENGTH, length);
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
         self.forwarder
             .send(req, &Activity::new(), "manifest")
             .await
@@ -625,6 +633,11 @@ fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
     }
 }
 
+/// The most tags one manifest write may name (the path's and `?tag=` parameters). Each
+/// tag costs a lock, a ledger lookup and possibly a request to the upstream, all inside
+/// one transaction, so the number a single request can ask for is bounded.
+pub const MAX_TAGS_PER_WRITE: usize = 64;
+
 /// Every tag a write names: the path's, if it is a tag, and each `?tag=` parameter.
 fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciError> {
     let mut tags = Vec::new();
@@ -643,6 +656,13 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
         }
         for (key, value) in form_urlencoded::parse(q.as_bytes()) {
             if key == "tag" {
+                if tags.len() >= MAX_TAGS_PER_WRITE {
+                    return Err(OciError::new(
+                        StatusCode::BAD_REQUEST,
+                        "TAG_INVALID",
+                        format!("a manifest write may name at most {MAX_TAGS_PER_WRITE} tags (the path's and ?tag= parameters together); split it into several writes"),
+                    ));
+                }
                 let tag = Tag::parse(&value).map_err(|e| {
                     OciError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
                 })?;
@@ -716,6 +736,23 @@ mod tests {
         let d = Reference::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let tags = tags_of(&d, Some("t%61g=1%2E4%2E0")).unwrap();
         assert_eq!(tags[0].as_str(), "1.4.0");
+        let many: Vec<String> = (0..MAX_TAGS_PER_WRITE)
+            .map(|i| format!("tag=t{i}"))
+            .collect();
+        assert_eq!(
+            tags_of(&d, Some(&many.join("&"))).unwrap().len(),
+            MAX_TAGS_PER_WRITE
+        );
+        let one_more = format!("{}&tag=extra", many.join("&"));
+        assert_eq!(
+            tags_of(&d, Some(&one_more)).unwrap_err().code,
+            "TAG_INVALID"
+        );
+        let r = Reference::parse("latest").unwrap();
+        assert!(
+            tags_of(&r, Some(&many.join("&"))).is_err(),
+            "the path's tag counts too"
+        );
         for bad in [
             "tag=a/b",
             "tag=1.0%2Bbuild",
