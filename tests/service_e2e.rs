@@ -287,7 +287,7 @@ async fn credentials_never_appear_in_the_logs() {
     let encoded = base64::engine::general_purpose::STANDARD.encode(&creds);
     let logs = tw.logs();
     assert!(
-        logs.contains("refused re-pointing an immutable tag"),
+        logs.contains("refused a manifest write"),
         "debug logs were written: {logs}"
     );
     for secret in [
