@@ -1178,7 +1178,7 @@ async fn hostile_identities_and_user_agents_are_recorded_verbatim_or_not_at_all(
         let recorded = ledger(&stack).query_column(&format!(
             "SELECT identity FROM tag_events WHERE repository = 'who/app' AND tag = '{tag}'"
         ));
-        assert_eq!(recorded, [identity.clone()], "{authorization}");
+        assert_eq!(&recorded, std::slice::from_ref(identity), "{authorization}");
     }
     let agents = ledger(&stack)
         .query_column("SELECT DISTINCT user_agent FROM tag_events WHERE repository = 'who/app'");
