@@ -298,10 +298,17 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
     assert_no_immutable_tag_had_two_digests(&db);
     assert_bindings_explained_by_history(&db);
     // Every release a client saw accepted or served is bound to exactly that digest.
-    for ((repo, tag), digest) in &seen.releases {
-        let bound = db.query_column(&format!(
-            "SELECT digest FROM tag_bindings WHERE repository = '{repo}' AND tag = '{tag}'"
-        ));
-        assert_eq!(bound, [Some(digest.clone())], "{repo}:{tag}");
+    let bound: BTreeMap<(String, String), String> = db
+        .query_column("SELECT repository || ' ' || tag || ' ' || digest FROM tag_bindings")
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let mut p = row.split(' ').map(str::to_string);
+            let (r, t, d) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+            ((r, t), d)
+        })
+        .collect();
+    for (key, digest) in &seen.releases {
+        assert_eq!(bound.get(key), Some(digest), "{key:?}");
     }
 }
