@@ -40,7 +40,8 @@ pub struct ServerConfig {
     /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// How long a client may take to send its request headers (slowloris guard).
+    /// How long a client may take to send its request headers, and how long a new
+    /// connection may go without starting a request (slowloris guard).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before they are cut.

@@ -68,7 +68,17 @@ impl Corpus<'_> {
 
     /// Send one raw request and check the answer and the release tag.
     async fn raw(&mut self, name: &str, request: Vec<u8>, expect: Expect) -> RawAnswer {
-        let answer = raw::exchange_within(self.stack.front.addr(), request, PER_REQUEST).await;
+        let mut answer =
+            raw::exchange_within(self.stack.front.addr(), request.clone(), PER_REQUEST).await;
+        // An early answer (413, 431) can be lost to the reset that closing on unread
+        // request bytes causes; the answer itself is what is judged, so ask again.
+        for _ in 0..3 {
+            if answer.status != 0 || !answer.reset {
+                break;
+            }
+            answer =
+                raw::exchange_within(self.stack.front.addr(), request.clone(), PER_REQUEST).await;
+        }
         self.judge(name, answer.status, answer.body(), answer.closed, expect)
             .await;
         answer
@@ -1178,8 +1188,7 @@ async fn hostile_identities_and_user_agents_are_recorded_verbatim_or_not_at_all(
         let recorded = ledger(&stack).query_column(&format!(
             "SELECT identity FROM tag_events WHERE repository = 'who/app' AND tag = '{tag}'"
         ));
-        assert_eq!(recorded.len(), 1, "{authorization}");
-        assert_eq!(&recorded[0], identity, "{authorization}");
+        assert_eq!(&recorded, std::slice::from_ref(identity), "{authorization}");
     }
     let agents = ledger(&stack)
         .query_column("SELECT DISTINCT user_agent FROM tag_events WHERE repository = 'who/app'");

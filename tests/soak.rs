@@ -7,6 +7,9 @@
 //! immutable tag was ever bound (in the ledger) or served (to a client) with two
 //! digests; and neither process's memory grew beyond a fixed allowance.
 //!
+//! One upstream fault is tolerated: a pull of a moving tag that races a move of the same
+//! tag may get the registry's own 500 (see the comment where pulls are checked).
+//!
 //! Size: `TAGWARDEN_SOAK_PUSHES` manifest pushes (default 1500, about half a minute in a
 //! debug build) by `TAGWARDEN_SOAK_CLIENTS` clients (default 12); `TAGWARDEN_SOAK_SEED`
 //! repeats a run. The full form, documented in TESTING.md:
@@ -174,6 +177,16 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
                             }
                         }
                         StatusCode::NOT_FOUND => {}
+                        // distribution 2.8's filesystem driver rewrites a tag's link in
+                        // place, so a read racing a move can see it half-written and
+                        // answer 500 UNKNOWN ("invalid checksum digest format"); it does
+                        // so without tagwarden too. tagwarden never answers UNKNOWN.
+                        StatusCode::INTERNAL_SERVER_ERROR
+                            if !release
+                                && resp
+                                    .text()
+                                    .await
+                                    .is_ok_and(|b| b.contains(r#""code":"UNKNOWN""#)) => {}
                         other => seen
                             .lock()
                             .unwrap()
@@ -285,10 +298,17 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
     assert_no_immutable_tag_had_two_digests(&db);
     assert_bindings_explained_by_history(&db);
     // Every release a client saw accepted or served is bound to exactly that digest.
-    for ((repo, tag), digest) in &seen.releases {
-        let bound = db.query_column(&format!(
-            "SELECT digest FROM tag_bindings WHERE repository = '{repo}' AND tag = '{tag}'"
-        ));
-        assert_eq!(bound, [Some(digest.clone())], "{repo}:{tag}");
+    let bound: BTreeMap<(String, String), String> = db
+        .query_column("SELECT repository || ' ' || tag || ' ' || digest FROM tag_bindings")
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let mut p = row.split(' ').map(str::to_string);
+            let (r, t, d) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+            ((r, t), d)
+        })
+        .collect();
+    for (key, digest) in &seen.releases {
+        assert_eq!(bound.get(key), Some(digest), "{key:?}");
     }
 }

@@ -16,6 +16,10 @@ pub struct RawAnswer {
     pub text: String,
     /// Whether the server closed the connection before `timeout` ran out.
     pub closed: bool,
+    /// Whether the connection was reset. A server that answers before reading the whole
+    /// request and then closes makes the kernel reset the connection, which can discard
+    /// the answer before the client reads it.
+    pub reset: bool,
     pub elapsed: Duration,
 }
 
@@ -72,9 +76,14 @@ pub async fn exchange_within(addr: &str, request: Vec<u8>, timeout: Duration) ->
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut reset = false;
     let closed = loop {
         match tokio::time::timeout_at(deadline, r.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(0)) => break true,
+            Ok(Err(e)) => {
+                reset = e.kind() == std::io::ErrorKind::ConnectionReset;
+                break true;
+            }
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
             Err(_) => break false,
         }
@@ -85,6 +94,7 @@ pub async fn exchange_within(addr: &str, request: Vec<u8>, timeout: Duration) ->
         status: 0,
         text,
         closed,
+        reset,
         elapsed: started.elapsed(),
     };
     let start = answer.final_head_start();
