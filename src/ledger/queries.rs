@@ -1,0 +1,465 @@
+//! Reads for audits: bindings, a tag's history, what a tag named at an instant, every
+//! tag that ever named a digest, and the event feed. Every query is parameterised and
+//! answered from an index (see `migrations/0004_audit_indexes.sql`); the statements are
+//! public in [`sql`] so that tests can check their plans.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
+
+use super::{Action, Binding, Ledger, LedgerError};
+
+/// The SQL of the fixed queries. Actions are spelled out (not bound) so that the planner
+/// can match the partial indexes of `0004_audit_indexes.sql`.
+pub mod sql {
+    /// Columns of [`super::StoredEvent`].
+    macro_rules! event_columns {
+        () => {
+            "id, at, action, repository, tag, digest, previous_digest, class, rule, reason, \
+             identity, identity_verified, remote_addr, user_agent, request_id, detail"
+        };
+    }
+    pub const EVENT_COLUMNS: &str = event_columns!();
+
+    /// `$1` repositories after this name, `$2` at most this many.
+    pub const REPOSITORIES: &str = "SELECT repository, count(*) AS tags,
+                count(*) FILTER (WHERE deleted_at IS NULL) AS live_tags,
+                max(last_changed_at) AS last_changed_at
+         FROM tag_bindings WHERE repository > $1
+         GROUP BY repository ORDER BY repository LIMIT $2";
+
+    /// `$1` repository, `$2` tags after this one, `$3` include deleted bindings, `$4` limit.
+    pub const BINDINGS: &str = "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+         FROM tag_bindings
+         WHERE repository = $1 AND tag > $2 AND ($3 OR deleted_at IS NULL)
+         ORDER BY tag LIMIT $4";
+
+    /// `$1` repository, `$2` tag, `$3` events after this id, `$4` limit.
+    pub const HISTORY_ASC: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3 ORDER BY id LIMIT $4"
+    );
+
+    /// `$1` repository, `$2` tag, `$3` events before this id, `$4` limit.
+    pub const HISTORY_DESC: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+    );
+
+    /// The latest event that could change what `$1`:`$2` names, at or before `$3`.
+    pub const BINDING_CHANGE_AT: &str = "SELECT id, at, action, digest, reason, identity, class
+         FROM tag_events
+         WHERE repository = $1 AND tag = $2 AND at <= $3
+           AND action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+         ORDER BY at DESC, id DESC LIMIT 1";
+
+    /// Every event that bound a tag to digest `$1`, with the next event that could change
+    /// that tag, for the tags after (`$2`, `$3`) in (repository, tag) order, at most `$4`
+    /// tags.
+    pub const DIGEST_BINDINGS: &str = "WITH keys AS (
+             SELECT DISTINCT repository, tag FROM tag_events
+             WHERE digest = $1 AND action IN ('create', 'move', 'repush', 'adopt', 'warn')
+               AND (repository, tag) > ($2, $3)
+             ORDER BY repository, tag LIMIT $4
+         )
+         SELECT e.repository, e.tag,
+                e.id, e.at, e.action, e.digest, e.reason, e.identity, e.class,
+                n.id AS next_id, n.at AS next_at, n.action AS next_action, n.digest AS next_digest,
+                n.reason AS next_reason, n.identity AS next_identity, n.class AS next_class
+         FROM keys
+         JOIN tag_events e
+           ON e.digest = $1 AND e.repository = keys.repository AND e.tag = keys.tag
+          AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn')
+         LEFT JOIN LATERAL (
+             SELECT id, at, action, digest, reason, identity, class FROM tag_events n
+             WHERE n.repository = e.repository AND n.tag = e.tag
+               AND n.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+               AND (n.at, n.id) > (e.at, e.id)
+             ORDER BY n.at, n.id LIMIT 1
+         ) n ON true
+         ORDER BY e.repository, e.tag, e.at, e.id";
+
+    pub const LAST_EVENT_ID: &str = "SELECT max(id) FROM tag_events";
+}
+
+/// Which end of a history comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// A history event as an audit reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub action: Action,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub previous_digest: Option<String>,
+    pub class: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub identity: Option<String>,
+    pub identity_verified: bool,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// An event that may have changed what a tag names (everything but a refusal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingChange {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub action: Action,
+    pub digest: Option<String>,
+    pub reason: Option<String>,
+    pub identity: Option<String>,
+    pub class: Option<String>,
+}
+
+/// An event that bound `repository:tag` to the digest looked up, and the next event that
+/// may have changed the tag after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestBinding {
+    pub repository: String,
+    pub tag: String,
+    pub change: BindingChange,
+    pub next: Option<BindingChange>,
+}
+
+/// A repository and how many tags the ledger holds for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositorySummary {
+    pub repository: String,
+    /// Every tag ever bound, deleted ones included.
+    pub tags: i64,
+    /// Tags currently in the registry.
+    pub live_tags: i64,
+    pub last_changed_at: DateTime<Utc>,
+}
+
+/// Which events the feed returns. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// At or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant.
+    pub until: Option<DateTime<Utc>>,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    /// Any of these actions (none: every action).
+    pub actions: Vec<Action>,
+    pub identity: Option<String>,
+}
+
+impl Ledger {
+    /// A pool for audit reads only: every transaction is read-only and every statement
+    /// is cancelled after `statement_timeout`. Connects lazily.
+    pub fn connect_reader(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        statement_timeout: Duration,
+    ) -> Result<Ledger, LedgerError> {
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| LedgerError::Query(format!("database url: {e}")))?
+            .disable_statement_logging()
+            .application_name("tagwarden-audit")
+            .options([
+                ("default_transaction_read_only", "on".to_string()),
+                (
+                    "statement_timeout",
+                    statement_timeout.as_millis().max(1).to_string(),
+                ),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Ledger::from_pool(pool))
+    }
+
+    /// Repositories in name order, after `after`.
+    pub async fn repositories(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RepositorySummary>, LedgerError> {
+        let rows = sqlx::query(sql::REPOSITORIES)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RepositorySummary {
+                repository: r.get("repository"),
+                tags: r.get("tags"),
+                live_tags: r.get("live_tags"),
+                last_changed_at: r.get("last_changed_at"),
+            })
+            .collect())
+    }
+
+    /// A repository's bindings in tag order, after `after`.
+    pub async fn bindings(
+        &self,
+        repository: &str,
+        include_deleted: bool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Binding>, LedgerError> {
+        let rows = sqlx::query(sql::BINDINGS)
+            .bind(repository)
+            .bind(after.unwrap_or(""))
+            .bind(include_deleted)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Binding {
+                repository: r.get("repository"),
+                tag: r.get("tag"),
+                digest: r.get("digest"),
+                class: r.get("class"),
+                rule: r.get("rule"),
+                bound_by: r.get("bound_by"),
+                first_bound_at: r.get("first_bound_at"),
+                last_changed_at: r.get("last_changed_at"),
+                deleted_at: r.get("deleted_at"),
+            })
+            .collect())
+    }
+
+    /// A page of one tag's events, starting after the event `after` in `order`.
+    pub async fn history_page(
+        &self,
+        repository: &str,
+        tag: &str,
+        order: Order,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let (query, from) = match order {
+            Order::Asc => (sql::HISTORY_ASC, after.unwrap_or(0)),
+            Order::Desc => (sql::HISTORY_DESC, after.unwrap_or(i64::MAX)),
+        };
+        let rows = sqlx::query(query)
+            .bind(repository)
+            .bind(tag)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The latest event at or before `at` that could have changed what the tag names.
+    pub async fn binding_change_at(
+        &self,
+        repository: &str,
+        tag: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BindingChange>, LedgerError> {
+        let row = sqlx::query(sql::BINDING_CHANGE_AT)
+            .bind(repository)
+            .bind(tag)
+            .bind(at)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(|r| binding_change(r, "")).transpose()
+    }
+
+    /// The events that bound a tag to `digest`, with each one's successor, for at most
+    /// `limit` tags after `after` (repository, tag), in (repository, tag, time) order.
+    pub async fn digest_bindings(
+        &self,
+        digest: &str,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<DigestBinding>, LedgerError> {
+        let (after_repo, after_tag) = after.unwrap_or(("", ""));
+        let rows = sqlx::query(sql::DIGEST_BINDINGS)
+            .bind(digest)
+            .bind(after_repo)
+            .bind(after_tag)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let next_id: Option<i64> = r.get("next_id");
+                Ok(DigestBinding {
+                    repository: r.get("repository"),
+                    tag: r.get("tag"),
+                    change: binding_change(r, "")?,
+                    next: match next_id {
+                        Some(_) => Some(binding_change(r, "next_")?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// A page of the event feed in `order` of recording, after the event `after`, and
+    /// never past the event `up_to` (so that an export does not chase new events).
+    pub async fn events_page(
+        &self,
+        filter: &EventFilter,
+        order: Order,
+        after: Option<i64>,
+        up_to: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let mut q = events_query("SELECT ", filter, order, after, up_to, limit);
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The plan Postgres chooses for [`Ledger::events_page`] (`EXPLAIN (FORMAT JSON)`),
+    /// to check that a filter is answered from an index.
+    pub async fn explain_events_page(
+        &self,
+        filter: &EventFilter,
+        order: Order,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<serde_json::Value, LedgerError> {
+        let mut q = events_query(
+            "EXPLAIN (FORMAT JSON) SELECT ",
+            filter,
+            order,
+            after,
+            None,
+            limit,
+        );
+        let row = q.build().fetch_one(self.pool()).await?;
+        Ok(row.get(0))
+    }
+
+    /// The id of the newest event, if any.
+    pub async fn last_event_id(&self) -> Result<Option<i64>, LedgerError> {
+        Ok(sqlx::query_scalar(sql::LAST_EVENT_ID)
+            .fetch_one(self.pool())
+            .await?)
+    }
+}
+
+/// `<head> <event columns> FROM tag_events WHERE <filters> ORDER BY id LIMIT <limit>`,
+/// with a filter only for what is asked, so that the planner can pick the index that
+/// fits.
+fn events_query<'a>(
+    head: &str,
+    filter: &'a EventFilter,
+    order: Order,
+    after: Option<i64>,
+    up_to: Option<i64>,
+    limit: i64,
+) -> QueryBuilder<'a, Postgres> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(head);
+    q.push(sql::EVENT_COLUMNS);
+    q.push(" FROM tag_events WHERE true");
+    if let Some(since) = filter.since {
+        q.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND at < ").push_bind(until);
+    }
+    if let Some(repository) = &filter.repository {
+        q.push(" AND repository = ").push_bind(repository.as_str());
+    }
+    if let Some(tag) = &filter.tag {
+        q.push(" AND tag = ").push_bind(tag.as_str());
+    }
+    match filter.actions.as_slice() {
+        [] => {}
+        [one] => {
+            q.push(" AND action = ").push_bind(one.as_str());
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|a| a.as_str()).collect();
+            q.push(" AND action = ANY(").push_bind(names).push(")");
+        }
+    }
+    if let Some(identity) = &filter.identity {
+        q.push(" AND identity = ").push_bind(identity.as_str());
+    }
+    if let Some(up_to) = up_to {
+        q.push(" AND id <= ").push_bind(up_to);
+    }
+    match (order, after) {
+        (Order::Asc, Some(id)) => {
+            q.push(" AND id > ").push_bind(id);
+        }
+        (Order::Desc, Some(id)) => {
+            q.push(" AND id < ").push_bind(id);
+        }
+        (_, None) => {}
+    }
+    q.push(match order {
+        Order::Asc => " ORDER BY id",
+        Order::Desc => " ORDER BY id DESC",
+    });
+    q.push(" LIMIT ").push_bind(limit);
+    q
+}
+
+fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
+    let name: String = r.get(column);
+    Action::parse(&name)
+        .ok_or_else(|| LedgerError::Query(format!("unknown action {name:?} in tag_events")))
+}
+
+fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
+    Ok(StoredEvent {
+        id: r.get("id"),
+        at: r.get("at"),
+        action: action(r, "action")?,
+        repository: r.get("repository"),
+        tag: r.get("tag"),
+        digest: r.get("digest"),
+        previous_digest: r.get("previous_digest"),
+        class: r.get("class"),
+        rule: r.get("rule"),
+        reason: r.get("reason"),
+        identity: r.get("identity"),
+        identity_verified: r.get("identity_verified"),
+        remote_addr: r.get("remote_addr"),
+        user_agent: r.get("user_agent"),
+        request_id: r.get("request_id"),
+        detail: r.get("detail"),
+    })
+}
+
+/// A [`BindingChange`] from the columns named `<prefix>id`, `<prefix>at`, ...
+fn binding_change(r: &PgRow, prefix: &str) -> Result<BindingChange, LedgerError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    Ok(BindingChange {
+        id: r.get(col("id").as_str()),
+        at: r.get(col("at").as_str()),
+        action: action(r, &col("action"))?,
+        digest: r.get(col("digest").as_str()),
+        reason: r.get(col("reason").as_str()),
+        identity: r.get(col("identity").as_str()),
+        class: r.get(col("class").as_str()),
+    })
+}
