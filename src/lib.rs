@@ -4,9 +4,11 @@
 //! The flow of a request: [`gateway`] checks it and [`oci::route`] parses its path
 //! strictly; manifest writes and deletes go to [`enforce`], where [`policy`] classifies
 //! each tag and [`ledger`] records and checks its binding; everything else, and every
-//! accepted write, is streamed to and from the upstream by [`proxy`].
+//! accepted write, is streamed to and from the upstream by [`proxy`]. Audits of the
+//! ledger are answered by [`audit`].
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod enforce;
