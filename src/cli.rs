@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
+mod audit;
+
 #[derive(Parser)]
 #[command(
     name = "tagwarden",
@@ -50,6 +52,9 @@ enum Command {
         #[arg(long, env = "TAGWARDEN_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The audit questions: history, resolve, events and digest.
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
 }
 
 /// Where the configuration, the registry and the ledger are.
@@ -125,6 +130,23 @@ pub fn run() -> ExitCode {
             Err(e) => fail(&format!("{}: {e}", file.display())),
         },
         Command::Explain { reference, config } => explain(&reference, config),
+        Command::Audit(command) => {
+            crate::telemetry::init_logging(&LogConfig {
+                level: "warn".into(),
+                ..LogConfig::default()
+            });
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(command.run()) {
+                Ok(code) => code,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
     }
 }
 
