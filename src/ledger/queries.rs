@@ -1,14 +1,14 @@
 //! Reads for audits: bindings, a tag's history, what a tag named at an instant, every
-//! tag that ever named a digest, and the event feed. Every query is parameterised and
-//! answered from an index (see `migrations/0004_audit_indexes.sql`); the statements are
-//! public in [`sql`] so that tests can check their plans.
+//! tag that ever named a digest, and the event feed. Every statement is a literal with
+//! bind parameters, answered from an index (see `migrations/0004_audit_indexes.sql`);
+//! they are public in [`sql`] so that tests can check their plans.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Postgres, QueryBuilder, Row};
+use sqlx::{ConnectOptions, Row};
 
 use super::{Action, Binding, Ledger, LedgerError};
 
@@ -23,6 +23,17 @@ pub mod sql {
         };
     }
     pub const EVENT_COLUMNS: &str = event_columns!();
+
+    macro_rules! event_filters {
+        () => {
+            " WHERE ($1::timestamptz IS NULL OR at >= $1)
+               AND ($2::timestamptz IS NULL OR at < $2)
+               AND ($3::text IS NULL OR repository = $3)
+               AND ($4::text IS NULL OR tag = $4)
+               AND ($5::text[] IS NULL OR action = ANY($5))
+               AND ($6::text IS NULL OR identity = $6)"
+        };
+    }
 
     /// `$1` repositories after this name, `$2` at most this many.
     pub const REPOSITORIES: &str = "SELECT repository, count(*) AS tags,
@@ -83,6 +94,30 @@ pub mod sql {
              ORDER BY n.at, n.id LIMIT 1
          ) n ON true
          ORDER BY e.repository, e.tag, e.at, e.id";
+
+    /// The event feed, oldest first: `$1` since, `$2` until, `$3` repository, `$4` tag,
+    /// `$5` actions, `$6` identity, `$7` after this id, `$8` up to this id, `$9` limit.
+    /// A NULL parameter does not filter. The reader pool plans every statement with its
+    /// parameters (`plan_cache_mode = force_custom_plan`), so the filters left out fold
+    /// away and the planner picks the index that fits the ones given.
+    pub const EVENTS_ASC: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM tag_events",
+        event_filters!(),
+        " AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
+         ORDER BY id LIMIT $9"
+    );
+
+    /// [`EVENTS_ASC`], newest first: `$7` is the id to continue before.
+    pub const EVENTS_DESC: &str = concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM tag_events",
+        event_filters!(),
+        " AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
+         ORDER BY id DESC LIMIT $9"
+    );
 
     pub const LAST_EVENT_ID: &str = "SELECT max(id) FROM tag_events";
 }
@@ -182,6 +217,9 @@ impl Ledger {
             .application_name("tagwarden-audit")
             .options([
                 ("default_transaction_read_only", "on".to_string()),
+                // Plan each statement with its parameters: the feed's optional filters
+                // then fold away and the fitting index is used (see sql::EVENTS_ASC).
+                ("plan_cache_mode", "force_custom_plan".to_string()),
                 (
                     "statement_timeout",
                     statement_timeout.as_millis().max(1).to_string(),
@@ -330,30 +368,25 @@ impl Ledger {
         up_to: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
-        let mut q = events_query("SELECT ", filter, order, after, up_to, limit);
-        let rows = q.build().fetch_all(self.pool()).await?;
+        let query = match order {
+            Order::Asc => sql::EVENTS_ASC,
+            Order::Desc => sql::EVENTS_DESC,
+        };
+        let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
+            .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
+        let rows = sqlx::query(query)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.repository.as_deref())
+            .bind(filter.tag.as_deref())
+            .bind(actions)
+            .bind(filter.identity.as_deref())
+            .bind(after)
+            .bind(up_to)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(stored_event).collect()
-    }
-
-    /// The plan Postgres chooses for [`Ledger::events_page`] (`EXPLAIN (FORMAT JSON)`),
-    /// to check that a filter is answered from an index.
-    pub async fn explain_events_page(
-        &self,
-        filter: &EventFilter,
-        order: Order,
-        after: Option<i64>,
-        limit: i64,
-    ) -> Result<serde_json::Value, LedgerError> {
-        let mut q = events_query(
-            "EXPLAIN (FORMAT JSON) SELECT ",
-            filter,
-            order,
-            after,
-            None,
-            limit,
-        );
-        let row = q.build().fetch_one(self.pool()).await?;
-        Ok(row.get(0))
     }
 
     /// The id of the newest event, if any.
@@ -362,65 +395,6 @@ impl Ledger {
             .fetch_one(self.pool())
             .await?)
     }
-}
-
-/// `<head> <event columns> FROM tag_events WHERE <filters> ORDER BY id LIMIT <limit>`,
-/// with a filter only for what is asked, so that the planner can pick the index that
-/// fits.
-fn events_query<'a>(
-    head: &str,
-    filter: &'a EventFilter,
-    order: Order,
-    after: Option<i64>,
-    up_to: Option<i64>,
-    limit: i64,
-) -> QueryBuilder<'a, Postgres> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(head);
-    q.push(sql::EVENT_COLUMNS);
-    q.push(" FROM tag_events WHERE true");
-    if let Some(since) = filter.since {
-        q.push(" AND at >= ").push_bind(since);
-    }
-    if let Some(until) = filter.until {
-        q.push(" AND at < ").push_bind(until);
-    }
-    if let Some(repository) = &filter.repository {
-        q.push(" AND repository = ").push_bind(repository.as_str());
-    }
-    if let Some(tag) = &filter.tag {
-        q.push(" AND tag = ").push_bind(tag.as_str());
-    }
-    match filter.actions.as_slice() {
-        [] => {}
-        [one] => {
-            q.push(" AND action = ").push_bind(one.as_str());
-        }
-        many => {
-            let names: Vec<&str> = many.iter().map(|a| a.as_str()).collect();
-            q.push(" AND action = ANY(").push_bind(names).push(")");
-        }
-    }
-    if let Some(identity) = &filter.identity {
-        q.push(" AND identity = ").push_bind(identity.as_str());
-    }
-    if let Some(up_to) = up_to {
-        q.push(" AND id <= ").push_bind(up_to);
-    }
-    match (order, after) {
-        (Order::Asc, Some(id)) => {
-            q.push(" AND id > ").push_bind(id);
-        }
-        (Order::Desc, Some(id)) => {
-            q.push(" AND id < ").push_bind(id);
-        }
-        (_, None) => {}
-    }
-    q.push(match order {
-        Order::Asc => " ORDER BY id",
-        Order::Desc => " ORDER BY id DESC",
-    });
-    q.push(" LIMIT ").push_bind(limit);
-    q
 }
 
 fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
