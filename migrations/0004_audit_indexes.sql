@@ -16,7 +16,7 @@ CREATE INDEX tag_events_bindings_by_digest
     ON tag_events (digest, repository, tag, at, id)
     WHERE action IN ('create', 'move', 'repush', 'adopt', 'warn');
 
--- The event feed, newest or oldest first, filtered by repository, action or identity.
-CREATE INDEX tag_events_by_repository ON tag_events (repository, id);
+-- The event feed, newest or oldest first, filtered by action or identity (by
+-- repository: tag_events_by_repository, from 0003).
 CREATE INDEX tag_events_by_action ON tag_events (action, id);
 CREATE INDEX tag_events_by_identity ON tag_events (identity, id) WHERE identity IS NOT NULL;

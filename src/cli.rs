@@ -43,6 +43,16 @@ enum Command {
         #[command(flatten)]
         service: ServiceArgs,
     },
+    /// Recompute the ledger's hash chains and report the first broken or missing link.
+    /// Exits 1 if any chain is broken.
+    VerifyLedger {
+        /// The ledger database, postgres://...
+        #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// One JSON object per repository instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and explain any error.
     CheckConfig { file: PathBuf },
     /// Show which rule decides a tag and what it allows, without touching anything.
@@ -51,6 +61,9 @@ enum Command {
         reference: String,
         #[arg(long, env = "TAGWARDEN_CONFIG")]
         config: Option<PathBuf>,
+        /// With the ledger, also show what an advancing tag names now and may name next.
+        #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// The audit questions: history, resolve, events and digest.
     #[command(flatten)]
@@ -122,6 +135,7 @@ pub fn run() -> ExitCode {
             crate::telemetry::init_logging(&config.log);
             block_on(import(config))
         }
+        Command::VerifyLedger { database_url, json } => block_on(verify_ledger(database_url, json)),
         Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -129,7 +143,11 @@ pub fn run() -> ExitCode {
             }
             Err(e) => fail(&format!("{}: {e}", file.display())),
         },
-        Command::Explain { reference, config } => explain(&reference, config),
+        Command::Explain {
+            reference,
+            config,
+            database_url,
+        } => explain(&reference, config, database_url),
         Command::Audit(command) => {
             crate::telemetry::init_logging(&LogConfig {
                 level: "warn".into(),
@@ -188,7 +206,44 @@ async fn import(config: Config) -> anyhow::Result<()> {
     }
 }
 
-fn explain(reference: &str, config: Option<PathBuf>) -> ExitCode {
+async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
+    let ledger =
+        crate::ledger::Ledger::connect_lazy(&database_url, 2, std::time::Duration::from_secs(10))?;
+    let reports = ledger.verify_chains().await?;
+    let broken = reports.iter().filter(|r| r.broken.is_some()).count();
+    for r in &reports {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        match &r.broken {
+            Some(why) => println!("BROKEN  {}: {why}", r.repository),
+            None => println!(
+                "ok      {}: {} events verified{}, head {}",
+                r.repository,
+                r.checked,
+                if r.unhashed > 0 {
+                    format!(" ({} older events unhashed)", r.unhashed)
+                } else {
+                    String::new()
+                },
+                r.head.as_deref().unwrap_or("-")
+            ),
+        }
+    }
+    if broken > 0 {
+        anyhow::bail!(
+            "{broken} of {} repository chain(s) are broken",
+            reports.len()
+        )
+    }
+    if !json {
+        println!("all {} repository chain(s) intact", reports.len());
+    }
+    Ok(())
+}
+
+fn explain(reference: &str, config: Option<PathBuf>, database_url: Option<String>) -> ExitCode {
     let Some((repo, tag)) = reference.rsplit_once(':') else {
         return fail("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0");
     };
@@ -206,12 +261,28 @@ fn explain(reference: &str, config: Option<PathBuf>) -> ExitCode {
         },
         None => PolicyConfig::default(),
     };
-    match Policy::from_config(&policy_config) {
-        Ok(p) => {
-            print!("{}", p.explain(repo, tag));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("{}: {e}", e.key())),
+    let policy = match Policy::from_config(&policy_config) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("{}: {e}", e.key())),
+    };
+    print!("{}", policy.explain(repo, tag));
+    match (policy.classify(repo, tag).advance, database_url) {
+        (Some(advance), Some(url)) => block_on(async move {
+            let ledger =
+                crate::ledger::Ledger::connect_lazy(&url, 1, std::time::Duration::from_secs(10))?;
+            let current = ledger
+                .binding(repo, tag)
+                .await?
+                .filter(|b| b.deleted_at.is_none());
+            let releases = ledger.releases(repo).await?;
+            let digest = current.as_ref().map(|b| b.digest.as_str());
+            print!(
+                "{}",
+                crate::policy::advance::outlook(tag, advance.allow_prerelease, digest, &releases)
+            );
+            Ok(())
+        }),
+        _ => ExitCode::SUCCESS,
     }
 }
 

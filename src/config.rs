@@ -142,7 +142,8 @@ pub struct UpstreamConfig {
     #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// A request fails if neither side makes progress for this long (no bytes from the
-    /// client, no answer or bytes from the upstream).
+    /// client, no answer or bytes from the upstream), and a client connection is closed
+    /// if it stops reading its response for this long.
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// How long an unused upstream connection is kept for reuse.
@@ -156,6 +157,20 @@ pub struct UpstreamConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<Secret>,
+}
+
+impl UpstreamConfig {
+    /// The `Authorization` for tagwarden's own requests (import, follow, rewind), from
+    /// `username` and `password`.
+    pub fn authorization(&self) -> Option<http::HeaderValue> {
+        use base64::Engine as _;
+        let (user, pass) = (self.username.as_ref()?, self.password.as_ref()?);
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
+        let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
 }
 
 /// A value that must never appear in logs or `Debug` output.

@@ -6,7 +6,6 @@
 //! never changed; where the registry disagrees with one, it is reported.
 
 use axum::body::Body;
-use base64::Engine as _;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
@@ -124,14 +123,7 @@ fn hint(status: StatusCode) -> &'static str {
 /// Import every tag of every repository the upstream lists.
 pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     let policy = Policy::from_config(&config.policy)?;
-    let authorization = match (&config.upstream.username, &config.upstream.password) {
-        (Some(user), Some(pass)) => {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{user}:{}", pass.expose()));
-            Some(HeaderValue::from_str(&format!("Basic {token}"))?)
-        }
-        _ => None,
-    };
+    let authorization = config.upstream.authorization();
     let registry = Registry {
         upstream: Upstream::new(&config.upstream)?,
         authorization,

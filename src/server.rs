@@ -3,9 +3,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -18,7 +22,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 
 /// Per-connection facts handed to the request handler.
@@ -63,11 +69,14 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 }
 
 /// Serve `handler` on `listener` until `shutdown` resolves, then stop accepting and give
-/// in-flight requests up to `grace` to finish.
+/// in-flight requests up to `grace` to finish. A connection whose writes make no
+/// progress for `write_timeout` (the client stopped reading) is closed.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     header_read_timeout: Duration,
+    write_timeout: Duration,
     grace: Duration,
     handler: H,
     shutdown: impl Future<Output = ()>,
@@ -103,14 +112,20 @@ pub async fn serve<H, F>(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, write_timeout);
         let conn = Connection {
             peer,
             tls: tls.is_some(),
         };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let fut = handler(req, conn);
-            async move { Ok::<Response<Body>, Infallible>(fut.await) }
+        let started = Arc::new(AtomicBool::new(false));
+        let service = hyper::service::service_fn({
+            let started = started.clone();
+            move |req: Request<Incoming>| {
+                started.store(true, Ordering::Release);
+                let fut = handler(req, conn);
+                async move { Ok::<Response<Body>, Infallible>(fut.await) }
+            }
         });
         let builder = builder.clone();
         match &tls {
@@ -121,8 +136,14 @@ pub async fn serve<H, F>(
                         .into_owned(),
                 );
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    match first_request_within(watched, &started, header_read_timeout).await {
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error")
+                        }
+                        Some(Ok(())) => {}
+                        None => {
+                            tracing::debug!(%peer, "no request within the header timeout; closed")
+                        }
                     }
                 });
             }
@@ -147,8 +168,16 @@ pub async fn serve<H, F>(
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    match first_request_within(watcher.watch(conn), &started, header_read_timeout)
+                        .await
+                    {
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error")
+                        }
+                        Some(Ok(())) => {}
+                        None => {
+                            tracing::debug!(%peer, "no request within the header timeout; closed")
+                        }
                     }
                 });
             }
@@ -163,6 +192,127 @@ pub async fn serve<H, F>(
     {
         tracing::warn!("shutdown grace period ended with requests still in flight");
     }
+}
+
+/// A client connection whose writes make no progress for `limit` fails with `TimedOut`.
+///
+/// A client that stops reading a response would otherwise hold its connection, and the
+/// upstream connection feeding it, forever: once the socket buffer is full nothing is
+/// polled, so no body timer can fire. Here the wait itself is timed.
+struct WriteDeadline<T> {
+    inner: T,
+    limit: Duration,
+    /// Armed when a write first returns `Pending`; cleared by any write that progresses.
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+
+    /// Called when the inner write is pending: wait, unless it has been pending too long.
+    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        if !self.armed {
+            self.armed = true;
+            let deadline = tokio::time::Instant::now() + self.limit;
+            self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<R>(
+        &mut self,
+        r: Poll<io::Result<R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Pending => self.stalled(cx),
+            ready => {
+                self.armed = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progressed(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progressed(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progressed(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.progressed(r, cx)
+    }
+}
+
+/// Drive a connection, but drop (close) it if no request has started on it within
+/// `timeout` of being accepted.
+///
+/// hyper's HTTP/1 header timeout only runs once its parser does. Before that, the
+/// protocol detection waits for the 24 bytes that might be an HTTP/2 preface, with no
+/// limit; and an HTTP/2 connection may never open a stream. Without this, a client that
+/// connects and sends nothing (or half a preface) would hold a connection forever.
+async fn first_request_within<F: Future>(
+    conn: F,
+    started: &AtomicBool,
+    timeout: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(conn);
+    tokio::select! {
+        out = &mut conn => return Some(out),
+        _ = tokio::time::sleep(timeout) => {}
+    }
+    if !started.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(conn.await)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -54,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         forwarder.clone(),
         metrics.clone(),
         config.limits.max_manifest_bytes,
+        config.upstream.authorization(),
     );
 
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -119,6 +120,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         listener,
         tls,
         config.server.header_read_timeout,
+        config.upstream.idle_timeout,
         config.server.shutdown_grace,
         handler,
         shutdown,

@@ -8,9 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use support::api::{put_manifest, upload_blob};
 use support::http::{client, expect_oci_error, header};
 use support::relay::Relay;
-use support::{skopeo, Blob, Database, Image, OciLayout, Registry, Stack, Tagwarden};
+use support::{skopeo, Database, Image, OciLayout, Registry, Stack, Tagwarden};
 
 fn ledger(stack: &Stack) -> &Database {
     stack
@@ -44,57 +45,6 @@ async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
         .preserve_digests()
         .run()
         .await
-}
-
-/// Upload a blob monolithically (POST, then PUT with the digest).
-async fn upload_blob(base: &str, repo: &str, blob: &Blob) {
-    let c = client();
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .expect("start upload");
-    assert_eq!(
-        r.status(),
-        StatusCode::ACCEPTED,
-        "start upload of {}",
-        blob.digest
-    );
-    let loc = header(&r, "location").expect("upload Location");
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = c
-        .put(format!("{loc}{sep}digest={}", blob.digest))
-        .header("content-type", "application/octet-stream")
-        .body(blob.bytes.clone())
-        .send()
-        .await
-        .expect("finish upload");
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "finish upload of {}",
-        blob.digest
-    );
-}
-
-async fn put_manifest(
-    base: &str,
-    repo: &str,
-    reference: &str,
-    manifest: &Blob,
-) -> reqwest::Response {
-    client()
-        .put(format!("{base}/v2/{repo}/manifests/{reference}"))
-        .header("content-type", &manifest.media_type)
-        .body(manifest.bytes.clone())
-        .send()
-        .await
-        .expect("PUT manifest")
 }
 
 #[tokio::test]
@@ -775,4 +725,68 @@ async fn a_crash_after_the_registry_accepted_but_before_the_ledger_committed_nei
         .await
         .unwrap();
     assert_eq!(served, a.digest());
+}
+
+#[tokio::test]
+async fn a_delete_by_digest_waits_for_a_concurrent_move_of_one_of_its_tags() {
+    use tagwarden::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
+    use tagwarden::policy::TagClass;
+
+    let stack = Stack::start().await;
+    let (a, b) = (Image::random(&[256]), Image::random(&[256]));
+    push(&a, &stack.front.docker_ref("team/app:latest"))
+        .await
+        .assert_success();
+    push(&b, &stack.front.docker_ref("team/app:dev"))
+        .await
+        .assert_success();
+    let db = ledger(&stack);
+
+    // Another tagwarden process is in the middle of moving `latest` from A to B.
+    let other = Ledger::connect_lazy(db.url(), 1, Duration::from_secs(5)).unwrap();
+    let mut moving = other.begin().await.unwrap();
+    moving
+        .lock("team/app", &["latest", b.digest()])
+        .await
+        .unwrap();
+
+    let delete = tokio::spawn({
+        let url = format!("{}/v2/team/app/manifests/{}", stack.front.url(), a.digest());
+        async move { client().delete(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the tag it would remove"
+    );
+
+    let event = NewEvent {
+        tag: Some("latest"),
+        digest: Some(b.digest()),
+        previous_digest: Some(a.digest()),
+        class: Some(TagClass::Moving),
+        rule: Some("test"),
+        ..NewEvent::new(Action::Move, "team/app")
+    };
+    moving.append(&event, &Actor::default()).await.unwrap();
+    moving
+        .bind(&NewBinding {
+            repository: "team/app",
+            tag: "latest",
+            digest: b.digest(),
+            class: TagClass::Moving,
+            rule: "test",
+            bound_by: None,
+        })
+        .await
+        .unwrap();
+    moving.commit().await.unwrap();
+
+    assert_eq!(delete.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(
+        bound_digest(db, "team/app", "latest").as_deref(),
+        Some(b.digest()),
+        "latest moved away before the delete and is still live"
+    );
+    assert_eq!(actions(db, "team/app", "latest"), ["create", "move"]);
 }

@@ -10,6 +10,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
 use support::http::{client, expect_oci_error, header};
+use support::raw::raw_exchange;
 use support::Front;
 
 /// Matches when the raw query string is exactly `query`, byte for byte.
@@ -251,22 +252,6 @@ async fn hop_by_hop_and_spoofed_forwarding_headers_do_not_reach_the_upstream() {
             "spoofed value reached the upstream in {name}: {headers:?}"
         );
     }
-}
-
-/// Send raw bytes on a fresh connection and return the status code and the whole answer.
-async fn raw_exchange(addr: &str, request: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    conn.write_all(request).await.expect("write request");
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 #[tokio::test]

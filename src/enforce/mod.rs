@@ -14,6 +14,7 @@
 //! uncommitted transaction; the next attempt reconciles with the upstream in step 3.
 //! If the ledger cannot be reached, writes are refused with 503: fail closed.
 
+mod advance;
 mod identity;
 mod manifest;
 mod probe;
@@ -35,6 +36,8 @@ use crate::telemetry::Metrics;
 
 pub use probe::Probe;
 
+use self::advance::Target;
+
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
 pub struct Guard {
@@ -43,6 +46,8 @@ pub struct Guard {
     forwarder: Forwarder,
     metrics: Metrics,
     max_manifest_bytes: usize,
+    /// tagwarden's own upstream credentials, for the writes it makes itself.
+    own_authorization: Option<HeaderValue>,
 }
 
 /// The decision for one tag of a write.
@@ -53,9 +58,13 @@ enum Verdict {
     Move {
         previous: String,
     },
-    /// A different digest under an immutable tag.
+    /// A write the policy forbids: refused when its rule enforces, allowed with a
+    /// warning when the rule is in warn mode.
     Violation {
-        bound: Binding,
+        error: OciError,
+        /// Recorded with the event, e.g. `immutable-tag-rebind`.
+        reason: &'static str,
+        previous: Option<String>,
     },
 }
 
@@ -73,6 +82,7 @@ impl Guard {
         forwarder: Forwarder,
         metrics: Metrics,
         max_manifest_bytes: usize,
+        own_authorization: Option<HeaderValue>,
     ) -> Self {
         Guard {
             policy,
@@ -80,6 +90,7 @@ impl Guard {
             forwarder,
             metrics,
             max_manifest_bytes,
+            own_authorization,
         }
     }
 
@@ -154,20 +165,35 @@ impl Guard {
         lock_items.push(digest.as_str());
         tx.lock(repo, &lock_items).await.map_err(ledger_down)?;
 
+        // Releases this very request creates count as releases for advancing tags.
+        let request_releases: Vec<&str> = tags
+            .iter()
+            .map(Tag::as_str)
+            .filter(|t| self.policy.classify(repo, t).class == TagClass::Immutable)
+            .collect();
         let mut plan: Vec<Planned> = Vec::with_capacity(tags.len());
         for tag in &tags {
             let decision = self.policy.classify(repo, tag.as_str());
             let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
-            let verdict = match (decision.class, current) {
+            let current_live = current
+                .as_ref()
+                .filter(|b| b.deleted_at.is_none())
+                .map(|b| b.digest.clone());
+            let rebind = |bound: &Binding| Verdict::Violation {
+                error: refusal::rebind(repo, tag.as_str(), bound, digest.as_str()),
+                reason: "immutable-tag-rebind",
+                previous: Some(bound.digest.clone()),
+            };
+            let mut verdict = match (decision.class, current) {
                 (TagClass::Immutable, Some(b)) if b.digest == digest.as_str() => Verdict::Repush,
-                (TagClass::Immutable, Some(b)) => Verdict::Violation { bound: b },
+                (TagClass::Immutable, Some(b)) => rebind(&b),
                 (TagClass::Immutable, None) => {
                     // Never seen: ask the upstream before claiming the name.
                     match self
                         .adopt_existing(&mut tx, name, tag, &decision, &parts, client)
                         .await?
                     {
-                        Some(b) if b.digest != digest.as_str() => Verdict::Violation { bound: b },
+                        Some(b) if b.digest != digest.as_str() => rebind(&b),
                         _ => Verdict::Create,
                     }
                 }
@@ -177,6 +203,27 @@ impl Guard {
                 (_, Some(b)) if b.deleted_at.is_none() => Verdict::Move { previous: b.digest },
                 (_, _) => Verdict::Create,
             };
+            if decision.advance.is_some()
+                && matches!(verdict, Verdict::Create | Verdict::Move { .. })
+            {
+                let target = Target {
+                    digest: digest.as_str(),
+                    releases_in_request: &request_releases,
+                };
+                if let Some(v) = self
+                    .check_advance(
+                        &mut tx,
+                        repo,
+                        tag.as_str(),
+                        &decision,
+                        current_live.as_deref(),
+                        &target,
+                    )
+                    .await?
+                {
+                    verdict = v;
+                }
+            }
             plan.push(Planned {
                 tag: tag.clone(),
                 decision,
@@ -191,30 +238,36 @@ impl Guard {
             })
             .collect();
         if let Some(first) = refused.first() {
-            let Verdict::Violation { bound } = &first.verdict else {
+            let Verdict::Violation { error, .. } = &first.verdict else {
                 unreachable!("filtered on violations")
             };
-            let error = refusal::rebind(repo, first.tag.as_str(), bound, digest.as_str());
+            let error = error.clone();
             let events = refused.iter().filter_map(|p| {
-                let Verdict::Violation { bound } = &p.verdict else {
+                let Verdict::Violation {
+                    error,
+                    reason,
+                    previous,
+                } = &p.verdict
+                else {
                     return None;
                 };
                 Some(NewEvent {
                     tag: Some(p.tag.as_str()),
                     digest: Some(digest.as_str()),
-                    previous_digest: Some(&bound.digest),
+                    previous_digest: previous.as_deref(),
                     class: Some(p.decision.class),
                     rule: Some(&p.decision.rule),
-                    reason: Some("immutable-tag-rebind"),
+                    reason: Some(reason),
                     detail: error.detail.clone(),
                     ..NewEvent::new(Action::Refuse, repo)
                 })
             });
             self.record_refusal(tx, events.collect(), &actor).await;
-            tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, bound = %bound.digest, "refused re-pointing an immutable tag");
+            tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, reason = %error.message, "refused a manifest write");
             return Err(error);
         }
 
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let resp = self
             .send_manifest(parts, manifest.bytes.clone(), client)
             .await?;
@@ -239,16 +292,16 @@ impl Guard {
                 Verdict::Create => (Action::Create, None, None),
                 Verdict::Repush => (Action::Repush, None, None),
                 Verdict::Move { previous } => (Action::Move, Some(previous.as_str()), None),
-                Verdict::Violation { bound } => {
+                Verdict::Violation {
+                    error,
+                    reason,
+                    previous,
+                } => {
                     warnings.push(format!(
-                        "tag {repo}:{} is immutable (rule {} in warn mode): it was bound to {} and now names {digest}",
-                        p.tag, p.decision.rule, bound.digest
+                        "{} (rule {} is in warn mode, so the write was allowed)",
+                        error.message, p.decision.rule
                     ));
-                    (
-                        Action::Warn,
-                        Some(bound.digest.as_str()),
-                        Some("immutable-tag-rebind"),
-                    )
+                    (Action::Warn, previous.as_deref(), Some(*reason))
                 }
             };
             let event = NewEvent {
@@ -278,6 +331,15 @@ impl Guard {
             tracing::error!(error = %e, repository = repo, "ledger commit failed after the upstream accepted a manifest");
             ledger_down(e)
         })?;
+        // New releases may advance the moving tags that follow them.
+        if let Some(content_type) = &content_type {
+            for p in plan.iter().filter(|p| {
+                p.decision.class == TagClass::Immutable && matches!(p.verdict, Verdict::Create)
+            }) {
+                self.follow_release(name, &p.tag, digest, &manifest.bytes, content_type)
+                    .await;
+            }
+        }
         self.metrics.decision(if warnings.is_empty() {
             "accepted"
         } else {
@@ -356,10 +418,14 @@ impl Guard {
     ) -> Result<Response, OciError> {
         let mut actor = identity::actor(&parts.headers, client);
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-        tx.lock(repo, &[reference.as_str()])
-            .await
-            .map_err(ledger_down)?;
+        let (mut tx, digest_bindings) = match reference {
+            Reference::Tag(tag) => {
+                let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+                tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
+                (tx, Vec::new())
+            }
+            Reference::Digest(digest) => self.lock_digest_with_tags(repo, digest.as_str()).await?,
+        };
 
         // The tags this delete removes, with their decisions.
         let mut affected: Vec<(Binding, Decision)> = Vec::new();
@@ -376,11 +442,7 @@ impl Guard {
                 }
             }
             Reference::Digest(digest) => {
-                for b in tx
-                    .bindings_for_digest(repo, digest.as_str())
-                    .await
-                    .map_err(ledger_down)?
-                {
+                for b in digest_bindings {
                     let decision = self.policy.classify(repo, &b.tag);
                     if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
                         refused.push(b);
@@ -473,20 +535,65 @@ impl Guard {
         Ok(self.forwarder.downstream_response(resp))
     }
 
+    /// Lock a digest together with every tag bound to it, in one sorted call, so that
+    /// a concurrent push moving one of those tags elsewhere serialises with the delete
+    /// (that push locks the tag, not this digest). If a tag was bound to the digest
+    /// between the look and the lock, start over.
+    async fn lock_digest_with_tags(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(LedgerTx, Vec<Binding>), OciError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+            let seen = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            let mut items: Vec<&str> = seen.iter().map(|b| b.tag.as_str()).collect();
+            items.push(digest);
+            tx.lock(repo, &items).await.map_err(ledger_down)?;
+            let bound = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            if bound.iter().all(|b| seen.iter().any(|s| s.tag == b.tag)) {
+                return Ok((tx, bound));
+            }
+            let _ = tx.rollback().await;
+        }
+        Err(OciError::new(
+            StatusCode::CONFLICT,
+            "UNSUPPORTED",
+            format!(
+                "the tags of {repo}@{digest} kept changing while the delete was checked; retry"
+            ),
+        ))
+    }
+
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
+    ///
+    /// The upstream gets the `Content-Type` tagwarden checked and the length of the bytes
+    /// it hashed, even if the client listed those headers in `Connection` (which makes
+    /// the proxy drop them as hop-by-hop): without a type, the registry would parse the
+    /// body as some other kind of manifest than the one that was checked.
     async fn send_manifest(
         &self,
         mut parts: Parts,
         bytes: bytes::Bytes,
         client: &Client,
     ) -> Result<hyper::Response<hyper::body::Incoming>, OciError> {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         parts.headers.remove(header::TRANSFER_ENCODING);
-        let req = self
+        let length = HeaderValue::from(bytes.len());
+        let mut req = self
             .forwarder
             .upstream_request(parts, Body::from(bytes), client);
+        req.headers_mut().insert(header::CONTENT_LENGTH, length);
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
         self.forwarder
             .send(req, &Activity::new(), "manifest")
             .await
@@ -526,6 +633,11 @@ fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
     }
 }
 
+/// The most tags one manifest write may name (the path's and `?tag=` parameters). Each
+/// tag costs a lock, a ledger lookup and possibly a request to the upstream, all inside
+/// one transaction, so the number a single request can ask for is bounded.
+pub const MAX_TAGS_PER_WRITE: usize = 64;
+
 /// Every tag a write names: the path's, if it is a tag, and each `?tag=` parameter.
 fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciError> {
     let mut tags = Vec::new();
@@ -544,6 +656,13 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
         }
         for (key, value) in form_urlencoded::parse(q.as_bytes()) {
             if key == "tag" {
+                if tags.len() >= MAX_TAGS_PER_WRITE {
+                    return Err(OciError::new(
+                        StatusCode::BAD_REQUEST,
+                        "TAG_INVALID",
+                        format!("a manifest write may name at most {MAX_TAGS_PER_WRITE} tags (the path's and ?tag= parameters together); split it into several writes"),
+                    ));
+                }
                 let tag = Tag::parse(&value).map_err(|e| {
                     OciError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
                 })?;
@@ -617,6 +736,23 @@ mod tests {
         let d = Reference::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let tags = tags_of(&d, Some("t%61g=1%2E4%2E0")).unwrap();
         assert_eq!(tags[0].as_str(), "1.4.0");
+        let many: Vec<String> = (0..MAX_TAGS_PER_WRITE)
+            .map(|i| format!("tag=t{i}"))
+            .collect();
+        assert_eq!(
+            tags_of(&d, Some(&many.join("&"))).unwrap().len(),
+            MAX_TAGS_PER_WRITE
+        );
+        let one_more = format!("{}&tag=extra", many.join("&"));
+        assert_eq!(
+            tags_of(&d, Some(&one_more)).unwrap_err().code,
+            "TAG_INVALID"
+        );
+        let r = Reference::parse("latest").unwrap();
+        assert!(
+            tags_of(&r, Some(&many.join("&"))).is_err(),
+            "the path's tag counts too"
+        );
         for bad in [
             "tag=a/b",
             "tag=1.0%2Bbuild",

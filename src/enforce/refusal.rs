@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::ledger::Binding;
 use crate::oci::OciError;
+use crate::policy::advance::Refusal;
 
 /// A push of other bytes under an immutable tag.
 pub fn rebind(repository: &str, tag: &str, bound: &Binding, attempted: &str) -> OciError {
@@ -51,6 +52,42 @@ pub fn delete(repository: &str, reference: &str, tags: &[&Binding]) -> OciError 
         "reference": reference,
         "immutable_tags": names,
         "rules": tags.iter().map(|b| b.rule.as_str()).collect::<Vec<_>>(),
+    }))
+}
+
+/// A move of an advancing tag that is not forward over a release.
+pub fn not_forward(
+    repository: &str,
+    tag: &str,
+    why: &Refusal,
+    current: Option<&str>,
+    attempted: &str,
+    rule: &str,
+) -> OciError {
+    let message = match why {
+        Refusal::Backwards { current: cur, attempted: att } => format!(
+            "tag {repository}:{tag} only moves forward: it names release {cur} ({}), and this push would move it back to {att} ({attempted}); to move it back deliberately, an operator runs: tagwarden rewind {repository}:{tag} --to {att} --reason \"...\"",
+            current.unwrap_or("-"),
+        ),
+        Refusal::NotARelease { series } => format!(
+            "tag {repository}:{tag} only names releases ({}): {attempted} is not bound to such a release tag in {repository}; push the release tag (for example 1.4.2) first, then {tag}",
+            series.describe(),
+        ),
+    };
+    let (current_release, attempted_release) = match why {
+        Refusal::Backwards { current, attempted } => {
+            (Some(current.as_str()), Some(attempted.as_str()))
+        }
+        Refusal::NotARelease { .. } => (None, None),
+    };
+    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+        "repository": repository,
+        "tag": tag,
+        "current_digest": current,
+        "current_release": current_release,
+        "attempted_digest": attempted,
+        "attempted_release": attempted_release,
+        "rule": rule,
     }))
 }
 

@@ -5,6 +5,7 @@
 //! locks on the tags involved, so that every tagwarden process sharing the database
 //! serialises on the same tag.
 
+pub mod chain;
 pub mod queries;
 pub mod store;
 
@@ -16,7 +17,7 @@ use crate::policy::TagClass;
 pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
 };
-pub use store::{Ledger, LedgerError, LedgerTx};
+pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
 /// A tag's current binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

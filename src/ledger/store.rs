@@ -5,6 +5,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool, Postgres, Row, Transaction};
 
+use futures_util::TryStreamExt as _;
+
+use super::chain::{self, HashedFields, Verifier};
 use super::{Actor, Binding, NewBinding, NewEvent};
 
 /// The database could not be reached or refused an operation.
@@ -111,6 +114,77 @@ impl Ledger {
         Ok(b)
     }
 
+    /// Recompute every repository's hash chain, streaming the history in id order.
+    pub async fn verify_chains(&self) -> Result<Vec<ChainReport>, LedgerError> {
+        let heads: Vec<(String, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT repository, last_id, hash FROM chain_heads")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut heads: std::collections::BTreeMap<String, (i64, Vec<u8>)> =
+            heads.into_iter().map(|(r, id, h)| (r, (id, h))).collect();
+        let mut reports = Vec::new();
+        let mut current: Option<(String, Verifier)> = None;
+        let finish =
+            |repository: String,
+             mut v: Verifier,
+             heads: &mut std::collections::BTreeMap<String, (i64, Vec<u8>)>| {
+                let head = heads.remove(&repository).filter(|(id, _)| *id != 0);
+                v.finish(head.as_ref().map(|(id, h)| (*id, h.as_slice())));
+                ChainReport::from_verifier(repository, v)
+            };
+        let mut rows = sqlx::query(
+            "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail, prev_hash, hash
+             FROM tag_events ORDER BY repository, id",
+        )
+        .fetch(&self.pool);
+        while let Some(r) = rows.try_next().await? {
+            let repository: String = r.get("repository");
+            if current.as_ref().is_none_or(|(repo, _)| *repo != repository) {
+                if let Some((repo, v)) = current.take() {
+                    reports.push(finish(repo, v, &mut heads));
+                }
+                current = Some((repository.clone(), Verifier::default()));
+            }
+            let (_, v) = current.as_mut().expect("set above");
+            if v.broken.is_some() {
+                continue;
+            }
+            let row = EventRow::from_row(&r);
+            let prev_hash: Option<Vec<u8>> = r.get("prev_hash");
+            let hash: Option<Vec<u8>> = r.get("hash");
+            v.next(
+                row.id,
+                &row.hashed_fields(),
+                prev_hash.as_deref(),
+                hash.as_deref(),
+            );
+        }
+        if let Some((repo, v)) = current.take() {
+            reports.push(finish(repo, v, &mut heads));
+        }
+        // Heads whose events are all gone.
+        for (repository, head) in std::mem::take(&mut heads) {
+            if head.0 != 0 {
+                let mut v = Verifier::default();
+                v.finish(Some((head.0, &head.1)));
+                reports.push(ChainReport::from_verifier(repository, v));
+            }
+        }
+        Ok(reports)
+    }
+
+    /// A repository's live immutable bindings as `(tag, digest)`: its releases.
+    pub async fn releases(&self, repository: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as(
+            "SELECT tag, digest FROM tag_bindings
+             WHERE repository = $1 AND class = 'immutable' AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every history event of a tag, oldest first.
     pub async fn tag_history(
         &self,
@@ -151,7 +225,51 @@ pub struct EventRow {
     pub detail: Option<serde_json::Value>,
 }
 
+/// The result of checking one repository's chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainReport {
+    pub repository: String,
+    pub checked: u64,
+    /// Events written before the chain began (no hash).
+    pub unhashed: u64,
+    /// Hex of the last verified hash: record it elsewhere to anchor the chain.
+    pub head: Option<String>,
+    pub broken: Option<String>,
+}
+
+impl ChainReport {
+    fn from_verifier(repository: String, v: Verifier) -> Self {
+        ChainReport {
+            repository,
+            checked: v.checked,
+            unhashed: v.unhashed_prefix,
+            head: v.head_hash().map(hex::encode),
+            broken: v.broken.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
 impl EventRow {
+    fn hashed_fields(&self) -> HashedFields<'_> {
+        HashedFields {
+            at: self.at,
+            action: &self.action,
+            repository: &self.repository,
+            tag: self.tag.as_deref(),
+            digest: self.digest.as_deref(),
+            previous_digest: self.previous_digest.as_deref(),
+            class: self.class.as_deref(),
+            rule: self.rule.as_deref(),
+            reason: self.reason.as_deref(),
+            identity: self.identity.as_deref(),
+            identity_verified: self.identity_verified,
+            remote_addr: self.remote_addr.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            request_id: self.request_id.as_deref(),
+            detail: self.detail.as_ref(),
+        }
+    }
+
     fn from_row(r: &sqlx::postgres::PgRow) -> Self {
         EventRow {
             id: r.get("id"),
@@ -241,6 +359,22 @@ impl LedgerTx {
         Ok(rows.iter().map(binding_from_row).collect())
     }
 
+    /// Live immutable tags of a repository bound to `digest`: the releases it is.
+    pub async fn release_tags(
+        &mut self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tag_bindings
+             WHERE repository = $1 AND digest = $2 AND class = 'immutable' AND deleted_at IS NULL",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     /// Insert or replace a tag's binding. `first_bound_at` and `bound_by` are kept when
     /// the digest does not change (an identical re-push or a re-created tag).
     pub async fn bind(&mut self, b: &NewBinding<'_>) -> Result<(), LedgerError> {
@@ -286,28 +420,71 @@ impl LedgerTx {
         Ok(())
     }
 
+    /// Append an event to the history, chained to the previous event of its repository.
+    /// Locks the repository's chain head until the transaction ends, which also puts
+    /// concurrent appends to one repository in id order.
     pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO tag_events (action, repository, tag, digest, previous_digest, class, rule, reason,
-                                     identity, identity_verified, remote_addr, user_agent, request_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        sqlx::query("INSERT INTO chain_heads (repository, last_id, hash) VALUES ($1, 0, '') ON CONFLICT DO NOTHING")
+            .bind(e.repository)
+            .execute(&mut *self.tx)
+            .await?;
+        let (last_id, prev): (i64, Vec<u8>) = sqlx::query_as(
+            "SELECT last_id, hash FROM chain_heads WHERE repository = $1 FOR UPDATE",
         )
-        .bind(e.action.as_str())
         .bind(e.repository)
-        .bind(e.tag)
-        .bind(e.digest)
-        .bind(e.previous_digest)
-        .bind(e.class.map(|c| c.as_str()))
-        .bind(e.rule)
-        .bind(e.reason)
-        .bind(actor.identity.as_deref())
-        .bind(actor.verified)
-        .bind(actor.remote_addr.as_deref())
-        .bind(actor.user_agent.as_deref())
-        .bind(actor.request_id.as_deref())
-        .bind(&e.detail)
-        .execute(&mut *self.tx)
+        .fetch_one(&mut *self.tx)
         .await?;
+        let prev = if last_id == 0 { Vec::new() } else { prev };
+        let fields = HashedFields {
+            at: chain::truncate_to_micros(chrono::Utc::now()),
+            action: e.action.as_str(),
+            repository: e.repository,
+            tag: e.tag,
+            digest: e.digest,
+            previous_digest: e.previous_digest,
+            class: e.class.map(|c| c.as_str()),
+            rule: e.rule,
+            reason: e.reason,
+            identity: actor.identity.as_deref(),
+            identity_verified: actor.verified,
+            remote_addr: actor.remote_addr.as_deref(),
+            user_agent: actor.user_agent.as_deref(),
+            request_id: actor.request_id.as_deref(),
+            detail: e.detail.as_ref(),
+        };
+        let hash = chain::hash(&prev, &fields);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                                     identity, identity_verified, remote_addr, user_agent, request_id, detail,
+                                     prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             RETURNING id",
+        )
+        .bind(fields.at)
+        .bind(fields.action)
+        .bind(fields.repository)
+        .bind(fields.tag)
+        .bind(fields.digest)
+        .bind(fields.previous_digest)
+        .bind(fields.class)
+        .bind(fields.rule)
+        .bind(fields.reason)
+        .bind(fields.identity)
+        .bind(fields.identity_verified)
+        .bind(fields.remote_addr)
+        .bind(fields.user_agent)
+        .bind(fields.request_id)
+        .bind(fields.detail)
+        .bind(&prev)
+        .bind(&hash)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        sqlx::query("UPDATE chain_heads SET last_id = $2, hash = $3 WHERE repository = $1")
+            .bind(e.repository)
+            .bind(id)
+            .bind(&hash)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

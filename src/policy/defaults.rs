@@ -21,6 +21,9 @@ pub fn rules() -> Vec<RuleConfig> {
         repository: None,
         class,
         mode: Mode::Enforce,
+        advance: None,
+        allow_prerelease: false,
+        follow: false,
     };
     vec![
         rule("signatures-and-referrers", SIGNATURES, TagClass::Exempt),

@@ -4,6 +4,7 @@
 //! team's own rules come first; the built-in defaults (see [`defaults`]) follow unless
 //! `policy.include_defaults = false`. A tag no rule matches is a moving tag.
 
+pub mod advance;
 mod defaults;
 
 use regex::Regex;
@@ -67,6 +68,30 @@ pub struct RuleConfig {
     pub class: TagClass,
     #[serde(default)]
     pub mode: Mode,
+    /// For moving tags: `"semver"` makes the tag only move forward over immutable
+    /// releases of its series (see [`advance`]).
+    #[serde(default)]
+    pub advance: Option<AdvanceKind>,
+    /// With `advance`: let prereleases (`1.4.0-rc.1`) advance the tag too.
+    #[serde(default)]
+    pub allow_prerelease: bool,
+    /// With `advance`: when a release is pushed, tagwarden moves this tag to it itself.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// How an advancing tag orders what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdvanceKind {
+    Semver,
+}
+
+/// The advance attributes of the rule that decided a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advance {
+    pub allow_prerelease: bool,
+    pub follow: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +101,7 @@ struct Rule {
     repository: Option<Regex>,
     class: TagClass,
     mode: Mode,
+    advance: Option<Advance>,
     tag_source: String,
     repository_source: Option<String>,
 }
@@ -85,6 +111,8 @@ struct Rule {
 pub struct Decision {
     pub class: TagClass,
     pub mode: Mode,
+    /// Set when the tag may only move forward over releases.
+    pub advance: Option<Advance>,
     /// The name of the rule that matched, or [`FALLBACK_RULE`].
     pub rule: String,
 }
@@ -98,14 +126,13 @@ pub struct Policy {
     rules: Vec<Rule>,
 }
 
-/// A rule that cannot be compiled; names the rule and the key.
+/// A rule that cannot be used; names the rule and the key.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("rule {index} ({name:?}): {field} pattern {pattern:?} is not a valid regex: {message}")]
+#[error("rule {index} ({name:?}): {message}")]
 pub struct PolicyError {
     pub index: usize,
     pub name: String,
     pub field: &'static str,
-    pub pattern: String,
     pub message: String,
 }
 
@@ -140,11 +167,13 @@ impl Policy {
             .map(|r| Decision {
                 class: r.class,
                 mode: r.mode,
+                advance: r.advance,
                 rule: r.name.clone(),
             })
             .unwrap_or_else(|| Decision {
                 class: TagClass::Moving,
                 mode: Mode::Enforce,
+                advance: None,
                 rule: FALLBACK_RULE.into(),
             })
     }
@@ -174,6 +203,23 @@ impl Policy {
         }
         out += &format!("  class:   {}\n", d.class.as_str());
         out += &format!("  mode:    {}\n", d.mode.as_str());
+        if let Some(a) = d.advance {
+            let series = advance::Series::of(tag);
+            out += &format!(
+                "  advance: semver: may only name {}{}, never an older one than it names now{}\n",
+                series.describe(),
+                if a.allow_prerelease {
+                    " (prereleases included)"
+                } else {
+                    " (stable releases only)"
+                },
+                if a.follow {
+                    "; tagwarden moves it to each new release itself"
+                } else {
+                    ""
+                },
+            );
+        }
         let effect = match (d.class, d.mode) {
             (TagClass::Immutable, Mode::Enforce) => "the first push binds the tag to its digest; identical re-pushes are accepted; pushes of other bytes and deletes are refused",
             (TagClass::Immutable, Mode::Warn) => "the first push binds the tag; pushes of other bytes and deletes are allowed but recorded as violations and answered with a Warning header",
@@ -186,15 +232,39 @@ impl Policy {
 }
 
 fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
+    let error = |field: &'static str, message: String| PolicyError {
+        index,
+        name: rc.name.clone(),
+        field,
+        message,
+    };
     let full = |field: &'static str, pattern: &str| {
         // Anchor so that a rule matches the whole string, never a substring.
-        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| PolicyError {
-            index,
-            name: rc.name.clone(),
-            field,
-            pattern: pattern.to_owned(),
-            message: e.to_string(),
+        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            error(
+                field,
+                format!("{field} pattern {pattern:?} is not a valid regex: {e}"),
+            )
         })
+    };
+    let advance = match rc.advance {
+        Some(AdvanceKind::Semver) if rc.class != TagClass::Moving => {
+            return Err(error(
+                "advance",
+                "advance applies to moving tags only (class = \"moving\")".into(),
+            ))
+        }
+        Some(AdvanceKind::Semver) => Some(Advance {
+            allow_prerelease: rc.allow_prerelease,
+            follow: rc.follow,
+        }),
+        None if rc.follow || rc.allow_prerelease => {
+            return Err(error(
+                "advance",
+                "follow and allow_prerelease need advance = \"semver\"".into(),
+            ))
+        }
+        None => None,
     };
     Ok(Rule {
         name: rc.name.clone(),
@@ -206,6 +276,7 @@ fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
             .transpose()?,
         class: rc.class,
         mode: rc.mode,
+        advance,
         tag_source: rc.tag.clone(),
         repository_source: rc.repository.clone(),
     })

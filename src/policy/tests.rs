@@ -1,5 +1,19 @@
 use super::*;
 
+/// A rule's optional fields at their defaults.
+fn rule() -> RuleConfig {
+    RuleConfig {
+        name: String::new(),
+        tag: String::new(),
+        repository: None,
+        class: TagClass::Moving,
+        mode: Mode::Enforce,
+        advance: None,
+        allow_prerelease: false,
+        follow: false,
+    }
+}
+
 fn class(p: &Policy, repo: &str, tag: &str) -> TagClass {
     p.classify(repo, tag).class
 }
@@ -57,6 +71,7 @@ fn team_rules_come_first_and_can_be_scoped() {
                 repository: Some("sandbox/.*".into()),
                 class: TagClass::Moving,
                 mode: Mode::Enforce,
+                ..rule()
             },
             RuleConfig {
                 name: "nightly".into(),
@@ -64,6 +79,7 @@ fn team_rules_come_first_and_can_be_scoped() {
                 repository: None,
                 class: TagClass::Immutable,
                 mode: Mode::Warn,
+                ..rule()
             },
         ],
     };
@@ -92,6 +108,7 @@ fn patterns_are_full_match() {
             repository: None,
             class: TagClass::Immutable,
             mode: Mode::Enforce,
+            ..rule()
         }],
     };
     let p = Policy::from_config(&config).unwrap();
@@ -119,6 +136,7 @@ fn bad_patterns_name_the_key() {
                 repository: None,
                 class: TagClass::Moving,
                 mode: Mode::Enforce,
+                ..rule()
             },
             RuleConfig {
                 name: "broken".into(),
@@ -126,6 +144,7 @@ fn bad_patterns_name_the_key() {
                 repository: Some("(".into()),
                 class: TagClass::Moving,
                 mode: Mode::Enforce,
+                ..rule()
             },
         ],
     };
@@ -141,4 +160,54 @@ fn explain_names_rule_and_effect() {
         text.contains("semver-releases") && text.contains("immutable") && text.contains("refused"),
         "{text}"
     );
+}
+
+#[test]
+fn advance_is_for_moving_tags_and_reaches_the_decision() {
+    let advancing = RuleConfig {
+        name: "series".into(),
+        tag: "[0-9]+\\.[0-9]+".into(),
+        advance: Some(AdvanceKind::Semver),
+        follow: true,
+        ..rule()
+    };
+    let p = Policy::from_config(&PolicyConfig {
+        include_defaults: true,
+        rules: vec![advancing.clone()],
+    })
+    .unwrap();
+    let d = p.classify("web", "1.4");
+    assert_eq!(
+        d.advance,
+        Some(Advance {
+            allow_prerelease: false,
+            follow: true
+        })
+    );
+    assert_eq!(p.classify("web", "1.4.0").advance, None);
+    assert!(
+        p.explain("web", "1.4").contains("releases 1.4.x"),
+        "{}",
+        p.explain("web", "1.4")
+    );
+
+    let immutable = RuleConfig {
+        class: TagClass::Immutable,
+        ..advancing.clone()
+    };
+    let e = Policy::from_config(&PolicyConfig {
+        include_defaults: true,
+        rules: vec![immutable],
+    })
+    .unwrap_err();
+    assert_eq!(e.key(), "policy.rules[0].advance");
+    let follow_alone = RuleConfig {
+        advance: None,
+        ..advancing
+    };
+    assert!(Policy::from_config(&PolicyConfig {
+        include_defaults: true,
+        rules: vec![follow_alone]
+    })
+    .is_err());
 }

@@ -17,6 +17,8 @@ pub struct Database {
     name: String,
     url: String,
     admin_url: String,
+    /// Created by [`Database::fresh`] and dropped with this value.
+    owned: bool,
 }
 
 impl Database {
@@ -42,6 +44,18 @@ impl Database {
             name,
             url,
             admin_url,
+            owned: true,
+        }
+    }
+
+    /// A handle on an existing database (for queries), left alone on drop.
+    pub fn attach(url: &str) -> Database {
+        let parsed = Url::parse(url).unwrap_or_else(|e| panic!("bad database URL {url:?}: {e}"));
+        Database {
+            name: parsed.path().trim_start_matches('/').to_string(),
+            url: url.to_string(),
+            admin_url: url.to_string(),
+            owned: false,
         }
     }
 
@@ -76,6 +90,9 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let (admin, db) = (self.admin_url.clone(), self.name.clone());
         // Best effort: a leftover test database is harmless.
         let _ = run_blocking(async move {

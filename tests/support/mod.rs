@@ -11,11 +11,14 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
+pub mod consistency;
 pub mod database;
 pub mod http;
 pub mod oci;
 pub mod postgres;
 pub mod process;
+pub mod raw;
 pub mod registry;
 pub mod relay;
 pub mod skopeo;

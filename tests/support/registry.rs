@@ -105,6 +105,36 @@ impl Registry {
         self.child.logs()
     }
 
+    /// SIGKILL the registry: an outage. Storage stays for [`Registry::start_again`].
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+
+    /// Start the registry again on the same port, with the same storage and config.
+    pub async fn start_again(&mut self) {
+        let mut command = Command::new("docker-registry");
+        command.arg("serve").arg(self.dir.path().join("config.yml"));
+        let mut child = LoggedChild::spawn(
+            "docker-registry",
+            command,
+            &self.dir.path().join("registry-again.log"),
+        );
+        if let Err(e) = wait_until_answers(
+            &format!("http://127.0.0.1:{}/v2/", self.port),
+            &[StatusCode::OK, StatusCode::UNAUTHORIZED],
+            Duration::from_secs(20),
+            &mut child,
+        )
+        .await
+        {
+            panic!(
+                "docker-registry did not start again: {e}; last log lines:\n{}",
+                child.log_tail(40)
+            );
+        }
+        self.child = child;
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

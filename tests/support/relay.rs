@@ -70,7 +70,8 @@ impl Relay {
         self.port
     }
 
-    /// Drop every relayed connection and refuse new ones until [`Relay::restore`].
+    /// Drop every relayed connection (and any answer held on one) and refuse new ones
+    /// until [`Relay::restore`].
     pub fn cut(&self) {
         self.mode.send_replace(Mode::Cut);
     }
@@ -104,11 +105,12 @@ async fn pump(
         if !is_response && buf[..n].starts_with(b"PUT ") {
             put_seen.store(true, Ordering::SeqCst);
         }
-        if is_response
-            && put_seen.load(Ordering::SeqCst)
-            && mode.wait_for(|m| *m != Mode::Hold).await.is_err()
-        {
-            return;
+        if is_response && put_seen.load(Ordering::SeqCst) {
+            // A held answer is dropped, not delivered, when the relay is cut.
+            match mode.wait_for(|m| *m != Mode::Hold).await {
+                Ok(m) if *m == Mode::Pass => {}
+                _ => return,
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

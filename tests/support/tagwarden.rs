@@ -80,6 +80,29 @@ impl Tagwarden {
         self.child.exited()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// Resident memory in KiB (`VmRSS`), while the process runs.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// How many file descriptors (sockets included) the process holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .expect("read /proc/<pid>/fd")
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill(&mut self) {
         self.child.kill();

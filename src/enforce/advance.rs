@@ -1,0 +1,419 @@
+//! Moving tags that only move forward, and the two ways tagwarden moves them itself:
+//! following a new release (`follow = true`) and a deliberate rewind by an operator.
+//! The rules themselves are in [`crate::policy::advance`].
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::{check_stored_digest, ledger_down, refusal, Guard, Verdict};
+use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
+use crate::oci::media::ACCEPT_ALL_MANIFESTS;
+use crate::oci::{Digest, Name, OciError, Tag};
+use crate::policy::advance::{self as rules, Series};
+use crate::policy::{Decision, TagClass};
+use crate::proxy::body::Activity;
+
+/// What an advancing tag would be pointed at.
+pub(super) struct Target<'a> {
+    pub digest: &'a str,
+    /// Release tags created by the same request (`?tag=` with a registry that applies
+    /// them): they are releases of this digest too.
+    pub releases_in_request: &'a [&'a str],
+}
+
+/// A move tagwarden makes itself (follow, rewind), to record.
+#[derive(Clone, Copy)]
+struct OwnMove<'a> {
+    repo: &'a str,
+    tag: &'a Tag,
+    decision: &'a Decision,
+    digest: &'a Digest,
+    previous: Option<&'a str>,
+    reason: &'a str,
+}
+
+/// What a rewind did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rewound {
+    pub repository: String,
+    pub tag: String,
+    pub previous_digest: Option<String>,
+    pub digest: String,
+    pub release: String,
+}
+
+impl Guard {
+    /// Check a move of an advancing tag; `Some(violation)` when it may not happen.
+    pub(super) async fn check_advance(
+        &self,
+        tx: &mut LedgerTx,
+        repo: &str,
+        tag: &str,
+        decision: &Decision,
+        current: Option<&str>,
+        target: &Target<'_>,
+    ) -> Result<Option<Verdict>, OciError> {
+        let Some(advance) = decision.advance else {
+            return Ok(None);
+        };
+        let series = Series::of(tag);
+        let current_releases = match current {
+            Some(d) => tx.release_tags(repo, d).await.map_err(ledger_down)?,
+            None => Vec::new(),
+        };
+        let mut target_releases = tx
+            .release_tags(repo, target.digest)
+            .await
+            .map_err(ledger_down)?;
+        target_releases.extend(target.releases_in_request.iter().map(|t| (*t).to_owned()));
+        let best_current = rules::best_release(
+            current_releases.iter().map(String::as_str),
+            series,
+            advance.allow_prerelease,
+        );
+        let best_target = rules::best_release(
+            target_releases.iter().map(String::as_str),
+            series,
+            advance.allow_prerelease,
+        );
+        match rules::check(series, best_current.as_ref(), best_target.as_ref()) {
+            Ok(()) => Ok(None),
+            Err(why) => Ok(Some(Verdict::Violation {
+                reason: match why {
+                    rules::Refusal::Backwards { .. } => "moving-tag-backwards",
+                    rules::Refusal::NotARelease { .. } => "moving-tag-not-a-release",
+                },
+                error: refusal::not_forward(
+                    repo,
+                    tag,
+                    &why,
+                    current,
+                    target.digest,
+                    &decision.rule,
+                ),
+                previous: current.map(str::to_owned),
+            })),
+        }
+    }
+
+    /// After a new release is bound, move the tags whose rules follow it (`1.4`, `1`,
+    /// `latest` for `1.4.2`) — each only forward, each recorded. Failures are logged and
+    /// recorded, never turned into a failure of the push that triggered them.
+    pub(super) async fn follow_release(
+        &self,
+        name: &Name,
+        release: &Tag,
+        digest: &Digest,
+        manifest: &Bytes,
+        content_type: &HeaderValue,
+    ) {
+        for follower in rules::followers(release.as_str()) {
+            let Ok(tag) = Tag::parse(&follower) else {
+                continue;
+            };
+            let decision = self.policy.classify(name.as_str(), tag.as_str());
+            if decision.class != TagClass::Moving || !decision.advance.is_some_and(|a| a.follow) {
+                continue;
+            }
+            match self
+                .follow_one(name, &tag, &decision, digest, manifest, content_type)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(repository = %name, tag = %tag, release = %release, "advanced to the new release")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(repository = %name, tag = %tag, release = %release, error = %e, "could not advance to the new release")
+                }
+            }
+        }
+    }
+
+    async fn follow_one(
+        &self,
+        name: &Name,
+        tag: &Tag,
+        decision: &Decision,
+        digest: &Digest,
+        manifest: &Bytes,
+        content_type: &HeaderValue,
+    ) -> Result<bool, OciError> {
+        let repo = name.as_str();
+        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        tx.lock(repo, &[tag.as_str(), digest.as_str()])
+            .await
+            .map_err(ledger_down)?;
+        let current = tx
+            .binding(repo, tag.as_str())
+            .await
+            .map_err(ledger_down)?
+            .filter(|b| b.deleted_at.is_none());
+        if current
+            .as_ref()
+            .is_some_and(|b| b.digest == digest.as_str())
+        {
+            return Ok(false);
+        }
+        let target = Target {
+            digest: digest.as_str(),
+            releases_in_request: &[],
+        };
+        let current_digest = current.as_ref().map(|b| b.digest.as_str());
+        if self
+            .check_advance(
+                &mut tx,
+                repo,
+                tag.as_str(),
+                decision,
+                current_digest,
+                &target,
+            )
+            .await?
+            .is_some()
+        {
+            // An older release arrived late: the tag stays where it is.
+            return Ok(false);
+        }
+        self.put_as_tagwarden(name, tag, digest, manifest.clone(), content_type.clone())
+            .await?;
+        let actor = Actor {
+            identity: Some("tagwarden".into()),
+            verified: true,
+            ..Actor::default()
+        };
+        let own = OwnMove {
+            repo,
+            tag,
+            decision,
+            digest,
+            previous: current_digest,
+            reason: "follow",
+        };
+        self.record_own_move(&mut tx, &own, &actor).await?;
+        tx.commit().await.map_err(ledger_down)?;
+        Ok(true)
+    }
+
+    /// Move a moving tag back to an earlier release, deliberately: the operator's
+    /// escape hatch for an incident. Uses tagwarden's own upstream credentials and is
+    /// recorded with the reason and who asked.
+    pub async fn rewind(
+        &self,
+        name: &Name,
+        tag: &Tag,
+        to: &Tag,
+        reason: &str,
+        who: &str,
+    ) -> Result<Rewound, OciError> {
+        let repo = name.as_str();
+        let decision = self.policy.classify(repo, tag.as_str());
+        if decision.class != TagClass::Moving {
+            return Err(OciError::new(
+                StatusCode::CONFLICT,
+                "DENIED",
+                format!(
+                    "{repo}:{tag} is {} (rule {}): only moving tags can be rewound",
+                    decision.class.as_str(),
+                    decision.rule
+                ),
+            ));
+        }
+        let release = self
+            .ledger
+            .binding(repo, to.as_str())
+            .await
+            .map_err(ledger_down)?
+            .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable.as_str())
+            .ok_or_else(|| {
+                OciError::new(
+                    StatusCode::NOT_FOUND,
+                    "MANIFEST_UNKNOWN",
+                    format!("{repo}:{to} is not a release recorded in the ledger: rewind moves a tag to an existing immutable release"),
+                )
+            })?;
+        let digest = Digest::parse(&release.digest).map_err(|e| {
+            OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
+        })?;
+        let (manifest, content_type) = self.get_as_tagwarden(name, &digest).await?;
+
+        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        tx.lock(repo, &[tag.as_str(), digest.as_str()])
+            .await
+            .map_err(ledger_down)?;
+        let previous = tx
+            .binding(repo, tag.as_str())
+            .await
+            .map_err(ledger_down)?
+            .filter(|b| b.deleted_at.is_none())
+            .map(|b| b.digest);
+        self.put_as_tagwarden(name, tag, &digest, manifest, content_type)
+            .await?;
+        let actor = Actor {
+            identity: Some(who.to_owned()),
+            verified: true,
+            ..Actor::default()
+        };
+        let reason = format!("rewind to {to}: {reason}");
+        let own = OwnMove {
+            repo,
+            tag,
+            decision: &decision,
+            digest: &digest,
+            previous: previous.as_deref(),
+            reason: &reason,
+        };
+        self.record_own_move(&mut tx, &own, &actor).await?;
+        tx.commit().await.map_err(ledger_down)?;
+        tracing::info!(repository = repo, tag = %tag, release = %to, who, "rewound a moving tag");
+        Ok(Rewound {
+            repository: repo.to_owned(),
+            tag: tag.as_str().to_owned(),
+            previous_digest: previous,
+            digest: digest.as_str().to_owned(),
+            release: to.as_str().to_owned(),
+        })
+    }
+
+    async fn record_own_move(
+        &self,
+        tx: &mut LedgerTx,
+        m: &OwnMove<'_>,
+        actor: &Actor,
+    ) -> Result<(), OciError> {
+        let OwnMove {
+            repo,
+            tag,
+            decision,
+            digest,
+            previous,
+            reason,
+        } = *m;
+        let event = NewEvent {
+            tag: Some(tag.as_str()),
+            digest: Some(digest.as_str()),
+            previous_digest: previous,
+            class: Some(decision.class),
+            rule: Some(&decision.rule),
+            reason: Some(reason),
+            ..NewEvent::new(
+                if previous.is_some() {
+                    Action::Move
+                } else {
+                    Action::Create
+                },
+                repo,
+            )
+        };
+        tx.append(&event, actor).await.map_err(ledger_down)?;
+        tx.bind(&NewBinding {
+            repository: repo,
+            tag: tag.as_str(),
+            digest: digest.as_str(),
+            class: decision.class,
+            rule: &decision.rule,
+            bound_by: actor.identity.as_deref(),
+        })
+        .await
+        .map_err(ledger_down)
+    }
+
+    fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = self
+            .forwarder
+            .upstream()
+            .uri(&path.parse().expect("paths built from valid names"));
+        if let Some(auth) = &self.own_authorization {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
+        req
+    }
+
+    /// Write a manifest under a tag with tagwarden's own credentials, never a client's.
+    async fn put_as_tagwarden(
+        &self,
+        name: &Name,
+        tag: &Tag,
+        digest: &Digest,
+        manifest: Bytes,
+        content_type: HeaderValue,
+    ) -> Result<(), OciError> {
+        let len = manifest.len();
+        let mut req = self.own_request(
+            Method::PUT,
+            &format!("/v2/{name}/manifests/{tag}"),
+            Body::from(manifest),
+        );
+        req.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        let resp = self
+            .forwarder
+            .send(req, &Activity::new(), "manifest")
+            .await
+            .map_err(|e| e.to_oci())?;
+        if !resp.status().is_success() {
+            return Err(OciError::new(
+                StatusCode::BAD_GATEWAY,
+                "UNAVAILABLE",
+                format!("the registry answered {} to tagwarden's own write of {name}:{tag} (check upstream.username and upstream.password)", resp.status()),
+            ));
+        }
+        check_stored_digest(&resp, digest)
+    }
+
+    /// Read a manifest by digest with tagwarden's own credentials, checking its bytes.
+    async fn get_as_tagwarden(
+        &self,
+        name: &Name,
+        digest: &Digest,
+    ) -> Result<(Bytes, HeaderValue), OciError> {
+        let mut req = self.own_request(
+            Method::GET,
+            &format!("/v2/{name}/manifests/{digest}"),
+            Body::empty(),
+        );
+        req.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
+        );
+        let resp = self
+            .forwarder
+            .send(req, &Activity::new(), "manifest")
+            .await
+            .map_err(|e| e.to_oci())?;
+        let unavailable =
+            |what: String| OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", what);
+        if resp.status() != StatusCode::OK {
+            return Err(unavailable(format!(
+                "the registry answered {} for {name}@{digest}",
+                resp.status()
+            )));
+        }
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .ok_or_else(|| {
+                unavailable(format!(
+                    "the registry sent {name}@{digest} without a Content-Type"
+                ))
+            })?;
+        let bytes = Limited::new(resp.into_body(), self.max_manifest_bytes)
+            .collect()
+            .await
+            .map_err(|e| unavailable(format!("reading {name}@{digest}: {e}")))?
+            .to_bytes();
+        if Digest::of(digest.algorithm(), &bytes) != *digest {
+            return Err(unavailable(format!(
+                "the registry's {name}@{digest} does not hash to its digest"
+            )));
+        }
+        Ok((bytes, content_type))
+    }
+}
