@@ -11,7 +11,6 @@ use futures_util::TryStreamExt as _;
 use serde_json::Value;
 use support::Database;
 use tagwarden::audit::{Audit, PageRequest};
-use tagwarden::ledger::queries::sql;
 use tagwarden::ledger::{Action, EventFilter, Ledger, Order};
 
 async fn migrated(db: &Database) -> Ledger {
@@ -293,6 +292,24 @@ fn second_cursor_of_other_kind() -> Option<String> {
     )
 }
 
+/// The statement marked `// plan: NAME` in `src/ledger/queries.rs`: the string literal
+/// of the next `sqlx::query(` after the marker, exactly as the code runs it.
+fn statement(name: &str) -> String {
+    let source = include_str!("../src/ledger/queries.rs");
+    let marker = format!("// plan: {name}\n");
+    let at = source
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no `{}` in queries.rs", marker.trim()));
+    let rest = &source[at + marker.len()..];
+    let call = rest.find("sqlx::query(").expect("a query after the marker");
+    let rest = &rest[call..];
+    let open = rest.find('"').expect("a string literal") + 1;
+    let len = rest[open..].find('"').expect("the end of the literal");
+    let sql = &rest[open..open + len];
+    assert!(!sql.contains('\\'), "escapes in {name}: read them properly");
+    sql.to_string()
+}
+
 /// Names of the plan nodes and the indexes they use, e.g. "Index Scan tag_events_by_tag".
 fn plan_nodes(plan: &Value, out: &mut Vec<String>) {
     match plan {
@@ -383,10 +400,10 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         .await
         .unwrap();
     assert_eq!(mode, "force_custom_plan");
-    let explain = |sql: &'static str| format!("EXPLAIN (FORMAT JSON) {sql}");
+    let explain = |name: &str| format!("EXPLAIN (FORMAT JSON) {}", statement(name));
     let at = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
 
-    let plan: Value = sqlx::query_scalar(&explain(sql::BINDING_CHANGE_AT))
+    let plan: Value = sqlx::query_scalar(&explain("resolve"))
         .bind("team/repo7")
         .bind("tag3")
         .bind(at)
@@ -396,8 +413,8 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
     assert_uses("resolve", &plan, "tag_events_binding_changes");
 
     for (what, q, from) in [
-        ("history, oldest first", sql::HISTORY_ASC, 0_i64),
-        ("history, newest first", sql::HISTORY_DESC, i64::MAX),
+        ("history, oldest first", "history_asc", 0_i64),
+        ("history, newest first", "history_desc", i64::MAX),
     ] {
         let plan: Value = sqlx::query_scalar(&explain(q))
             .bind("team/repo7")
@@ -410,7 +427,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         assert_uses(what, &plan, "tag_events_by_tag");
     }
 
-    let plan: Value = sqlx::query_scalar(&explain(sql::DIGEST_BINDINGS))
+    let plan: Value = sqlx::query_scalar(&explain("digest_bindings"))
         .bind(format!("sha256:{:0>64}", "2a"))
         .bind("")
         .bind("")
@@ -425,7 +442,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         "tag_events_binding_changes",
     );
 
-    let plan: Value = sqlx::query_scalar(&explain(sql::BINDINGS))
+    let plan: Value = sqlx::query_scalar(&explain("bindings"))
         .bind("team/repo7")
         .bind("")
         .bind(true)
@@ -435,7 +452,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         .unwrap();
     assert_uses("tags of a repository", &plan, "tag_bindings_pkey");
 
-    let plan: Value = sqlx::query_scalar(&explain(sql::REPOSITORIES))
+    let plan: Value = sqlx::query_scalar(&explain("repositories"))
         .bind("")
         .bind(101_i64)
         .fetch_one(reader.pool())
@@ -489,10 +506,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         ("whole feed", EventFilter::default(), "tag_events_pkey"),
     ];
     for (what, filter, index) in feeds {
-        for (order, q) in [
-            (Order::Asc, sql::EVENTS_ASC),
-            (Order::Desc, sql::EVENTS_DESC),
-        ] {
+        for (order, q) in [(Order::Asc, "events_asc"), (Order::Desc, "events_desc")] {
             let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
                 .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
             let plan: Value = sqlx::query_scalar(&explain(q))

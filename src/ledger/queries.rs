@@ -1,7 +1,11 @@
 //! Reads for audits: bindings, a tag's history, what a tag named at an instant, every
-//! tag that ever named a digest, and the event feed. Every statement is a literal with
-//! bind parameters, answered from an index (see `migrations/0004_audit_indexes.sql`);
-//! they are public in [`sql`] so that tests can check their plans.
+//! tag that ever named a digest, and the event feed.
+//!
+//! Every statement is a literal with bind parameters, answered from an index (see
+//! `migrations/0004_audit_indexes.sql`). Actions are spelled out in the statements, not
+//! bound, so that the planner can match the partial indexes. A `// plan: NAME` line
+//! marks each statement whose plan `tests/audit_queries.rs` checks: the test reads the
+//! statement from this file, so it checks exactly what runs.
 
 use std::time::Duration;
 
@@ -11,116 +15,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::{Action, Binding, Ledger, LedgerError};
-
-/// The SQL of the fixed queries. Actions are spelled out (not bound) so that the planner
-/// can match the partial indexes of `0004_audit_indexes.sql`.
-pub mod sql {
-    /// Columns of [`super::StoredEvent`].
-    macro_rules! event_columns {
-        () => {
-            "id, at, action, repository, tag, digest, previous_digest, class, rule, reason, \
-             identity, identity_verified, remote_addr, user_agent, request_id, detail"
-        };
-    }
-    pub const EVENT_COLUMNS: &str = event_columns!();
-
-    macro_rules! event_filters {
-        () => {
-            " WHERE ($1::timestamptz IS NULL OR at >= $1)
-               AND ($2::timestamptz IS NULL OR at < $2)
-               AND ($3::text IS NULL OR repository = $3)
-               AND ($4::text IS NULL OR tag = $4)
-               AND ($5::text[] IS NULL OR action = ANY($5))
-               AND ($6::text IS NULL OR identity = $6)"
-        };
-    }
-
-    /// `$1` repositories after this name, `$2` at most this many.
-    pub const REPOSITORIES: &str = "SELECT repository, count(*) AS tags,
-                count(*) FILTER (WHERE deleted_at IS NULL) AS live_tags,
-                max(last_changed_at) AS last_changed_at
-         FROM tag_bindings WHERE repository > $1
-         GROUP BY repository ORDER BY repository LIMIT $2";
-
-    /// `$1` repository, `$2` tags after this one, `$3` include deleted bindings, `$4` limit.
-    pub const BINDINGS: &str = "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
-         FROM tag_bindings
-         WHERE repository = $1 AND tag > $2 AND ($3 OR deleted_at IS NULL)
-         ORDER BY tag LIMIT $4";
-
-    /// `$1` repository, `$2` tag, `$3` events after this id, `$4` limit.
-    pub const HISTORY_ASC: &str = concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3 ORDER BY id LIMIT $4"
-    );
-
-    /// `$1` repository, `$2` tag, `$3` events before this id, `$4` limit.
-    pub const HISTORY_DESC: &str = concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
-    );
-
-    /// The latest event that could change what `$1`:`$2` names, at or before `$3`.
-    pub const BINDING_CHANGE_AT: &str = "SELECT id, at, action, digest, reason, identity, class
-         FROM tag_events
-         WHERE repository = $1 AND tag = $2 AND at <= $3
-           AND action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
-         ORDER BY at DESC, id DESC LIMIT 1";
-
-    /// Every event that bound a tag to digest `$1`, with the next event that could change
-    /// that tag, for the tags after (`$2`, `$3`) in (repository, tag) order, at most `$4`
-    /// tags.
-    pub const DIGEST_BINDINGS: &str = "WITH keys AS (
-             SELECT DISTINCT repository, tag FROM tag_events
-             WHERE digest = $1 AND action IN ('create', 'move', 'repush', 'adopt', 'warn')
-               AND (repository, tag) > ($2, $3)
-             ORDER BY repository, tag LIMIT $4
-         )
-         SELECT e.repository, e.tag,
-                e.id, e.at, e.action, e.digest, e.reason, e.identity, e.class,
-                n.id AS next_id, n.at AS next_at, n.action AS next_action, n.digest AS next_digest,
-                n.reason AS next_reason, n.identity AS next_identity, n.class AS next_class
-         FROM keys
-         JOIN tag_events e
-           ON e.digest = $1 AND e.repository = keys.repository AND e.tag = keys.tag
-          AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn')
-         LEFT JOIN LATERAL (
-             SELECT id, at, action, digest, reason, identity, class FROM tag_events n
-             WHERE n.repository = e.repository AND n.tag = e.tag
-               AND n.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
-               AND (n.at, n.id) > (e.at, e.id)
-             ORDER BY n.at, n.id LIMIT 1
-         ) n ON true
-         ORDER BY e.repository, e.tag, e.at, e.id";
-
-    /// The event feed, oldest first: `$1` since, `$2` until, `$3` repository, `$4` tag,
-    /// `$5` actions, `$6` identity, `$7` after this id, `$8` up to this id, `$9` limit.
-    /// A NULL parameter does not filter. The reader pool plans every statement with its
-    /// parameters (`plan_cache_mode = force_custom_plan`), so the filters left out fold
-    /// away and the planner picks the index that fits the ones given.
-    pub const EVENTS_ASC: &str = concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM tag_events",
-        event_filters!(),
-        " AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
-         ORDER BY id LIMIT $9"
-    );
-
-    /// [`EVENTS_ASC`], newest first: `$7` is the id to continue before.
-    pub const EVENTS_DESC: &str = concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM tag_events",
-        event_filters!(),
-        " AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
-         ORDER BY id DESC LIMIT $9"
-    );
-
-    pub const LAST_EVENT_ID: &str = "SELECT max(id) FROM tag_events";
-}
 
 /// Which end of a history comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -218,7 +112,7 @@ impl Ledger {
             .options([
                 ("default_transaction_read_only", "on".to_string()),
                 // Plan each statement with its parameters: the feed's optional filters
-                // then fold away and the fitting index is used (see sql::EVENTS_ASC).
+                // then fold away and the fitting index is used (see events_page).
                 ("plan_cache_mode", "force_custom_plan".to_string()),
                 (
                     "statement_timeout",
@@ -240,11 +134,18 @@ impl Ledger {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RepositorySummary>, LedgerError> {
-        let rows = sqlx::query(sql::REPOSITORIES)
-            .bind(after.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        // plan: repositories
+        let rows = sqlx::query(
+            "SELECT repository, count(*) AS tags,
+                    count(*) FILTER (WHERE deleted_at IS NULL) AS live_tags,
+                    max(last_changed_at) AS last_changed_at
+             FROM tag_bindings WHERE repository > $1
+             GROUP BY repository ORDER BY repository LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows
             .iter()
             .map(|r| RepositorySummary {
@@ -264,7 +165,13 @@ impl Ledger {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Binding>, LedgerError> {
-        let rows = sqlx::query(sql::BINDINGS)
+        // plan: bindings
+        let rows = sqlx::query(
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+             FROM tag_bindings
+             WHERE repository = $1 AND tag > $2 AND ($3 OR deleted_at IS NULL)
+             ORDER BY tag LIMIT $4",
+        )
             .bind(repository)
             .bind(after.unwrap_or(""))
             .bind(include_deleted)
@@ -297,10 +204,28 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let (query, from) = match order {
-            Order::Asc => (sql::HISTORY_ASC, after.unwrap_or(0)),
-            Order::Desc => (sql::HISTORY_DESC, after.unwrap_or(i64::MAX)),
+            Order::Asc => (
+                // plan: history_asc
+                sqlx::query(
+                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3
+                     ORDER BY id LIMIT $4",
+                ),
+                after.unwrap_or(0),
+            ),
+            Order::Desc => (
+                // plan: history_desc
+                sqlx::query(
+                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3
+                     ORDER BY id DESC LIMIT $4",
+                ),
+                after.unwrap_or(i64::MAX),
+            ),
         };
-        let rows = sqlx::query(query)
+        let rows = query
             .bind(repository)
             .bind(tag)
             .bind(from)
@@ -317,12 +242,20 @@ impl Ledger {
         tag: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<BindingChange>, LedgerError> {
-        let row = sqlx::query(sql::BINDING_CHANGE_AT)
-            .bind(repository)
-            .bind(tag)
-            .bind(at)
-            .fetch_optional(self.pool())
-            .await?;
+        // The latest event that could change what the tag names, at or before `at`.
+        // plan: resolve
+        let row = sqlx::query(
+            "SELECT id, at, action, digest, reason, identity, class
+             FROM tag_events
+             WHERE repository = $1 AND tag = $2 AND at <= $3
+               AND action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(at)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(|r| binding_change(r, "")).transpose()
     }
 
@@ -335,13 +268,40 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<DigestBinding>, LedgerError> {
         let (after_repo, after_tag) = after.unwrap_or(("", ""));
-        let rows = sqlx::query(sql::DIGEST_BINDINGS)
-            .bind(digest)
-            .bind(after_repo)
-            .bind(after_tag)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        // Tags (after $2, $3) that an event bound to digest $1, at most $4 of them; each
+        // such event, and the next one that could change its tag.
+        // plan: digest_bindings
+        let rows = sqlx::query(
+            "WITH keys AS (
+                 SELECT DISTINCT repository, tag FROM tag_events
+                 WHERE digest = $1 AND action IN ('create', 'move', 'repush', 'adopt', 'warn')
+                   AND (repository, tag) > ($2, $3)
+                 ORDER BY repository, tag LIMIT $4
+             )
+             SELECT e.repository, e.tag,
+                    e.id, e.at, e.action, e.digest, e.reason, e.identity, e.class,
+                    n.id AS next_id, n.at AS next_at, n.action AS next_action,
+                    n.digest AS next_digest, n.reason AS next_reason,
+                    n.identity AS next_identity, n.class AS next_class
+             FROM keys
+             JOIN tag_events e
+               ON e.digest = $1 AND e.repository = keys.repository AND e.tag = keys.tag
+              AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn')
+             LEFT JOIN LATERAL (
+                 SELECT id, at, action, digest, reason, identity, class FROM tag_events n
+                 WHERE n.repository = e.repository AND n.tag = e.tag
+                   AND n.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+                   AND (n.at, n.id) > (e.at, e.id)
+                 ORDER BY n.at, n.id LIMIT 1
+             ) n ON true
+             ORDER BY e.repository, e.tag, e.at, e.id",
+        )
+        .bind(digest)
+        .bind(after_repo)
+        .bind(after_tag)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|r| {
                 let next_id: Option<i64> = r.get("next_id");
@@ -368,13 +328,44 @@ impl Ledger {
         up_to: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
+        // `$1` since, `$2` until, `$3` repository, `$4` tag, `$5` actions, `$6` identity,
+        // `$7` after this id, `$8` up to this id, `$9` limit; a NULL does not filter.
+        // The reader pool plans every statement with its parameters
+        // (`plan_cache_mode = force_custom_plan`), so the filters left out fold away and
+        // the planner picks the index that fits the ones given.
         let query = match order {
-            Order::Asc => sql::EVENTS_ASC,
-            Order::Desc => sql::EVENTS_DESC,
+            // plan: events_asc
+            Order::Asc => sqlx::query(
+                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                 FROM tag_events
+                 WHERE ($1::timestamptz IS NULL OR at >= $1)
+                   AND ($2::timestamptz IS NULL OR at < $2)
+                   AND ($3::text IS NULL OR repository = $3)
+                   AND ($4::text IS NULL OR tag = $4)
+                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($6::text IS NULL OR identity = $6)
+                   AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
+                 ORDER BY id LIMIT $9",
+            ),
+            // plan: events_desc
+            Order::Desc => sqlx::query(
+                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                 FROM tag_events
+                 WHERE ($1::timestamptz IS NULL OR at >= $1)
+                   AND ($2::timestamptz IS NULL OR at < $2)
+                   AND ($3::text IS NULL OR repository = $3)
+                   AND ($4::text IS NULL OR tag = $4)
+                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($6::text IS NULL OR identity = $6)
+                   AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
+                 ORDER BY id DESC LIMIT $9",
+            ),
         };
         let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
             .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
-        let rows = sqlx::query(query)
+        let rows = query
             .bind(filter.since)
             .bind(filter.until)
             .bind(filter.repository.as_deref())
@@ -391,7 +382,7 @@ impl Ledger {
 
     /// The id of the newest event, if any.
     pub async fn last_event_id(&self) -> Result<Option<i64>, LedgerError> {
-        Ok(sqlx::query_scalar(sql::LAST_EVENT_ID)
+        Ok(sqlx::query_scalar("SELECT max(id) FROM tag_events")
             .fetch_one(self.pool())
             .await?)
     }
