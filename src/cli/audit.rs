@@ -58,8 +58,10 @@ pub enum AuditCommand {
         /// Events before: RFC 3339 or a duration ago.
         #[arg(long)]
         until: Option<String>,
+        /// Only events of this repository, e.g. driftwood/web.
         #[arg(long)]
         repository: Option<String>,
+        /// Only events of this tag.
         #[arg(long)]
         tag: Option<String>,
         /// Comma-separated: create, move, repush, delete, refuse (or refused), adopt, warn.
