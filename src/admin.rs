@@ -1,5 +1,6 @@
-//! The admin listener: liveness, readiness and Prometheus metrics. It should not be
-//! reachable from the public network.
+//! The admin listener: liveness, readiness and Prometheus metrics, open to whoever
+//! reaches it, and the audit API under `/api/v1/`, behind bearer tokens. It should not
+//! be reachable from the public network.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api::{self, ApiState};
 use crate::ledger::Ledger;
 use crate::proxy::body::Activity;
 use crate::proxy::Upstream;
@@ -23,12 +25,13 @@ pub struct AdminState {
     pub metrics: Metrics,
 }
 
-pub fn router(state: AdminState) -> Router {
+pub fn router(state: AdminState, api: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
+        .merge(api::router(api))
 }
 
 /// Ready when both the upstream answers `/v2/` (any HTTP answer, 401 included) and

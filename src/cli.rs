@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
+mod audit;
+
 #[derive(Parser)]
 #[command(
     name = "tagwarden",
@@ -63,6 +65,9 @@ enum Command {
         #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// The audit questions: history, resolve, events and digest.
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
 }
 
 /// Where the configuration, the registry and the ledger are.
@@ -143,6 +148,23 @@ pub fn run() -> ExitCode {
             config,
             database_url,
         } => explain(&reference, config, database_url),
+        Command::Audit(command) => {
+            crate::telemetry::init_logging(&LogConfig {
+                level: "warn".into(),
+                ..LogConfig::default()
+            });
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+            };
+            match runtime.block_on(command.run()) {
+                Ok(code) => code,
+                Err(e) => fail(&format!("{e:#}")),
+            }
+        }
     }
 }
 

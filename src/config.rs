@@ -74,14 +74,62 @@ impl ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Health, readiness and metrics. Keep it off the public network.
+    /// Health, readiness, metrics and the audit API. Keep it off the public network.
     pub listen: SocketAddr,
+    /// Bearer tokens for the audit API (`/api/v1/`). With none, the API refuses every
+    /// request.
+    pub tokens: Vec<ApiToken>,
+    /// Connections the audit API may hold at once, in a pool of its own so that
+    /// audits never take connections from manifest writes.
+    pub max_connections: u32,
+    /// Longest an audit query may run before the database cancels it.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:5001".parse().expect("static address"),
+            tokens: Vec::new(),
+            max_connections: 4,
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shortest token accepted: long enough that guessing is hopeless.
+pub const MIN_TOKEN_LENGTH: usize = 16;
+
+/// A bearer token for the audit API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// Who holds the token; logged with each request, never the token itself.
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads the ledger: bindings, history, resolution, events.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Whether the role may read the ledger through the API.
+    pub fn can_read(self) -> bool {
+        match self {
+            Role::Auditor => true,
         }
     }
 }
@@ -362,10 +410,61 @@ impl Config {
                 "timeouts must be greater than zero".into(),
             ));
         }
+        self.admin.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),
         })?;
+        Ok(())
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: &str| ConfigError::Invalid {
+            key,
+            message: message.into(),
+        };
+        if self.max_connections == 0 {
+            return Err(invalid(
+                "admin.max_connections".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.query_timeout.is_zero() {
+            return Err(invalid(
+                "admin.query_timeout".into(),
+                "must be greater than zero",
+            ));
+        }
+        for (i, t) in self.tokens.iter().enumerate() {
+            let key = |field: &str| format!("admin.tokens[{i}].{field}");
+            if t.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if self.tokens[..i].iter().any(|o| o.name == t.name) {
+                return Err(invalid(key("name"), "another token has the same name"));
+            }
+            let token = t.token.expose();
+            if token.len() < MIN_TOKEN_LENGTH {
+                return Err(ConfigError::Invalid {
+                    key: key("token"),
+                    message: format!("must be at least {MIN_TOKEN_LENGTH} characters"),
+                });
+            }
+            // What can follow `Bearer ` in a header (RFC 6750 b64token), so that every
+            // configured token can actually be sent.
+            let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+            if !token.chars().all(b64token) {
+                return Err(invalid(
+                    key("token"),
+                    "may contain only letters, digits and - . _ ~ + / =",
+                ));
+            }
+            if self.tokens[..i].iter().any(|o| o.token.expose() == token) {
+                return Err(invalid(key("token"), "another token has the same value"));
+            }
+        }
         Ok(())
     }
 }
@@ -482,6 +581,91 @@ mod tests {
             "{shown}"
         );
         assert_eq!(c.upstream.password.unwrap().expose(), "hunter2");
+    }
+
+    const TOKEN: &str = "0123456789abcdef-audit";
+
+    #[test]
+    fn api_tokens_are_read_validated_and_kept_out_of_debug_output() {
+        let f = write(&format!(
+            "{MINIMAL}[[admin.tokens]]\nname = \"siem\"\ntoken = \"{TOKEN}\"\nrole = \"auditor\"\n"
+        ));
+        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        assert_eq!(c.admin.tokens.len(), 1);
+        assert_eq!(c.admin.tokens[0].name, "siem");
+        assert_eq!(c.admin.tokens[0].role, Role::Auditor);
+        assert_eq!(c.admin.tokens[0].token.expose(), TOKEN);
+        assert!(!format!("{c:?}").contains(TOKEN));
+
+        let entry = |name: &str, token: &str, role: &str| {
+            format!("[[admin.tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nrole = \"{role}\"\n")
+        };
+        let cases = [
+            (
+                entry("siem", "short", "auditor"),
+                "admin.tokens[0].token",
+                "at least 16",
+            ),
+            (
+                entry(" ", TOKEN, "auditor"),
+                "admin.tokens[0].name",
+                "empty",
+            ),
+            (
+                entry("siem", "0123456789abcdef audit", "auditor"),
+                "admin.tokens[0].token",
+                "only letters",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    entry("a", TOKEN, "auditor"),
+                    entry("a", "another-token-0123456", "auditor")
+                ),
+                "admin.tokens[1].name",
+                "same name",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    entry("a", TOKEN, "auditor"),
+                    entry("b", TOKEN, "auditor")
+                ),
+                "admin.tokens[1].token",
+                "same value",
+            ),
+            (entry("siem", TOKEN, "superuser"), "role", "unknown variant"),
+            (
+                format!("{}colour = \"red\"\n", entry("siem", TOKEN, "auditor")),
+                "colour",
+                "unknown field",
+            ),
+        ];
+        for (tokens, key, what) in cases {
+            let f = write(&format!("{MINIMAL}{tokens}"));
+            let e = Config::load(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(what), "{tokens}\n=> {e}");
+            assert!(!e.contains(TOKEN), "no token in errors: {e}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn api_tokens_can_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "TAGWARDEN_ADMIN__TOKENS",
+                format!("[{{name=\"ci\",token=\"{TOKEN}\",role=\"auditor\"}}]"),
+            );
+            let f = write(MINIMAL);
+            let c =
+                Config::load(Some(f.path()), &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.admin.tokens[0].name, "ci");
+            assert_eq!(c.admin.tokens[0].token.expose(), TOKEN);
+            Ok(())
+        });
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! The flow of a request: [`gateway`] checks it and [`oci::route`] parses its path
 //! strictly; manifest writes and deletes go to [`enforce`], where [`policy`] classifies
 //! each tag and [`ledger`] records and checks its binding; everything else, and every
-//! accepted write, is streamed to and from the upstream by [`proxy`].
+//! accepted write, is streamed to and from the upstream by [`proxy`]. Audits read the
+//! ledger through [`audit`], served as JSON by [`api`] on the admin listener.
 
 pub mod admin;
+pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod enforce;

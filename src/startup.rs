@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
+use crate::api::{ApiState, Tokens};
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::enforce::Guard;
 use crate::gateway::Gateway;
@@ -79,11 +81,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         server: config.server.clone(),
     });
-    let admin_app = admin::router(AdminState {
-        ledger,
-        upstream,
-        metrics,
-    });
+    let audit = Audit::new(Ledger::connect_reader(
+        config.database.url.expose(),
+        config.admin.max_connections,
+        config.database.acquire_timeout,
+        config.admin.query_timeout,
+    )?);
+    let admin_app = admin::router(
+        AdminState {
+            ledger,
+            upstream,
+            metrics,
+        },
+        ApiState {
+            audit,
+            tokens: Arc::new(Tokens::new(&config.admin.tokens)),
+        },
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn({

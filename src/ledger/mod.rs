@@ -1,21 +1,26 @@
 //! The ledger: what each tag is bound to now, and every decision ever made about it.
 //!
-//! [`store`] holds all SQL; the rest of tagwarden sees only these types. Writes happen
-//! inside a [`store::LedgerTx`] that holds advisory locks on the tags involved, so that
-//! every tagwarden process sharing the database serialises on the same tag.
+//! [`store`] (writes) and [`queries`] (audit reads) hold all SQL; the rest of tagwarden
+//! sees only these types. Writes happen inside a [`store::LedgerTx`] that holds advisory
+//! locks on the tags involved, so that every tagwarden process sharing the database
+//! serialises on the same tag.
 
 pub mod chain;
+pub mod queries;
 pub mod store;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::TagClass;
 
+pub use queries::{
+    BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
+};
 pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
 /// A tag's current binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub repository: String,
     pub tag: String,
@@ -29,7 +34,7 @@ pub struct Binding {
 }
 
 /// What happened, as recorded in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// A tag bound for the first time.
@@ -59,6 +64,28 @@ impl Action {
             Action::Adopt => "adopt",
             Action::Warn => "warn",
         }
+    }
+
+    /// Every action, in the order the README lists them.
+    pub const ALL: [Action; 7] = [
+        Action::Create,
+        Action::Move,
+        Action::Repush,
+        Action::Delete,
+        Action::Refuse,
+        Action::Adopt,
+        Action::Warn,
+    ];
+
+    /// The action stored as `s`, if any.
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

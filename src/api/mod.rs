@@ -1,0 +1,83 @@
+//! The audit API: read-only JSON under `/api/v1/` on the admin listener.
+//!
+//! Every endpoint but the OpenAPI document needs `Authorization: Bearer <token>` with a
+//! token from `[[admin.tokens]]` ([`auth`]). Handlers ([`handlers`]) only translate
+//! between HTTP and [`crate::audit::Audit`]; errors are rendered in [`error`].
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::routing::{get, MethodRouter};
+use axum::{middleware, Router};
+
+use crate::audit::Audit;
+pub use auth::Tokens;
+pub use error::ApiError;
+
+/// The path prefix of every endpoint.
+pub const PREFIX: &str = "/api/v1";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub audit: Audit,
+    pub tokens: Arc<Tokens>,
+}
+
+/// `(path under PREFIX, handler)` of every authenticated endpoint.
+fn endpoints() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    vec![
+        ("/repositories", get(handlers::repositories)),
+        ("/tags", get(handlers::tags)),
+        ("/history", get(handlers::history)),
+        ("/resolve", get(handlers::resolve)),
+        ("/digest", get(handlers::digest)),
+        ("/events", get(handlers::events)),
+        ("/events/export", get(handlers::export)),
+    ]
+}
+
+/// The paths the router serves, for checking the OpenAPI document against.
+pub fn paths() -> Vec<String> {
+    endpoints()
+        .into_iter()
+        .map(|(p, _)| format!("{PREFIX}{p}"))
+        .chain([format!("{PREFIX}/openapi.json")])
+        .collect()
+}
+
+pub fn router(state: ApiState) -> Router {
+    if state.tokens.is_empty() {
+        tracing::warn!(
+            "no [[admin.tokens]] configured: the audit API under {PREFIX}/ refuses every request"
+        );
+    }
+    let mut api = Router::new();
+    for (path, handler) in endpoints() {
+        api = api.route(path, handler.fallback(method_not_allowed));
+    }
+    let api = api
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.tokens.clone(),
+            auth::require_reader,
+        ))
+        .with_state(state);
+    Router::new()
+        .route(
+            &format!("{PREFIX}/openapi.json"),
+            get(openapi::document).fallback(method_not_allowed),
+        )
+        .nest(PREFIX, api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

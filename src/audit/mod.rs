@@ -1,0 +1,398 @@
+//! Audits of the ledger: the questions the API and the command line answer.
+//!
+//! [`Audit`] holds the rules (validation, paging, what a tag named at an instant, the
+//! periods of a digest); [`crate::ledger::queries`] holds the SQL. Both the HTTP layer
+//! ([`crate::api`]) and `tagwarden history|resolve|events|digest` call this.
+
+pub mod cursor;
+pub mod export;
+pub mod filter;
+pub mod timeline;
+
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{
+    BindingChange, EventFilter, Ledger, LedgerError, Order, RepositorySummary, StoredEvent,
+};
+use crate::oci::{Digest, Name, Tag};
+
+pub use cursor::{Cursor, InvalidCursor};
+pub use timeline::{Effect, Period, TagPeriods};
+
+/// Page size when none is asked for.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The largest page.
+pub const MAX_LIMIT: u32 = 1000;
+/// Events per database round trip while exporting.
+const EXPORT_BATCH: i64 = 1000;
+
+/// Why a question could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The question itself is wrong: a bad name, tag, digest, time, limit or cursor.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<InvalidCursor> for AuditError {
+    fn from(e: InvalidCursor) -> Self {
+        AuditError::Invalid(e.to_string())
+    }
+}
+
+/// Which page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        PageRequest {
+            limit: Some(limit),
+            cursor: None,
+        }
+    }
+
+    fn limit(&self) -> Result<u32, AuditError> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(AuditError::Invalid(format!(
+                "limit {n} is out of range: 1 to {MAX_LIMIT}"
+            ))),
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<Cursor>, AuditError> {
+        match self.cursor.as_deref() {
+            None | Some("") => Ok(None),
+            Some(s) => Ok(Some(Cursor::decode(s)?)),
+        }
+    }
+}
+
+/// One page of a listing; pass `next_cursor` back for the next one. No `next_cursor`:
+/// this was the last page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// `rows` fetched with one more than `limit`: the extra row only says there is more.
+    fn from_rows(mut rows: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|last| cursor_of(last).encode())
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// A tag's binding as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagBinding {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub class: String,
+    pub rule: String,
+    /// Since when the tag names this digest.
+    pub since: DateTime<Utc>,
+    pub bound_by: Option<String>,
+    pub last_changed_at: DateTime<Utc>,
+    /// When the tag was removed from the registry. An immutable tag stays reserved for
+    /// its digest after that.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// What a tag named at an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub repository: String,
+    pub tag: String,
+    pub at: DateTime<Utc>,
+    /// Whether the tag named anything then.
+    pub exists: bool,
+    pub digest: Option<String>,
+    /// The last event at or before `at` that set the tag's binding: the one that bound
+    /// it to `digest`, or the delete that removed it. None: the tag did not exist yet.
+    pub event: Option<BindingChange>,
+}
+
+/// Every tag that ever named a digest, one page of tags at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestUsage {
+    pub digest: String,
+    pub items: Vec<TagPeriods>,
+    pub next_cursor: Option<String>,
+}
+
+/// The audit questions, answered from the ledger.
+#[derive(Clone)]
+pub struct Audit {
+    ledger: Ledger,
+}
+
+impl Audit {
+    /// `ledger` should be a reader pool ([`Ledger::connect_reader`]).
+    pub fn new(ledger: Ledger) -> Self {
+        Audit { ledger }
+    }
+
+    /// Every repository the ledger knows, in name order.
+    pub async fn repositories(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<RepositorySummary>, AuditError> {
+        let limit = page.limit()?;
+        let after = page.cursor()?.map(Cursor::name).transpose()?;
+        let rows = self
+            .ledger
+            .repositories(after.as_deref(), i64::from(limit) + 1)
+            .await?;
+        Ok(Page::from_rows(rows, limit, |r| {
+            Cursor::Name(r.repository.clone())
+        }))
+    }
+
+    /// The bindings of a repository's tags, in tag order; deleted ones only if asked.
+    pub async fn tags(
+        &self,
+        repository: &str,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<TagBinding>, AuditError> {
+        let repository = name(repository)?;
+        let limit = page.limit()?;
+        let after = page.cursor()?.map(Cursor::name).transpose()?;
+        let rows = self
+            .ledger
+            .bindings(
+                repository.as_str(),
+                include_deleted,
+                after.as_deref(),
+                i64::from(limit) + 1,
+            )
+            .await?;
+        let rows = rows
+            .into_iter()
+            .map(|b| TagBinding {
+                repository: b.repository,
+                tag: b.tag,
+                digest: b.digest,
+                class: b.class,
+                rule: b.rule,
+                since: b.first_bound_at,
+                bound_by: b.bound_by,
+                last_changed_at: b.last_changed_at,
+                deleted_at: b.deleted_at,
+            })
+            .collect();
+        Ok(Page::from_rows(rows, limit, |b: &TagBinding| {
+            Cursor::Name(b.tag.clone())
+        }))
+    }
+
+    /// Every event of one tag: creates, moves, re-pushes, deletes, refusals, ...
+    pub async fn history(
+        &self,
+        repository: &str,
+        tag: &str,
+        order: Order,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>, AuditError> {
+        let (repository, tag) = (name(repository)?, tag_name(tag)?);
+        let limit = page.limit()?;
+        let after = page.cursor()?.map(Cursor::event).transpose()?;
+        let rows = self
+            .ledger
+            .history_page(
+                repository.as_str(),
+                tag.as_str(),
+                order,
+                after,
+                i64::from(limit) + 1,
+            )
+            .await?;
+        Ok(Page::from_rows(rows, limit, |e| Cursor::Event(e.id)))
+    }
+
+    /// The digest the tag named at `at`, or that it did not exist then.
+    pub async fn resolve(
+        &self,
+        repository: &str,
+        tag: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Resolution, AuditError> {
+        let (repository, tag) = (name(repository)?, tag_name(tag)?);
+        let event = self
+            .ledger
+            .binding_change_at(repository.as_str(), tag.as_str(), at)
+            .await?;
+        let digest = match event.as_ref().map(BindingChange::effect) {
+            Some(Effect::Bind(d)) => Some(d.to_owned()),
+            _ => None,
+        };
+        Ok(Resolution {
+            repository: repository.as_str().to_owned(),
+            tag: tag.as_str().to_owned(),
+            at,
+            exists: digest.is_some(),
+            digest,
+            event,
+        })
+    }
+
+    /// Every tag of every repository that ever named `digest`, with the periods.
+    pub async fn digest(
+        &self,
+        digest: &str,
+        page: &PageRequest,
+    ) -> Result<DigestUsage, AuditError> {
+        let digest = Digest::parse(digest).map_err(|e| AuditError::Invalid(e.to_string()))?;
+        let limit = page.limit()?;
+        let after = page.cursor()?.map(Cursor::tag).transpose()?;
+        let rows = self
+            .ledger
+            .digest_bindings(
+                digest.as_str(),
+                after.as_ref().map(|(r, t)| (r.as_str(), t.as_str())),
+                i64::from(limit) + 1,
+            )
+            .await?;
+        let tags = timeline::periods(digest.as_str(), &rows);
+        let page = Page::from_rows(tags, limit, |t: &TagPeriods| Cursor::Tag {
+            repository: t.repository.clone(),
+            tag: t.tag.clone(),
+        });
+        Ok(DigestUsage {
+            digest: digest.as_str().to_owned(),
+            items: page.items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The event feed, filtered, in the order events were recorded (or the reverse).
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        order: Order,
+        page: &PageRequest,
+    ) -> Result<Page<StoredEvent>, AuditError> {
+        check_filter(filter)?;
+        let limit = page.limit()?;
+        let after = page.cursor()?.map(Cursor::event).transpose()?;
+        let rows = self
+            .ledger
+            .events_page(filter, order, after, None, i64::from(limit) + 1)
+            .await?;
+        Ok(Page::from_rows(rows, limit, |e| Cursor::Event(e.id)))
+    }
+
+    /// Every event matching `filter`, oldest first, after the event `after_id`, in
+    /// batches, up to the newest event when the export started. `limit` caps the count.
+    pub async fn export(
+        &self,
+        filter: EventFilter,
+        after_id: Option<i64>,
+        limit: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<Vec<StoredEvent>, AuditError>> + Send + 'static, AuditError>
+    {
+        check_filter(&filter)?;
+        let after = after_id;
+        let up_to = self.ledger.last_event_id().await?;
+        let ledger = self.ledger.clone();
+        let state = (after, limit.unwrap_or(u64::MAX), false);
+        Ok(futures_util::stream::try_unfold(
+            state,
+            move |(after, left, done)| {
+                let (ledger, filter) = (ledger.clone(), filter.clone());
+                async move {
+                    if done || left == 0 || up_to.is_none() {
+                        return Ok(None);
+                    }
+                    let batch = EXPORT_BATCH.min(i64::try_from(left).unwrap_or(i64::MAX));
+                    let rows = ledger
+                        .events_page(&filter, Order::Asc, after, up_to, batch)
+                        .await?;
+                    let done = (rows.len() as i64) < batch;
+                    let after = rows.last().map(|e| e.id).or(after);
+                    let left = left - rows.len() as u64;
+                    if rows.is_empty() {
+                        return Ok(None);
+                    }
+                    Ok(Some((rows, (after, left, done))))
+                }
+            },
+        ))
+    }
+}
+
+fn name(s: &str) -> Result<Name, AuditError> {
+    Name::parse(s).map_err(|e| AuditError::Invalid(e.to_string()))
+}
+
+fn tag_name(s: &str) -> Result<Tag, AuditError> {
+    Tag::parse(s).map_err(|e| AuditError::Invalid(e.to_string()))
+}
+
+fn check_filter(f: &EventFilter) -> Result<(), AuditError> {
+    if let Some(r) = &f.repository {
+        name(r)?;
+    }
+    if let Some(t) = &f.tag {
+        tag_name(t)?;
+    }
+    if let (Some(since), Some(until)) = (f.since, f.until) {
+        if since > until {
+            return Err(AuditError::Invalid(format!(
+                "since ({}) is after until ({})",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_rows_exist() {
+        let full = Page::from_rows(vec![1_i64, 2, 3], 2, |n| Cursor::Event(*n));
+        assert_eq!(full.items, [1, 2]);
+        assert_eq!(
+            Cursor::decode(full.next_cursor.as_deref().unwrap()),
+            Ok(Cursor::Event(2))
+        );
+        let last = Page::from_rows(vec![1_i64, 2], 2, |n| Cursor::Event(*n));
+        assert_eq!(last.next_cursor, None);
+        let empty = Page::from_rows(Vec::<i64>::new(), 2, |n| Cursor::Event(*n));
+        assert_eq!((empty.items.len(), empty.next_cursor), (0, None));
+    }
+
+    #[test]
+    fn limits_default_and_stay_in_range() {
+        assert_eq!(PageRequest::default().limit().unwrap(), DEFAULT_LIMIT);
+        assert_eq!(PageRequest::first(MAX_LIMIT).limit().unwrap(), MAX_LIMIT);
+        assert!(PageRequest::first(0).limit().is_err());
+        assert!(PageRequest::first(MAX_LIMIT + 1).limit().is_err());
+    }
+}

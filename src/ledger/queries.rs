@@ -1,0 +1,430 @@
+//! Reads for audits: bindings, a tag's history, what a tag named at an instant, every
+//! tag that ever named a digest, and the event feed.
+//!
+//! Every statement is a literal with bind parameters, answered from an index (see
+//! `migrations/0004_audit_indexes.sql`). Actions are spelled out in the statements, not
+//! bound, so that the planner can match the partial indexes. A `// plan: NAME` line
+//! marks each statement whose plan `tests/audit_queries.rs` checks: the test reads the
+//! statement from this file, so it checks exactly what runs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Row};
+
+use super::{Action, Binding, Ledger, LedgerError};
+
+/// Which end of a history comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// A history event as an audit reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub action: Action,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub previous_digest: Option<String>,
+    pub class: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    pub identity: Option<String>,
+    pub identity_verified: bool,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// An event that may have changed what a tag names (everything but a refusal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingChange {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub action: Action,
+    pub digest: Option<String>,
+    pub reason: Option<String>,
+    pub identity: Option<String>,
+    pub class: Option<String>,
+}
+
+/// An event that bound `repository:tag` to the digest looked up, and the next event that
+/// may have changed the tag after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestBinding {
+    pub repository: String,
+    pub tag: String,
+    pub change: BindingChange,
+    pub next: Option<BindingChange>,
+}
+
+/// A repository and how many tags the ledger holds for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositorySummary {
+    pub repository: String,
+    /// Every tag ever bound, deleted ones included.
+    pub tags: i64,
+    /// Tags currently in the registry.
+    pub live_tags: i64,
+    pub last_changed_at: DateTime<Utc>,
+}
+
+/// Which events the feed returns. Empty fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// At or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this instant.
+    pub until: Option<DateTime<Utc>>,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    /// Any of these actions (none: every action).
+    pub actions: Vec<Action>,
+    pub identity: Option<String>,
+}
+
+impl Ledger {
+    /// A pool for audit reads only: every transaction is read-only and every statement
+    /// is cancelled after `statement_timeout`. Connects lazily.
+    pub fn connect_reader(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        statement_timeout: Duration,
+    ) -> Result<Ledger, LedgerError> {
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| LedgerError::Query(format!("database url: {e}")))?
+            .disable_statement_logging()
+            .application_name("tagwarden-audit")
+            .options([
+                ("default_transaction_read_only", "on".to_string()),
+                // Plan each statement with its parameters: the feed's optional filters
+                // then fold away and the fitting index is used (see events_page).
+                ("plan_cache_mode", "force_custom_plan".to_string()),
+                (
+                    "statement_timeout",
+                    statement_timeout.as_millis().max(1).to_string(),
+                ),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Ledger::from_pool(pool))
+    }
+
+    /// Repositories in name order, after `after`.
+    pub async fn repositories(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RepositorySummary>, LedgerError> {
+        // plan: repositories
+        let rows = sqlx::query(
+            "SELECT repository, count(*) AS tags,
+                    count(*) FILTER (WHERE deleted_at IS NULL) AS live_tags,
+                    max(last_changed_at) AS last_changed_at
+             FROM tag_bindings WHERE repository > $1
+             GROUP BY repository ORDER BY repository LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RepositorySummary {
+                repository: r.get("repository"),
+                tags: r.get("tags"),
+                live_tags: r.get("live_tags"),
+                last_changed_at: r.get("last_changed_at"),
+            })
+            .collect())
+    }
+
+    /// A repository's bindings in tag order, after `after`.
+    pub async fn bindings(
+        &self,
+        repository: &str,
+        include_deleted: bool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Binding>, LedgerError> {
+        // plan: bindings
+        let rows = sqlx::query(
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+             FROM tag_bindings
+             WHERE repository = $1 AND tag > $2 AND ($3 OR deleted_at IS NULL)
+             ORDER BY tag LIMIT $4",
+        )
+            .bind(repository)
+            .bind(after.unwrap_or(""))
+            .bind(include_deleted)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Binding {
+                repository: r.get("repository"),
+                tag: r.get("tag"),
+                digest: r.get("digest"),
+                class: r.get("class"),
+                rule: r.get("rule"),
+                bound_by: r.get("bound_by"),
+                first_bound_at: r.get("first_bound_at"),
+                last_changed_at: r.get("last_changed_at"),
+                deleted_at: r.get("deleted_at"),
+            })
+            .collect())
+    }
+
+    /// A page of one tag's events, starting after the event `after` in `order`.
+    pub async fn history_page(
+        &self,
+        repository: &str,
+        tag: &str,
+        order: Order,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let (query, from) = match order {
+            Order::Asc => (
+                // plan: history_asc
+                sqlx::query(
+                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3
+                     ORDER BY id LIMIT $4",
+                ),
+                after.unwrap_or(0),
+            ),
+            Order::Desc => (
+                // plan: history_desc
+                sqlx::query(
+                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3
+                     ORDER BY id DESC LIMIT $4",
+                ),
+                after.unwrap_or(i64::MAX),
+            ),
+        };
+        let rows = query
+            .bind(repository)
+            .bind(tag)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The latest event at or before `at` that could have changed what the tag names.
+    pub async fn binding_change_at(
+        &self,
+        repository: &str,
+        tag: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<BindingChange>, LedgerError> {
+        // The latest event that could change what the tag names, at or before `at`.
+        // plan: resolve
+        let row = sqlx::query(
+            "SELECT id, at, action, digest, reason, identity, class
+             FROM tag_events
+             WHERE repository = $1 AND tag = $2 AND at <= $3
+               AND action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(at)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(|r| binding_change(r, "")).transpose()
+    }
+
+    /// The events that bound a tag to `digest`, with each one's successor, for at most
+    /// `limit` tags after `after` (repository, tag), in (repository, tag, time) order.
+    pub async fn digest_bindings(
+        &self,
+        digest: &str,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<DigestBinding>, LedgerError> {
+        let (after_repo, after_tag) = after.unwrap_or(("", ""));
+        // Tags (after $2, $3) that an event bound to digest $1, at most $4 of them; each
+        // such event, and the next one that could change its tag.
+        // plan: digest_bindings
+        let rows = sqlx::query(
+            "WITH keys AS (
+                 SELECT DISTINCT repository, tag FROM tag_events
+                 WHERE digest = $1 AND action IN ('create', 'move', 'repush', 'adopt', 'warn')
+                   AND (repository, tag) > ($2, $3)
+                 ORDER BY repository, tag LIMIT $4
+             )
+             SELECT e.repository, e.tag,
+                    e.id, e.at, e.action, e.digest, e.reason, e.identity, e.class,
+                    n.id AS next_id, n.at AS next_at, n.action AS next_action,
+                    n.digest AS next_digest, n.reason AS next_reason,
+                    n.identity AS next_identity, n.class AS next_class
+             FROM keys
+             JOIN tag_events e
+               ON e.digest = $1 AND e.repository = keys.repository AND e.tag = keys.tag
+              AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn')
+             LEFT JOIN LATERAL (
+                 SELECT id, at, action, digest, reason, identity, class FROM tag_events n
+                 WHERE n.repository = e.repository AND n.tag = e.tag
+                   AND n.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
+                   AND (n.at, n.id) > (e.at, e.id)
+                 ORDER BY n.at, n.id LIMIT 1
+             ) n ON true
+             ORDER BY e.repository, e.tag, e.at, e.id",
+        )
+        .bind(digest)
+        .bind(after_repo)
+        .bind(after_tag)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let next_id: Option<i64> = r.get("next_id");
+                Ok(DigestBinding {
+                    repository: r.get("repository"),
+                    tag: r.get("tag"),
+                    change: binding_change(r, "")?,
+                    next: match next_id {
+                        Some(_) => Some(binding_change(r, "next_")?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// A page of the event feed in `order` of recording, after the event `after`, and
+    /// never past the event `up_to` (so that an export does not chase new events).
+    pub async fn events_page(
+        &self,
+        filter: &EventFilter,
+        order: Order,
+        after: Option<i64>,
+        up_to: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        // `$1` since, `$2` until, `$3` repository, `$4` tag, `$5` actions, `$6` identity,
+        // `$7` after this id, `$8` up to this id, `$9` limit; a NULL does not filter.
+        // The reader pool plans every statement with its parameters
+        // (`plan_cache_mode = force_custom_plan`), so the filters left out fold away and
+        // the planner picks the index that fits the ones given.
+        let query = match order {
+            // plan: events_asc
+            Order::Asc => sqlx::query(
+                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                 FROM tag_events
+                 WHERE ($1::timestamptz IS NULL OR at >= $1)
+                   AND ($2::timestamptz IS NULL OR at < $2)
+                   AND ($3::text IS NULL OR repository = $3)
+                   AND ($4::text IS NULL OR tag = $4)
+                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($6::text IS NULL OR identity = $6)
+                   AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
+                 ORDER BY id LIMIT $9",
+            ),
+            // plan: events_desc
+            Order::Desc => sqlx::query(
+                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                 FROM tag_events
+                 WHERE ($1::timestamptz IS NULL OR at >= $1)
+                   AND ($2::timestamptz IS NULL OR at < $2)
+                   AND ($3::text IS NULL OR repository = $3)
+                   AND ($4::text IS NULL OR tag = $4)
+                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($6::text IS NULL OR identity = $6)
+                   AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
+                 ORDER BY id DESC LIMIT $9",
+            ),
+        };
+        let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
+            .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
+        let rows = query
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.repository.as_deref())
+            .bind(filter.tag.as_deref())
+            .bind(actions)
+            .bind(filter.identity.as_deref())
+            .bind(after)
+            .bind(up_to)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// The id of the newest event, if any.
+    pub async fn last_event_id(&self) -> Result<Option<i64>, LedgerError> {
+        Ok(sqlx::query_scalar("SELECT max(id) FROM tag_events")
+            .fetch_one(self.pool())
+            .await?)
+    }
+}
+
+fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
+    let name: String = r.get(column);
+    Action::parse(&name)
+        .ok_or_else(|| LedgerError::Query(format!("unknown action {name:?} in tag_events")))
+}
+
+fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
+    Ok(StoredEvent {
+        id: r.get("id"),
+        at: r.get("at"),
+        action: action(r, "action")?,
+        repository: r.get("repository"),
+        tag: r.get("tag"),
+        digest: r.get("digest"),
+        previous_digest: r.get("previous_digest"),
+        class: r.get("class"),
+        rule: r.get("rule"),
+        reason: r.get("reason"),
+        identity: r.get("identity"),
+        identity_verified: r.get("identity_verified"),
+        remote_addr: r.get("remote_addr"),
+        user_agent: r.get("user_agent"),
+        request_id: r.get("request_id"),
+        detail: r.get("detail"),
+    })
+}
+
+/// A [`BindingChange`] from the columns named `<prefix>id`, `<prefix>at`, ...
+fn binding_change(r: &PgRow, prefix: &str) -> Result<BindingChange, LedgerError> {
+    let col = |name: &str| format!("{prefix}{name}");
+    Ok(BindingChange {
+        id: r.get(col("id").as_str()),
+        at: r.get(col("at").as_str()),
+        action: action(r, &col("action"))?,
+        digest: r.get(col("digest").as_str()),
+        reason: r.get(col("reason").as_str()),
+        identity: r.get(col("identity").as_str()),
+        class: r.get(col("class").as_str()),
+    })
+}
