@@ -10,6 +10,7 @@ use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
 mod audit;
+mod rewind;
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +69,9 @@ enum Command {
     /// The audit questions: history, resolve, events and digest.
     #[command(flatten)]
     Audit(audit::AuditCommand),
+    /// Move a moving tag back to an earlier release, deliberately (admin token). The
+    /// move is made by the running tagwarden and recorded with the reason.
+    Rewind(rewind::RewindArgs),
 }
 
 /// Where the configuration, the registry and the ledger are.
@@ -148,6 +152,7 @@ pub fn run() -> ExitCode {
             config,
             database_url,
         } => explain(&reference, config, database_url),
+        Command::Rewind(args) => block_on(args.run()),
         Command::Audit(command) => {
             crate::telemetry::init_logging(&LogConfig {
                 level: "warn".into(),

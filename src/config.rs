@@ -117,20 +117,28 @@ pub struct ApiToken {
 pub enum Role {
     /// Reads the ledger: bindings, history, resolution, events.
     Auditor,
+    /// Reads, and may deliberately rewind a moving tag (`POST /api/v1/rewind`).
+    Admin,
 }
 
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Auditor => "auditor",
+            Role::Admin => "admin",
         }
     }
 
     /// Whether the role may read the ledger through the API.
     pub fn can_read(self) -> bool {
         match self {
-            Role::Auditor => true,
+            Role::Auditor | Role::Admin => true,
         }
+    }
+
+    /// Whether the role may move tags itself (rewind).
+    pub fn can_rewind(self) -> bool {
+        self == Role::Admin
     }
 }
 
@@ -502,6 +510,18 @@ fn describe(e: figment::Error) -> String {
 mod tests {
     use super::*;
 
+    /// `Config::load` with the environment locked: tests that set `TAGWARDEN_*`
+    /// variables (inside `figment::Jail`) must not leak them into this one.
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn load_isolated(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut out = None;
+        figment::Jail::expect_with(|_| {
+            out = Some(Config::load(path, overrides));
+            Ok(())
+        });
+        out.expect("the jail ran")
+    }
+
     fn write(text: &str) -> tempfile::NamedTempFile {
         use std::io::Write;
         let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -514,7 +534,7 @@ mod tests {
     #[test]
     fn minimal_file_gets_defaults() {
         let f = write(MINIMAL);
-        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
         assert_eq!(c.upstream.idle_timeout, Duration::from_secs(120));
     }
@@ -526,7 +546,7 @@ mod tests {
             upstream: Some("http://other:5000".into()),
             ..Default::default()
         };
-        let c = Config::load(Some(f.path()), &o).unwrap();
+        let c = load_isolated(Some(f.path()), &o).unwrap();
         assert_eq!(c.upstream.url, "http://other:5000");
     }
 
@@ -535,19 +555,19 @@ mod tests {
         let f = write(&format!(
             "{MINIMAL}[limits]\nmax_manifest_bytes = \"lots\"\n"
         ));
-        let e = Config::load(Some(f.path()), &Overrides::default())
+        let e = load_isolated(Some(f.path()), &Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("limits.max_manifest_bytes"), "{e}");
 
         let f = write(&format!("{MINIMAL}[server]\nlisten_addr = \"x\"\n"));
-        let e = Config::load(Some(f.path()), &Overrides::default())
+        let e = load_isolated(Some(f.path()), &Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen_addr"), "{e}");
 
         let f = write("[upstream]\nurl = \"ftp://x\"\n[database]\nurl = \"postgres://x/y\"\n");
-        let e = Config::load(Some(f.path()), &Overrides::default())
+        let e = load_isolated(Some(f.path()), &Overrides::default())
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("upstream.url"), "{e}");
@@ -574,7 +594,7 @@ mod tests {
         let f = write(
             "[upstream]\nurl = \"http://r:5000\"\nusername = \"bot\"\npassword = \"hunter2\"\n[database]\nurl = \"postgres://u:pw-xyz@db/t\"\n"
         );
-        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("hunter2") && !shown.contains("pw-xyz"),
@@ -590,7 +610,7 @@ mod tests {
         let f = write(&format!(
             "{MINIMAL}[[admin.tokens]]\nname = \"siem\"\ntoken = \"{TOKEN}\"\nrole = \"auditor\"\n"
         ));
-        let c = Config::load(Some(f.path()), &Overrides::default()).unwrap();
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
         assert_eq!(c.admin.tokens.len(), 1);
         assert_eq!(c.admin.tokens[0].name, "siem");
         assert_eq!(c.admin.tokens[0].role, Role::Auditor);
@@ -643,7 +663,7 @@ mod tests {
         ];
         for (tokens, key, what) in cases {
             let f = write(&format!("{MINIMAL}{tokens}"));
-            let e = Config::load(Some(f.path()), &Overrides::default())
+            let e = load_isolated(Some(f.path()), &Overrides::default())
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(key) && e.contains(what), "{tokens}\n=> {e}");
@@ -671,6 +691,6 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tagwarden.toml");
-        Config::load(Some(&path), &Overrides::default()).unwrap();
+        load_isolated(Some(&path), &Overrides::default()).unwrap();
     }
 }

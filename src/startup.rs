@@ -77,7 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let gateway = Arc::new(Gateway {
         forwarder,
-        guard,
+        guard: guard.clone(),
         metrics: metrics.clone(),
         server: config.server.clone(),
     });
@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ApiState {
             audit,
             tokens: Arc::new(Tokens::new(&config.admin.tokens)),
+            guard: guard.clone(),
         },
     );
 

@@ -200,3 +200,89 @@ async fn follow_mode_advances_the_whole_tag_set_and_never_regresses() {
         ]
     );
 }
+
+const ADMIN_TOKEN: &str = "oncall-admin-token-0123456789";
+const AUDITOR_TOKEN: &str = "siem-auditor-token-0123456789";
+
+fn rewind(s: &Setup, reference: &str, to: &str, token: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args([
+            "rewind",
+            reference,
+            "--to",
+            to,
+            "--reason",
+            "1.4.1 breaks logins; INC-2041",
+        ])
+        .args(["--api", &s.tw.admin_url(), "--token", token])
+        .env_remove("TAGWARDEN_API_TOKEN")
+        .output()
+        .expect("run tagwarden rewind")
+}
+
+#[tokio::test]
+async fn an_admin_can_rewind_a_moving_tag_deliberately_and_it_is_recorded() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let config = format!(
+        "{}\n[[admin.tokens]]\nname = \"oncall\"\ntoken = \"{ADMIN_TOKEN}\"\nrole = \"admin\"\n\n[[admin.tokens]]\nname = \"siem\"\ntoken = \"{AUDITOR_TOKEN}\"\nrole = \"auditor\"\n",
+        ADVANCING.replace("FOLLOW", "")
+    );
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&config)
+        .start()
+        .await;
+    let s = Setup { registry, db, tw };
+    let [v140, v141] = [0; 2].map(|_| Image::random(&[256]));
+    s.push(&v140, "1.4.0").await.assert_success();
+    s.push(&v141, "1.4.1").await.assert_success();
+    s.push(&v140, "latest").await.assert_success();
+    s.push(&v141, "latest").await.assert_success();
+    // A push cannot take it back...
+    s.push(&v140, "latest").await.assert_failure();
+
+    // ...an auditor token cannot either...
+    let out = rewind(&s, "driftwood/web:latest", "1.4.0", AUDITOR_TOKEN);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.served("latest").await.as_deref(), Some(v141.digest()));
+
+    // ...but an admin can, deliberately.
+    let out = rewind(&s, "driftwood/web:latest", "1.4.0", ADMIN_TOKEN);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains(&format!(
+            "driftwood/web:latest now names release 1.4.0 ({})",
+            v140.digest()
+        )),
+        "{shown}"
+    );
+    assert_eq!(
+        s.served("latest").await.as_deref(),
+        Some(v140.digest()),
+        "the registry moved"
+    );
+    assert_eq!(
+        s.events("latest").last().map(String::as_str),
+        Some("move rewind to 1.4.0: 1.4.1 breaks logins; INC-2041 token:oncall")
+    );
+
+    // Only moving tags, and only to recorded releases.
+    let out = rewind(&s, "driftwood/web:1.4.1", "1.4.0", ADMIN_TOKEN);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only moving tags can be rewound"));
+    let out = rewind(&s, "driftwood/web:latest", "9.9.9", ADMIN_TOKEN);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a release recorded in the ledger"));
+    assert_eq!(s.served("1.4.1").await.as_deref(), Some(v141.digest()));
+
+    // After the incident, moving forward again is a normal push.
+    s.push(&v141, "latest").await.assert_success();
+}

@@ -95,12 +95,38 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// Middleware: only callers whose role may read the ledger get through.
 pub async fn require_reader(
     State(tokens): State<Arc<Tokens>>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
+    authorize(&tokens, req, next, Role::can_read).await
+}
+
+/// Middleware: only callers whose role may move tags (admins) get through.
+pub async fn require_admin(
+    State(tokens): State<Arc<Tokens>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    authorize(&tokens, req, next, Role::can_rewind).await
+}
+
+async fn authorize(
+    tokens: &Tokens,
+    mut req: Request,
+    next: Next,
+    allowed: fn(Role) -> bool,
+) -> Response {
     let caller = match tokens.caller(req.headers()) {
-        Ok(c) if c.role.can_read() => c.clone(),
-        Ok(_) => return ApiError::Forbidden.into_response(),
+        Ok(c) if allowed(c.role) => c.clone(),
+        Ok(c) => {
+            tracing::warn!(
+                path = req.uri().path(),
+                token = c.name,
+                role = c.role.as_str(),
+                "audit API: role not allowed"
+            );
+            return ApiError::Forbidden.into_response();
+        }
         Err(e) => {
             tracing::warn!(path = req.uri().path(), reason = %e, "audit API: request refused");
             return e.into_response();

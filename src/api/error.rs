@@ -28,13 +28,30 @@ pub enum ApiError {
     Invalid(String),
     #[error("no such endpoint; see /api/v1/openapi.json")]
     NotFound,
-    #[error("only GET is supported")]
+    #[error("method not supported here; see /api/v1/openapi.json")]
     MethodNotAllowed,
     #[error("the tag ledger is unavailable; try again shortly")]
     Unavailable,
+    /// A tag operation the policy or the registry refused; carries its own status.
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// Anything else: logged, never shown.
     #[error("internal error")]
     Internal,
+}
+
+impl From<crate::oci::OciError> for ApiError {
+    fn from(e: crate::oci::OciError) -> Self {
+        ApiError::Refused {
+            status: e.status,
+            code: e.code,
+            message: e.message,
+        }
+    }
 }
 
 impl ApiError {
@@ -48,6 +65,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            ApiError::Refused { status, code, .. } => (*status, *code),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

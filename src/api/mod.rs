@@ -8,10 +8,11 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+pub mod rewind;
 
 use std::sync::Arc;
 
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{middleware, Router};
 
 use crate::audit::Audit;
@@ -25,6 +26,8 @@ pub const PREFIX: &str = "/api/v1";
 pub struct ApiState {
     pub audit: Audit,
     pub tokens: Arc<Tokens>,
+    /// For the one write: a deliberate rewind.
+    pub guard: crate::enforce::Guard,
 }
 
 /// `(path under PREFIX, handler)` of every authenticated endpoint.
@@ -45,7 +48,7 @@ pub fn paths() -> Vec<String> {
     endpoints()
         .into_iter()
         .map(|(p, _)| format!("{PREFIX}{p}"))
-        .chain([format!("{PREFIX}/openapi.json")])
+        .chain([format!("{PREFIX}/openapi.json"), format!("{PREFIX}/rewind")])
         .collect()
 }
 
@@ -64,8 +67,15 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.tokens.clone(),
             auth::require_reader,
-        ))
-        .with_state(state);
+        ));
+    // The only write, for admins: it moves a tag in the registry.
+    let writes = Router::new()
+        .route("/rewind", post(rewind::rewind).fallback(method_not_allowed))
+        .layer(middleware::from_fn_with_state(
+            state.tokens.clone(),
+            auth::require_admin,
+        ));
+    let api = writes.merge(api).with_state(state);
     Router::new()
         .route(
             &format!("{PREFIX}/openapi.json"),

@@ -258,7 +258,7 @@ impl AuditCommand {
 }
 
 /// `REPOSITORY:TAG`, both checked.
-fn split_reference(reference: &str) -> anyhow::Result<(String, String)> {
+pub(super) fn split_reference(reference: &str) -> anyhow::Result<(String, String)> {
     let (repo, tag) = reference
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("expected REPOSITORY:TAG, e.g. driftwood/web:1.4"))?;
@@ -409,14 +409,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A client of a tagwarden's audit API.
-struct ApiClient {
+pub(super) struct ApiClient {
     http: reqwest::Client,
     base: reqwest::Url,
     token: String,
 }
 
 impl ApiClient {
-    fn new(url: &str, token: String) -> anyhow::Result<Self> {
+    pub(super) fn new(url: &str, token: String) -> anyhow::Result<Self> {
         let base: reqwest::Url = url.parse().with_context(|| format!("--api {url}"))?;
         if !matches!(base.scheme(), "http" | "https") {
             bail!("--api {url}: expected an http:// or https:// URL");
@@ -433,15 +433,32 @@ impl ApiClient {
         endpoint: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let url = self
-            .base
+        let request = self.http.get(self.url(endpoint)?).query(query);
+        self.send(request).await
+    }
+
+    /// POST a JSON body to an endpoint (the admin operations).
+    pub(super) async fn post<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        let request = self.http.post(self.url(endpoint)?).json(body);
+        self.send(request).await
+    }
+
+    fn url(&self, endpoint: &str) -> anyhow::Result<reqwest::Url> {
+        self.base
             .join(&format!("{}/{endpoint}", crate::api::PREFIX))
-            .context("API URL")?;
-        let resp = self
-            .http
-            .get(url.clone())
+            .context("API URL")
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let resp = request
             .bearer_auth(&self.token)
-            .query(query)
             .send()
             .await
             .with_context(|| format!("cannot reach the API at {}", self.base))?;

@@ -35,7 +35,7 @@ struct OwnMove<'a> {
 }
 
 /// What a rewind did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rewound {
     pub repository: String,
     pub tag: String,

@@ -34,6 +34,7 @@ use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
 use crate::telemetry::Metrics;
 
+pub use advance::Rewound;
 pub use probe::Probe;
 
 use self::advance::Target;

@@ -1,0 +1,56 @@
+//! `tagwarden rewind REPO:TAG --to RELEASE --reason TEXT`: the deliberate way back for an
+//! incident. It asks a running tagwarden (admin token) to move the tag, so the move goes
+//! through tagwarden, with its credentials, and lands in the history.
+
+use clap::Args;
+
+use super::audit::{split_reference, ApiClient};
+use crate::enforce::Rewound;
+
+#[derive(Args)]
+pub struct RewindArgs {
+    /// The moving tag, REPOSITORY:TAG, e.g. driftwood/web:latest
+    reference: String,
+    /// The release to move it to, e.g. 1.4.0
+    #[arg(long)]
+    to: String,
+    /// Why: recorded in the tag's history.
+    #[arg(long)]
+    reason: String,
+    /// The tagwarden admin listener, e.g. http://127.0.0.1:5001
+    #[arg(long, value_name = "URL")]
+    api: String,
+    /// An admin token ([[admin.tokens]] with role = "admin").
+    #[arg(long, env = "TAGWARDEN_API_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RewindArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (repository, tag) = split_reference(&self.reference)?;
+        let client = ApiClient::new(&self.api, self.token)?;
+        let body = serde_json::json!({
+            "repository": repository,
+            "tag": tag,
+            "to": self.to,
+            "reason": self.reason,
+        });
+        let done: Rewound = client.post("rewind", &body).await?;
+        if self.json {
+            println!("{}", serde_json::to_string(&done)?);
+        } else {
+            println!(
+                "{}:{} now names release {} ({}), was {}",
+                done.repository,
+                done.tag,
+                done.release,
+                done.digest,
+                done.previous_digest.as_deref().unwrap_or("nothing")
+            );
+        }
+        Ok(())
+    }
+}
