@@ -216,7 +216,7 @@ async fn history_is_recorded_in_order_with_its_actor() {
     assert_eq!(history.len(), 2, "{history:?}");
     let (first, second) = (&history[0], &history[1]);
     assert!(first.id < second.id && first.at <= second.at);
-    assert_eq!(first.action, "create");
+    assert_eq!(first.action.as_str(), "create");
     assert_eq!(first.digest.as_deref(), Some(DIGEST_A));
     assert_eq!(first.class.as_deref(), Some("immutable"));
     assert_eq!(first.identity.as_deref(), Some("alice"));
@@ -224,7 +224,7 @@ async fn history_is_recorded_in_order_with_its_actor() {
     assert_eq!(first.remote_addr.as_deref(), Some("192.0.2.7"));
     assert_eq!(first.user_agent.as_deref(), Some("skopeo/1.13"));
     assert_eq!(first.request_id.as_deref(), Some("req-1"));
-    assert_eq!(second.action, "refuse");
+    assert_eq!(second.action.as_str(), "refuse");
     assert_eq!(second.previous_digest.as_deref(), Some(DIGEST_A));
     assert_eq!(second.reason.as_deref(), Some("immutable-tag-rebind"));
     assert_eq!(second.identity, None);
@@ -274,7 +274,7 @@ async fn every_action_and_class_is_accepted_by_the_schema() {
         .await
         .expect("history")
         .into_iter()
-        .map(|e| e.action)
+        .map(|e| e.action.as_str().to_string())
         .collect();
     let expected: Vec<String> = actions.iter().map(|a| a.as_str().to_string()).collect();
     assert_eq!(recorded, expected);

@@ -8,6 +8,7 @@ use sqlx::{ConnectOptions, PgPool, Postgres, Row, Transaction};
 use futures_util::TryStreamExt as _;
 
 use super::chain::{self, HashedFields, Verifier};
+use super::queries::{stored_event, StoredEvent};
 use super::{Actor, Binding, NewBinding, NewEvent};
 
 /// The database could not be reached or refused an operation.
@@ -150,12 +151,12 @@ impl Ledger {
             if v.broken.is_some() {
                 continue;
             }
-            let row = EventRow::from_row(&r);
+            let event = stored_event(&r)?;
             let prev_hash: Option<Vec<u8>> = r.get("prev_hash");
             let hash: Option<Vec<u8>> = r.get("hash");
             v.next(
-                row.id,
-                &row.hashed_fields(),
+                event.id,
+                &hashed_fields(&event),
                 prev_hash.as_deref(),
                 hash.as_deref(),
             );
@@ -190,7 +191,7 @@ impl Ledger {
         &self,
         repository: &str,
         tag: &str,
-    ) -> Result<Vec<EventRow>, LedgerError> {
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
         let rows = sqlx::query(
             "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
                     identity, identity_verified, remote_addr, user_agent, request_id, detail
@@ -200,29 +201,8 @@ impl Ledger {
         .bind(tag)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(EventRow::from_row).collect())
+        rows.iter().map(stored_event).collect()
     }
-}
-
-/// A history event as stored.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EventRow {
-    pub id: i64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub action: String,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-    pub previous_digest: Option<String>,
-    pub class: Option<String>,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
-    pub identity: Option<String>,
-    pub identity_verified: bool,
-    pub remote_addr: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
-    pub detail: Option<serde_json::Value>,
 }
 
 /// The result of checking one repository's chain.
@@ -249,46 +229,24 @@ impl ChainReport {
     }
 }
 
-impl EventRow {
-    fn hashed_fields(&self) -> HashedFields<'_> {
-        HashedFields {
-            at: self.at,
-            action: &self.action,
-            repository: &self.repository,
-            tag: self.tag.as_deref(),
-            digest: self.digest.as_deref(),
-            previous_digest: self.previous_digest.as_deref(),
-            class: self.class.as_deref(),
-            rule: self.rule.as_deref(),
-            reason: self.reason.as_deref(),
-            identity: self.identity.as_deref(),
-            identity_verified: self.identity_verified,
-            remote_addr: self.remote_addr.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            request_id: self.request_id.as_deref(),
-            detail: self.detail.as_ref(),
-        }
-    }
-
-    fn from_row(r: &sqlx::postgres::PgRow) -> Self {
-        EventRow {
-            id: r.get("id"),
-            at: r.get("at"),
-            action: r.get("action"),
-            repository: r.get("repository"),
-            tag: r.get("tag"),
-            digest: r.get("digest"),
-            previous_digest: r.get("previous_digest"),
-            class: r.get("class"),
-            rule: r.get("rule"),
-            reason: r.get("reason"),
-            identity: r.get("identity"),
-            identity_verified: r.get("identity_verified"),
-            remote_addr: r.get("remote_addr"),
-            user_agent: r.get("user_agent"),
-            request_id: r.get("request_id"),
-            detail: r.get("detail"),
-        }
+/// The fields of a stored event that its hash covers.
+fn hashed_fields(e: &StoredEvent) -> HashedFields<'_> {
+    HashedFields {
+        at: e.at,
+        action: e.action.as_str(),
+        repository: &e.repository,
+        tag: e.tag.as_deref(),
+        digest: e.digest.as_deref(),
+        previous_digest: e.previous_digest.as_deref(),
+        class: e.class.as_deref(),
+        rule: e.rule.as_deref(),
+        reason: e.reason.as_deref(),
+        identity: e.identity.as_deref(),
+        identity_verified: e.identity_verified,
+        remote_addr: e.remote_addr.as_deref(),
+        user_agent: e.user_agent.as_deref(),
+        request_id: e.request_id.as_deref(),
+        detail: e.detail.as_ref(),
     }
 }
 
