@@ -23,7 +23,7 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 TEST_TIMEOUT=${TEST_TIMEOUT:-45m}
 
 # Extra provisioning for tests that need it, e.g. (--with-oras) once a test drives oras-py.
-PROVISION_ARGS=()
+PROVISION_ARGS=(--with-oras)
 
 LOG_DIR="$ROOT/.tmp/test-logs"
 mkdir -p "$LOG_DIR"
