@@ -20,6 +20,7 @@ header.top form { display: inline; margin: 0; }
 header.top button { background: transparent; color: #fff; border: 1px solid #64748b; border-radius: 4px; padding: 2px 10px; cursor: pointer; }
 main { padding: 18px 24px 32px; max-width: 1400px; }
 h1 { font-size: 20px; margin: 4px 0 14px; word-break: break-all; }
+h1.mono { font-size: 17px; }
 h2 { font-size: 16px; margin: 22px 0 8px; }
 a { color: #1d4ed8; }
 code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 12.5px; }
@@ -49,7 +50,8 @@ tr.refused td { background: #fdecec; }
 form.search { display: grid; grid-template-columns: max-content minmax(260px, 420px); gap: 8px 12px; align-items: center; }
 form.search input { padding: 5px 8px; border: 1px solid #cbd5e1; border-radius: 4px; font: inherit; }
 form.search button, form.login button { justify-self: start; padding: 5px 16px; border-radius: 4px; border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; font: inherit; cursor: pointer; }
-form.login { display: flex; flex-direction: column; gap: 10px; max-width: 420px; }
+form.login { display: flex; flex-direction: column; align-items: flex-start; gap: 10px; max-width: 420px; }
+form.login input { align-self: stretch; }
 form.login input { padding: 6px 8px; border: 1px solid #cbd5e1; border-radius: 4px; font: inherit; }
 .notice { padding: 8px 12px; border-radius: 4px; background: #fdecec; color: #7f1d1d; border: 1px solid #f5c2c2; margin-bottom: 12px; }
 nav.pages { margin-top: 10px; }
@@ -157,7 +159,7 @@ fn identity(identity: Option<&str>, verified: bool) -> Markup {
                 @if verified {
                     span.small.ok title="the registry accepted these credentials" { "✓ verified" }
                 } @else {
-                    span.small.no title="the registry did not confirm these credentials" { "unverified" }
+                    span.small.no title="the registry did not confirm these credentials (a refused write never reaches it)" { "unverified" }
                 }
             }
             None => span.muted { "anonymous" },
