@@ -1,6 +1,7 @@
 //! The admin listener: liveness, readiness and Prometheus metrics, open to whoever
-//! reaches it, and the audit API under `/api/v1/`, behind bearer tokens. It should not
-//! be reachable from the public network.
+//! reaches it; the audit API under `/api/v1/`, behind bearer tokens; and the audit
+//! pages under `/ui/`, behind the same tokens or a session signed in with one. It
+//! should not be reachable from the public network.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::ledger::Ledger;
 use crate::proxy::body::Activity;
 use crate::proxy::Upstream;
 use crate::telemetry::Metrics;
+use crate::ui::{self, UiState};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -25,13 +27,14 @@ pub struct AdminState {
     pub metrics: Metrics,
 }
 
-pub fn router(state: AdminState, api: ApiState) -> Router {
+pub fn router(state: AdminState, api: ApiState, pages: UiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
         .merge(api::router(api))
+        .merge(ui::router(pages))
 }
 
 /// Ready when both the upstream answers `/v2/` (any HTTP answer, 401 included) and

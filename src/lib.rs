@@ -5,7 +5,8 @@
 //! strictly; manifest writes and deletes go to [`enforce`], where [`policy`] classifies
 //! each tag and [`ledger`] records and checks its binding; everything else, and every
 //! accepted write, is streamed to and from the upstream by [`proxy`]. Audits read the
-//! ledger through [`audit`], served as JSON by [`api`] on the admin listener.
+//! ledger through [`audit`], served as JSON by [`api`] and as HTML pages by [`ui`] on the
+//! admin listener.
 
 pub mod admin;
 pub mod api;
@@ -22,3 +23,4 @@ pub mod proxy;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
+pub mod ui;

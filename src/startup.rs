@@ -17,6 +17,7 @@ use crate::policy::Policy;
 use crate::proxy::{Forwarder, Upstream};
 use crate::server;
 use crate::telemetry::Metrics;
+use crate::ui::{Sessions, UiState};
 
 /// Connect to the ledger and apply migrations, retrying while the database is not up
 /// yet (containers start in any order), for at most `database.startup_timeout`.
@@ -87,6 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.database.acquire_timeout,
         config.admin.query_timeout,
     )?);
+    let tokens = Arc::new(Tokens::new(&config.admin.tokens));
     let admin_app = admin::router(
         AdminState {
             ledger,
@@ -94,9 +96,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             metrics,
         },
         ApiState {
-            audit,
-            tokens: Arc::new(Tokens::new(&config.admin.tokens)),
+            audit: audit.clone(),
+            tokens: tokens.clone(),
             guard: guard.clone(),
+        },
+        UiState {
+            audit,
+            sessions: Arc::new(Sessions::new(tokens)),
         },
     );
 

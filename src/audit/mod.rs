@@ -14,7 +14,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{
-    BindingChange, EventFilter, Ledger, LedgerError, Order, RepositorySummary, StoredEvent,
+    Binding, BindingChange, EventFilter, Ledger, LedgerError, Order, RepositorySummary, StoredEvent,
 };
 use crate::oci::{Digest, Name, Tag};
 
@@ -120,6 +120,22 @@ pub struct TagBinding {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+impl From<Binding> for TagBinding {
+    fn from(b: Binding) -> Self {
+        TagBinding {
+            repository: b.repository,
+            tag: b.tag,
+            digest: b.digest,
+            class: b.class,
+            rule: b.rule,
+            since: b.first_bound_at,
+            bound_by: b.bound_by,
+            last_changed_at: b.last_changed_at,
+            deleted_at: b.deleted_at,
+        }
+    }
+}
+
 /// What a tag named at an instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
@@ -189,23 +205,25 @@ impl Audit {
                 i64::from(limit) + 1,
             )
             .await?;
-        let rows = rows
-            .into_iter()
-            .map(|b| TagBinding {
-                repository: b.repository,
-                tag: b.tag,
-                digest: b.digest,
-                class: b.class,
-                rule: b.rule,
-                since: b.first_bound_at,
-                bound_by: b.bound_by,
-                last_changed_at: b.last_changed_at,
-                deleted_at: b.deleted_at,
-            })
-            .collect();
+        let rows = rows.into_iter().map(TagBinding::from).collect();
         Ok(Page::from_rows(rows, limit, |b: &TagBinding| {
             Cursor::Name(b.tag.clone())
         }))
+    }
+
+    /// One tag's binding as it stands, deleted or not; `None` if the ledger never bound
+    /// the tag.
+    pub async fn binding(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<TagBinding>, AuditError> {
+        let (repository, tag) = (name(repository)?, tag_name(tag)?);
+        let binding = self
+            .ledger
+            .binding(repository.as_str(), tag.as_str())
+            .await?;
+        Ok(binding.map(TagBinding::from))
     }
 
     /// Every event of one tag: creates, moves, re-pushes, deletes, refusals, ...
