@@ -710,8 +710,9 @@ warm_up() {
         if measuring manifest_put || measuring manifest_put_1; then
             put_load "$p" 1 2 1 || die "$p: manifest PUT warm-up failed: $(tail -n 5 "$RUN/wrk-put.out")"
             read -r _ _ _ errors total <<<"$LOAD_RESULT"
-            [ "$errors" = 0 ] && [ "$total" -gt 0 ] ||
+            if [ "$errors" != 0 ] || [ "$total" -eq 0 ]; then
                 die "$p: manifest PUT warm-up: $errors errors in $total requests: $(tail -n 5 "$RUN/wrk-put.out")"
+            fi
             count_puts "$p" 0 "$total"
         fi
     done
