@@ -397,7 +397,7 @@ def report(results_path, meta_path, out_path):
                 fmt_ms(diff(p99, "tagwarden")),
             ]
         )
-    added_table = md_table(
+    added_table = "(no latency measured in this run)" if not rows else md_table(
         [
             "latency added (ms)",
             "direct p50",

@@ -35,6 +35,10 @@
 #   BENCH_TIMEOUT     limit for the whole run in seconds, build included (default 7200)
 #   BUILD_TIMEOUT     limit for the cargo build in seconds (default 3600)
 #   KEEP_RUN_DIR      1 to keep the run directory (logs, configs) instead of removing it
+#   PROFILE           1 to profile tagwarden relaying one 1 GiB download before the
+#                     rounds (perf, from Debian's linux-perf): its CPU time, syscalls,
+#                     context switches and page faults, and where the time goes; printed,
+#                     and kept in the run directory under profile/ with KEEP_RUN_DIR=1
 set -euo pipefail
 
 # Bound the whole run: re-run this script under timeout(1), which signals the whole
@@ -42,7 +46,7 @@ set -euo pipefail
 if [ -z "${_TAGWARDEN_BENCH_INNER:-}" ]; then
     export _TAGWARDEN_BENCH_INNER=1
     _BENCH_COMMAND="bench/run.sh"
-    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS PUT_CONNECTIONS MEASURE CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
+    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS PUT_CONNECTIONS MEASURE PROFILE CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
         if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
     done
     export _BENCH_COMMAND="$_BENCH_COMMAND${*:+ $*}"
@@ -724,6 +728,48 @@ warm_up() {
 }
 
 # ---------------------------------------------------------------------------------------
+# PROFILE=1: where tagwarden's time goes while it relays the 1 GiB blob. perf samples
+# the cpu-clock (virtual machines often have no hardware counters).
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+profile_download() {
+    local dir="$RUN/profile" base stat_pid rec_pid t0 t1 speed
+    command -v perf >/dev/null 2>&1 || apt_install linux-perf || die "perf is needed for PROFILE=1"
+    mkdir -p "$dir"
+    base=$(base_url tagwarden)
+    perf stat -o "$dir/stat.txt" -p "$TW_PID" -e task-clock,context-switches,page-faults \
+        -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_writev \
+        -e syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait >/dev/null 2>&1 &
+    stat_pid=$!
+    perf record -q -o "$dir/perf.data" -e cpu-clock -F 999 -g -p "$TW_PID" >/dev/null 2>&1 &
+    rec_pid=$!
+    sleep 1
+    t0=$(cpu_ticks "$TW_PID")
+    speed=$(download "$base" "$BIG_DIGEST" "$BIG_BYTES") || speed=FAIL
+    t1=$(cpu_ticks "$TW_PID")
+    kill -INT "$stat_pid" "$rec_pid" 2>/dev/null || true
+    wait "$stat_pid" "$rec_pid" 2>/dev/null || true
+    [ "$speed" != FAIL ] || die "the profiled download failed"
+    {
+        echo "1 GiB download through tagwarden: $(to_mib "$speed") MiB/s;" \
+            "tagwarden CPU (utime + stime): $(((t1 - t0) * 10)) ms"
+        echo
+        grep -v '^#' "$dir/stat.txt" | grep .
+        echo
+        echo "Time by shared object, then by symbol (self time):"
+        timeout 300 perf report -i "$dir/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -v '^#' | grep . | head -n 8
+        timeout 300 perf report -i "$dir/perf.data" --stdio --no-children --sort sym -g none 2>/dev/null |
+            grep -v '^#' | grep . | head -n 30
+        echo
+        echo "Time by system call (with everything it calls):"
+        timeout 300 perf report -i "$dir/perf.data" --stdio --children --sort sym -g none 2>/dev/null |
+            grep -E '(__GI___writev|__libc_recv|epoll_wait|__GI___libc_write|syscall)$' | head -n 8
+    } | tee "$dir/summary.txt" >&2
+}
+
+# ---------------------------------------------------------------------------------------
 
 meta() { printf '%s=%s\n' "$1" "$2" >>"$RUN/meta"; }
 
@@ -774,6 +820,7 @@ main() {
     start_haproxy
     seed
     warm_up
+    [ "${PROFILE:-0}" != 1 ] || profile_download
 
     local measurements=()
     measuring dl_1g && measurements+=(run_dl_big)
