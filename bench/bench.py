@@ -6,6 +6,11 @@
                                        direct children every 50 ms until SIGTERM, then
                                        write the peak to OUT
     bench.py status-kb PID FIELD       print one field of /proc/PID/status, in kB
+    bench.py cpu-mark FILE PID...      save the CPU time used so far by the PIDs and their
+                                       direct children
+    bench.py cpu-since FILE PID...     print the CPU time (ms) the PIDs and their
+                                       children used since cpu-mark (a PID that was not
+                                       there at the mark counts from zero)
     bench.py wrk FILE                  parse `wrk --latency` output:
                                        "RPS P50_MS P99_MS ERRORS TOTAL"
     bench.py ab FILE CSV               parse `ab -e CSV` output, the same way
@@ -17,6 +22,7 @@ RESULTS is a TSV written by run.sh: metric, path, round, value ("FAIL" when the
 measurement failed). META is a file of KEY=VALUE lines describing the run.
 """
 
+import json
 import os
 import re
 import signal
@@ -54,6 +60,17 @@ ADDED_LATENCY = [
     ("put_p50", "put_p99", "manifest PUT of a new immutable tag, {put_connections} connections"),
     ("manifest_p50", "manifest_p99", "manifest GET, 32 connections"),
     ("head_p50", "head_p99", "manifest HEAD, 32 connections"),
+]
+
+# CPU time of the path's server processes per operation: metric id -> (label, unit).
+# run.sh records the CPU per operation in the unit given.
+CPU_METRICS = [
+    ("cpu_dl_1g", "1 GiB blob download", "ms per GiB"),
+    ("cpu_ul_1g_mono", "1 GiB blob upload, monolithic", "ms per GiB"),
+    ("cpu_manifest", "manifest GET", "µs per request"),
+    ("cpu_head", "manifest HEAD", "µs per request"),
+    ("cpu_put", "manifest PUT of a new immutable tag", "µs per request"),
+    ("cpu_put_db", "manifest PUT of a new immutable tag: the ledger database's backends", "µs per request"),
 ]
 
 NOTES_MARKER = "<!-- Hand-written notes below this line are kept when bench/run.sh rewrites this file. -->"
@@ -105,6 +122,33 @@ def children(pid):
     except OSError:
         pass
     return out
+
+
+def cpu_ticks(pids):
+    """utime + stime in clock ticks, by PID, for the PIDs and their direct children."""
+    out = {}
+    for pid in pids:
+        for p in [pid] + children(pid):
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[p] = int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def cpu_mark(path, pids):
+    with open(path, "w") as f:
+        json.dump(cpu_ticks([int(p) for p in pids]), f)
+
+
+def cpu_since(path, pids):
+    with open(path) as f:
+        mark = {int(k): v for k, v in json.load(f).items()}
+    now = cpu_ticks([int(p) for p in pids])
+    ticks = sum(v - mark.get(p, 0) for p, v in now.items())
+    print(f"{ticks * 1000 / os.sysconf('SC_CLK_TCK'):.0f}")
 
 
 def rss(out, pids):
@@ -366,6 +410,19 @@ def report(results_path, meta_path, out_path):
         rows.append(r)
     rss_table = md_table(["resident memory (MiB, max over rounds)"] + PROXIES, rows)
 
+    rows = []
+    for metric, label, unit in CPU_METRICS:
+        if not any(data.get((metric, p)) for p in PATHS):
+            continue
+        r = [f"{label} ({unit})"]
+        for p in PATHS:
+            nums = numbers(data.get((metric, p), []))
+            r.append(f"{statistics.median(nums):.0f}" if nums else "n/a")
+        rows.append(r)
+    cpu_table = "(not measured in this run)" if not rows else md_table(
+        ["CPU time per operation (median of rounds)", "direct (the registry)", "tagwarden", "nginx", "haproxy"], rows
+    )
+
     warn_text = "\n".join(f"- {w}" for w in warnings) if warnings else "- none"
 
     # Added latency: tagwarden's (and the peers') latency minus direct's.
@@ -472,6 +529,7 @@ def report(results_path, meta_path, out_path):
             "Added latency:\n" + added_table,
             "Every round:\n" + raw_table,
             "Memory:\n" + rss_table,
+            "CPU per operation:\n" + cpu_table,
             "Targets:\n" + targets_table,
             "Flags:\n" + warn_text,
         ]
@@ -603,6 +661,19 @@ load drifting between rounds).
 
 {rss_table}
 
+### CPU time per operation
+
+The CPU time (user + system) of the processes serving each path, per operation: for
+direct, the registry's; for a proxy, the proxy's own (nginx: master and workers), on
+top of the registry's, which does the same work behind every path (plus, behind
+tagwarden, the probe of every new immutable tag). For tagwarden's manifest PUTs, the CPU
+of its ledger database's backends is shown on its own row. On this shared 2-CPU machine
+these figures move far less with the load than the rates do, and since the machine is
+CPU-bound under load, a proxy's CPU per operation is what it takes from the registry
+and the client.
+
+{cpu_table}
+
 ### Targets
 
 {targets_table}
@@ -640,6 +711,10 @@ def main(argv):
     cmd = argv[1]
     if cmd == "free-ports":
         free_ports(int(argv[2]))
+    elif cmd == "cpu-mark":
+        cpu_mark(argv[2], argv[3:])
+    elif cmd == "cpu-since":
+        cpu_since(argv[2], argv[3:])
     elif cmd == "rss":
         rss(argv[2], argv[3:])
     elif cmd == "status-kb":

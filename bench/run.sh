@@ -520,13 +520,42 @@ rss_stop() {
     rm -f "$RUN/rss.out"
 }
 
+# CPU time of the processes serving a path (the registry for direct, the proxy's
+# otherwise) and of tagwarden's ledger database backends, per operation.
+cpu_pids() { case "$1" in direct) echo "$REG_PID" ;; *) path_pids "$1" ;; esac; }
+db_pids() {
+    PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -XAtqc \
+        "select pid from pg_stat_activity where datname = '$DB_NAME'" 2>/dev/null | tr '\n' ' '
+}
+
+# cpu_mark NAME PID...: remember the CPU time used so far.
+cpu_mark() {
+    local name=$1
+    shift
+    python3 "$HELPER" cpu-mark "$RUN/cpu-$name.mark" "$@" || true
+}
+
+# cpu_record NAME METRIC PATH ROUND OPS SCALE PID...: record the CPU ms used since
+# cpu_mark NAME, times SCALE (1000: µs), per operation.
+cpu_record() {
+    local name=$1 metric=$2 p=$3 r=$4 ops=$5 scale=$6 ms
+    shift 6
+    case "$ops" in '' | *[!0-9]* | 0) return 0 ;; esac
+    ms=$(python3 "$HELPER" cpu-since "$RUN/cpu-$name.mark" "$@") || return 0
+    record "$metric" "$p" "$r" "$(python3 -c "print(f'{$ms * $scale / $ops:.1f}')")"
+}
+
 # Let the upload's writes reach the disk before the next timed run.
 settle() { timeout 120 sync || true; }
 
 run_dl_big() {
     local p=$1 r=$2 v
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if v=$(download "$(base_url "$p")" "$BIG_DIGEST" "$BIG_BYTES"); then
+        # shellcheck disable=SC2046
+        cpu_record front cpu_dl_1g "$p" "$r" 1 1 $(cpu_pids "$p")
         v=$(to_mib "$v"); record dl_1g "$p" "$r" "$v"; log "round $r  1 GiB download     $p: $v MiB/s"
     else
         record dl_1g "$p" "$r" FAIL; log "round $r  1 GiB download     $p: FAILED"
@@ -550,7 +579,11 @@ run_dl_small() {
 run_ul_mono() {
     local p=$1 r=$2 v
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if v=$(upload_mono "$(base_url "$p")" bench/upload "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES"); then
+        # shellcheck disable=SC2046
+        cpu_record front cpu_ul_1g_mono "$p" "$r" 1 1 $(cpu_pids "$p")
         v=$(to_mib "$v"); record ul_1g_mono "$p" "$r" "$v"; log "round $r  1 GiB upload mono  $p: $v MiB/s"
     else
         record ul_1g_mono "$p" "$r" FAIL; log "round $r  1 GiB upload mono  $p: FAILED"
@@ -588,9 +621,13 @@ record_load() {
 run_manifest_get() {
     local p=$1 r=$2 out="$RUN/wrk.out" rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if timeout $((WRK_SECONDS + 30)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --latency -H "Accept: $ACCEPT" \
         "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
         read -r rps p50 p99 errors total <<<"$(python3 "$HELPER" wrk "$out")"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_manifest "$p" "$r" "$total" 1000 $(cpu_pids "$p")
     fi
     rss_stop "$p" rss_manifest "$r"
     record_load manifest "manifest GET     " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
@@ -601,9 +638,13 @@ run_manifest_get() {
 run_manifest_head() {
     local p=$1 r=$2 out="$RUN/ab.out" csv="$RUN/ab.csv" rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
     rm -f "$csv"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if timeout $((WRK_SECONDS + 30)) ab -q -k -i -c32 -t "$WRK_SECONDS" -n 100000000 -e "$csv" \
         -H "Accept: $ACCEPT" "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
         read -r rps p50 p99 errors total <<<"$(python3 "$HELPER" ab "$out" "$csv")"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_head "$p" "$r" "$total" 1000 $(cpu_pids "$p")
     fi
     record_load head "manifest HEAD    " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
 }
@@ -633,8 +674,18 @@ count_puts() {
 run_manifest_put() {
     local p=$1 r=$2 rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
+    # shellcheck disable=SC2046
+    [ "$p" != tagwarden ] || cpu_mark db $(db_pids)
     put_load "$p" 2 "$PUT_CONNECTIONS" "$WRK_SECONDS" || true
-    [ -z "$LOAD_RESULT" ] || read -r rps p50 p99 errors total <<<"$LOAD_RESULT"
+    if [ -n "$LOAD_RESULT" ]; then
+        read -r rps p50 p99 errors total <<<"$LOAD_RESULT"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_put "$p" "$r" "$total" 1000 $(cpu_pids "$p")
+        # shellcheck disable=SC2046
+        [ "$p" != tagwarden ] || cpu_record db cpu_put_db "$p" "$r" "$total" 1000 $(db_pids)
+    fi
     rss_stop "$p" rss_put "$r"
     record_load put "manifest PUT -c$PUT_CONNECTIONS" "$p" "$r" "$rps" "$p50" "$p99" "$errors"
     count_puts "$p" "$rps" "$total"
