@@ -11,7 +11,9 @@
 #   haproxy    mode http, http-keep-alive
 # Measured, interleaved across the paths (the order rotates every round):
 #   1 GiB and 10 MiB blob downloads, 1 GiB monolithic and chunked uploads, manifest GETs
-#   with wrk, and the proxies' resident memory during their runs.
+#   (wrk) and HEADs (ab), manifest PUTs of new immutable tags (wrk with
+#   bench/put-tags.lua; with 8 connections for the rate, with one for the latency), and
+#   the proxies' resident memory during their runs.
 # Prints the table and writes BENCHMARKS.md. Exits 1 if any measurement failed (after
 # writing the report).
 #
@@ -19,7 +21,11 @@
 #   ROUNDS            rounds of every measurement (default 5)
 #   CHUNKED           1 to measure chunked uploads, 0 to skip (default 1)
 #   DL10_REPEAT       10 MiB downloads per path per round; their median counts (default 5)
-#   WRK_SECONDS       duration of each wrk run (default 10)
+#   WRK_SECONDS       duration of each wrk and ab run (default 10)
+#   PUT_CONNECTIONS   connections of the manifest PUT rate run (default 8)
+#   MEASURE           which measurements to run, space-separated, in this order
+#                     (default all): dl_1g dl_10m ul_mono ul_chunked manifest_get
+#                     manifest_head manifest_put manifest_put_1
 #   CARGO_TARGET_DIR  where cargo builds (default target/)
 #   TAGWARDEN_BIN     use this tagwarden binary instead of building one
 #   PG_ADMIN_URL      Postgres to create the throwaway ledger database in
@@ -29,6 +35,10 @@
 #   BENCH_TIMEOUT     limit for the whole run in seconds, build included (default 7200)
 #   BUILD_TIMEOUT     limit for the cargo build in seconds (default 3600)
 #   KEEP_RUN_DIR      1 to keep the run directory (logs, configs) instead of removing it
+#   PROFILE           1 to profile tagwarden relaying one 1 GiB download before the
+#                     rounds (perf, from Debian's linux-perf): its CPU time, syscalls,
+#                     context switches and page faults, and where the time goes; printed,
+#                     and kept in the run directory under profile/ with KEEP_RUN_DIR=1
 set -euo pipefail
 
 # Bound the whole run: re-run this script under timeout(1), which signals the whole
@@ -36,8 +46,8 @@ set -euo pipefail
 if [ -z "${_TAGWARDEN_BENCH_INNER:-}" ]; then
     export _TAGWARDEN_BENCH_INNER=1
     _BENCH_COMMAND="bench/run.sh"
-    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
-        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=${!v} $_BENCH_COMMAND"; fi
+    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS PUT_CONNECTIONS MEASURE PROFILE CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
+        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
     done
     export _BENCH_COMMAND="$_BENCH_COMMAND${*:+ $*}"
     exec timeout --kill-after=60 "${BENCH_TIMEOUT:-7200}" bash "$0" "$@"
@@ -52,10 +62,14 @@ ROUNDS=${ROUNDS:-5}
 CHUNKED=${CHUNKED:-1}
 DL10_REPEAT=${DL10_REPEAT:-5}
 WRK_SECONDS=${WRK_SECONDS:-10}
+PUT_CONNECTIONS=${PUT_CONNECTIONS:-8}
+ALL_MEASUREMENTS="dl_1g dl_10m ul_mono ul_chunked manifest_get manifest_head manifest_put manifest_put_1"
+MEASURE=${MEASURE:-$ALL_MEASUREMENTS}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 HELPER="$ROOT/bench/bench.py"
+PUT_SCRIPT="$ROOT/bench/put-tags.lua"
 
 PATHS=(direct tagwarden nginx haproxy)
 BIG_BYTES=$((1024 * 1024 * 1024))
@@ -66,6 +80,11 @@ ACCEPT='application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.in
 BIG_MAX_TIME=300
 
 case "$ROUNDS" in '' | *[!0-9]* | 0) echo "ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+case "$PUT_CONNECTIONS" in '' | *[!0-9]* | 0) echo "PUT_CONNECTIONS must be a positive integer" >&2; exit 2 ;; esac
+for _m in $MEASURE; do
+    case " $ALL_MEASUREMENTS " in *" $_m "*) ;; *) echo "MEASURE: unknown measurement $_m (known: $ALL_MEASUREMENTS)" >&2; exit 2 ;; esac
+done
+measuring() { case " $MEASURE " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -78,6 +97,7 @@ die() {
 
 RUN=
 DB_NAME=
+TW_DB_URL=
 REG_PID=
 TW_PID=
 NGX_PID=
@@ -169,6 +189,7 @@ ensure_tools() {
         "nginx:nginx-light"
         "haproxy:haproxy"
         "wrk:wrk"
+        "ab:apache2-utils"
         "curl:curl"
         "psql:postgresql-client"
         "python3:python3"
@@ -263,7 +284,7 @@ start_tagwarden() {
         { DB_NAME=; die "PostgreSQL is not reachable at $PG_ADMIN_URL (start it, or set PG_ADMIN_URL)"; }
     PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -Xqc "create database $DB_NAME" >/dev/null ||
         { DB_NAME=; die "could not create database $DB_NAME"; }
-    local db_url="${PG_ADMIN_URL%/*}/$DB_NAME"
+    TW_DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
     # Only the flags below and the built-in defaults: no TAGWARDEN_* from this shell.
     local unset_env=() v
     for v in $(compgen -e); do
@@ -273,7 +294,7 @@ start_tagwarden() {
         --listen "127.0.0.1:$P_TW" \
         --admin-listen "127.0.0.1:$P_TWADMIN" \
         --upstream "http://127.0.0.1:$P_REG" \
-        --database-url "$db_url" >"$RUN/tagwarden.log" 2>&1 &
+        --database-url "$TW_DB_URL" >"$RUN/tagwarden.log" 2>&1 &
     TW_PID=$!
     wait_http "http://127.0.0.1:$P_TWADMIN/healthz" "$TW_PID" "tagwarden" 90
     wait_http "http://127.0.0.1:$P_TW/v2/" "$TW_PID" "tagwarden" 30
@@ -499,13 +520,42 @@ rss_stop() {
     rm -f "$RUN/rss.out"
 }
 
+# CPU time of the processes serving a path (the registry for direct, the proxy's
+# otherwise) and of tagwarden's ledger database backends, per operation.
+cpu_pids() { case "$1" in direct) echo "$REG_PID" ;; *) path_pids "$1" ;; esac; }
+db_pids() {
+    PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -XAtqc \
+        "select pid from pg_stat_activity where datname = '$DB_NAME'" 2>/dev/null | tr '\n' ' '
+}
+
+# cpu_mark NAME PID...: remember the CPU time used so far.
+cpu_mark() {
+    local name=$1
+    shift
+    python3 "$HELPER" cpu-mark "$RUN/cpu-$name.mark" "$@" || true
+}
+
+# cpu_record NAME METRIC PATH ROUND OPS SCALE PID...: record the CPU ms used since
+# cpu_mark NAME, times SCALE (1000: µs), per operation.
+cpu_record() {
+    local name=$1 metric=$2 p=$3 r=$4 ops=$5 scale=$6 ms
+    shift 6
+    case "$ops" in '' | *[!0-9]* | 0) return 0 ;; esac
+    ms=$(python3 "$HELPER" cpu-since "$RUN/cpu-$name.mark" "$@") || return 0
+    record "$metric" "$p" "$r" "$(python3 -c "print(f'{$ms * $scale / $ops:.1f}')")"
+}
+
 # Let the upload's writes reach the disk before the next timed run.
 settle() { timeout 120 sync || true; }
 
 run_dl_big() {
     local p=$1 r=$2 v
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if v=$(download "$(base_url "$p")" "$BIG_DIGEST" "$BIG_BYTES"); then
+        # shellcheck disable=SC2046
+        cpu_record front cpu_dl_1g "$p" "$r" 1 1 $(cpu_pids "$p")
         v=$(to_mib "$v"); record dl_1g "$p" "$r" "$v"; log "round $r  1 GiB download     $p: $v MiB/s"
     else
         record dl_1g "$p" "$r" FAIL; log "round $r  1 GiB download     $p: FAILED"
@@ -529,7 +579,11 @@ run_dl_small() {
 run_ul_mono() {
     local p=$1 r=$2 v
     rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
     if v=$(upload_mono "$(base_url "$p")" bench/upload "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES"); then
+        # shellcheck disable=SC2046
+        cpu_record front cpu_ul_1g_mono "$p" "$r" 1 1 $(cpu_pids "$p")
         v=$(to_mib "$v"); record ul_1g_mono "$p" "$r" "$v"; log "round $r  1 GiB upload mono  $p: $v MiB/s"
     else
         record ul_1g_mono "$p" "$r" FAIL; log "round $r  1 GiB upload mono  $p: FAILED"
@@ -550,24 +604,99 @@ run_ul_chunked() {
     settle
 }
 
-run_manifest() {
-    local p=$1 r=$2 out="$RUN/wrk.out" rps p50 p99 errors
-    rss_start "$p"
-    if timeout $((WRK_SECONDS + 30)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --latency -H "Accept: $ACCEPT" \
-        "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
-        read -r rps p50 p99 errors <<<"$(python3 "$HELPER" wrk "$out")"
-    else
-        rps=FAIL p50=FAIL p99=FAIL errors=0
-    fi
-    rss_stop "$p" rss_manifest "$r"
+# Record a load run's result ("RPS P50 P99 ERRORS TOTAL", or FAIL) as METRIC_rps, _p50
+# and _p99; a run with any error or non-2xx answer counts as failed.
+record_load() {
+    local metric=$1 label=$2 p=$3 r=$4 rps=$5 p50=$6 p99=$7 errors=$8
     if [ "$rps" != FAIL ] && [ "$errors" != 0 ]; then
-        log "round $r  manifest GET      $p: $errors errors or non-2xx responses; counted as failed"
+        log "round $r  $label $p: $errors errors or non-2xx responses; counted as failed"
         rps=FAIL p50=FAIL p99=FAIL
     fi
-    record manifest_rps "$p" "$r" "$rps"
-    record manifest_p50 "$p" "$r" "$p50"
-    record manifest_p99 "$p" "$r" "$p99"
-    log "round $r  manifest GET      $p: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+    record "${metric}_rps" "$p" "$r" "$rps"
+    record "${metric}_p50" "$p" "$r" "$p50"
+    record "${metric}_p99" "$p" "$r" "$p99"
+    log "round $r  $label $p: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+run_manifest_get() {
+    local p=$1 r=$2 out="$RUN/wrk.out" rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
+    rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
+    if timeout $((WRK_SECONDS + 30)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --latency -H "Accept: $ACCEPT" \
+        "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
+        read -r rps p50 p99 errors total <<<"$(python3 "$HELPER" wrk "$out")"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_manifest "$p" "$r" "$total" 1000 $(cpu_pids "$p")
+    fi
+    rss_stop "$p" rss_manifest "$r"
+    record_load manifest "manifest GET     " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+}
+
+# wrk 4.1 waits for the body that a HEAD answer's Content-Length announces, and hangs;
+# ab knows HEAD (-i). Keep-alive, 32 connections, the same Accept header as the GETs.
+run_manifest_head() {
+    local p=$1 r=$2 out="$RUN/ab.out" csv="$RUN/ab.csv" rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
+    rm -f "$csv"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
+    if timeout $((WRK_SECONDS + 30)) ab -q -k -i -c32 -t "$WRK_SECONDS" -n 100000000 -e "$csv" \
+        -H "Accept: $ACCEPT" "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
+        read -r rps p50 p99 errors total <<<"$(python3 "$HELPER" ab "$out" "$csv")"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_head "$p" "$r" "$total" 1000 $(cpu_pids "$p")
+    fi
+    record_load head "manifest HEAD    " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+}
+
+# PUT new immutable tags (bench/put-tags.lua: a distinct tag and manifest per request)
+# into bench/put for WRK_SECONDS with THREADS threads and CONNS connections. Sets
+# LOAD_RESULT to "RPS P50 P99 ERRORS TOTAL", or leaves it empty on failure. Not to be
+# run in a subshell: PUT_RUN numbers the runs so that no two share a tag.
+PUT_RUN=0
+put_load() {
+    local p=$1 threads=$2 conns=$3 secs=$4 out="$RUN/wrk-put.out"
+    PUT_RUN=$((PUT_RUN + 1))
+    LOAD_RESULT=
+    timeout $((secs + 30)) wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$PUT_SCRIPT" \
+        "$(base_url "$p")/v2/bench/put/manifests" -- \
+        "$PUT_RUN" "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE" >"$out" 2>&1 || return 1
+    LOAD_RESULT=$(python3 "$HELPER" wrk "$out")
+}
+
+# Tagwarden's answered PUTs, to compare with the bindings in its ledger at the end.
+TW_PUTS=0
+count_puts() {
+    local p=$1 rps=$2 total=$3
+    if [ "$p" = tagwarden ] && [ "$rps" != FAIL ]; then TW_PUTS=$((TW_PUTS + total)); fi
+}
+
+run_manifest_put() {
+    local p=$1 r=$2 rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
+    rss_start "$p"
+    # shellcheck disable=SC2046
+    cpu_mark front $(cpu_pids "$p")
+    # shellcheck disable=SC2046
+    [ "$p" != tagwarden ] || cpu_mark db $(db_pids)
+    put_load "$p" 2 "$PUT_CONNECTIONS" "$WRK_SECONDS" || true
+    if [ -n "$LOAD_RESULT" ]; then
+        read -r rps p50 p99 errors total <<<"$LOAD_RESULT"
+        # shellcheck disable=SC2046
+        cpu_record front cpu_put "$p" "$r" "$total" 1000 $(cpu_pids "$p")
+        # shellcheck disable=SC2046
+        [ "$p" != tagwarden ] || cpu_record db cpu_put_db "$p" "$r" "$total" 1000 $(db_pids)
+    fi
+    rss_stop "$p" rss_put "$r"
+    record_load put "manifest PUT -c$PUT_CONNECTIONS" "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    count_puts "$p" "$rps" "$total"
+}
+
+run_manifest_put_1() {
+    local p=$1 r=$2 rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
+    put_load "$p" 1 1 "$WRK_SECONDS" || true
+    [ -z "$LOAD_RESULT" ] || read -r rps p50 p99 errors total <<<"$LOAD_RESULT"
+    record_load put1 "manifest PUT -c1 " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    count_puts "$p" "$rps" "$total"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -580,7 +709,7 @@ seed() {
     timeout 60 head -c "$SMALL_BYTES" /dev/urandom >"$RUN/small.bin" || die "could not write $RUN/small.bin"
     BIG_DIGEST="sha256:$(timeout 300 sha256sum "$RUN/big.bin" | cut -d' ' -f1)"
     SMALL_DIGEST="sha256:$(timeout 60 sha256sum "$RUN/small.bin" | cut -d' ' -f1)"
-    if [ "$CHUNKED" = 1 ]; then
+    if [ "$CHUNKED" = 1 ] && measuring ul_chunked; then
         mkdir -p "$RUN/chunks"
         (cd "$RUN/chunks" && timeout 300 split -b "$CHUNK_BYTES" -d -a 3 "$RUN/big.bin" chunk.) ||
             die "could not split the blob into chunks"
@@ -604,13 +733,22 @@ EOF
         -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
         --data-binary @"$RUN/manifest.json" "$reg/v2/bench/app/manifests/latest") || die "PUT manifest failed"
     [ "$code" = 201 ] || die "PUT manifest: HTTP $code: $(cat "$RUN/put-manifest.out")"
+
+    # The manifest PUTs' repository: the same config blob and a 1 KiB layer.
+    timeout 10 head -c 1024 /dev/urandom >"$RUN/layer.bin"
+    CONFIG_DIGEST=$config_digest
+    CONFIG_SIZE=$config_size
+    LAYER_DIGEST="sha256:$(sha256sum "$RUN/layer.bin" | cut -d' ' -f1)"
+    LAYER_SIZE=1024
+    v=$(upload_mono "$reg" bench/put "$RUN/config.json" "$CONFIG_DIGEST" "$CONFIG_SIZE") || die "seeding bench/put's config blob failed"
+    v=$(upload_mono "$reg" bench/put "$RUN/layer.bin" "$LAYER_DIGEST" "$LAYER_SIZE") || die "seeding bench/put's layer blob failed"
     settle
 }
 
 # Every path serves the manifest and the small blob before anything is timed; this also
 # opens the proxies' upstream connections.
 warm_up() {
-    local p base code ctype
+    local p base code ctype errors total
     for p in "${PATHS[@]}"; do
         base=$(base_url "$p")
         read -r code ctype <<<"$(curl -sS --max-time 30 -o /dev/null -w '%{http_code} %{content_type}' \
@@ -621,12 +759,65 @@ warm_up() {
         download "$base" "$SMALL_DIGEST" "$SMALL_BYTES" >/dev/null || die "$p: GET of the 10 MiB blob failed"
         timeout 30 wrk -t1 -c4 -d1s -H "Accept: $ACCEPT" "$base/v2/bench/app/manifests/latest" >/dev/null 2>&1 ||
             die "$p: wrk warm-up failed"
+        code=$(curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -I -H "Accept: $ACCEPT" \
+            "$base/v2/bench/app/manifests/latest") || die "$p: HEAD manifest failed"
+        [ "$code" = 200 ] || die "$p: HEAD manifest answered HTTP $code"
+        if measuring manifest_put || measuring manifest_put_1; then
+            put_load "$p" 1 2 1 || die "$p: manifest PUT warm-up failed: $(tail -n 5 "$RUN/wrk-put.out")"
+            read -r _ _ _ errors total <<<"$LOAD_RESULT"
+            if [ "$errors" != 0 ] || [ "$total" -eq 0 ]; then
+                die "$p: manifest PUT warm-up: $errors errors in $total requests: $(tail -n 5 "$RUN/wrk-put.out")"
+            fi
+            count_puts "$p" 0 "$total"
+        fi
     done
     for p in tagwarden nginx haproxy; do
         rss_start "$p"
         sleep 0.3
         rss_stop "$p" rss_idle 0
     done
+}
+
+# ---------------------------------------------------------------------------------------
+# PROFILE=1: where tagwarden's time goes while it relays the 1 GiB blob. perf samples
+# the cpu-clock (virtual machines often have no hardware counters).
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+profile_download() {
+    local dir="$RUN/profile" base stat_pid rec_pid t0 t1 speed
+    command -v perf >/dev/null 2>&1 || apt_install linux-perf || die "perf is needed for PROFILE=1"
+    mkdir -p "$dir"
+    base=$(base_url tagwarden)
+    perf stat -o "$dir/stat.txt" -p "$TW_PID" -e task-clock,context-switches,page-faults \
+        -e raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_writev \
+        -e syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait >/dev/null 2>&1 &
+    stat_pid=$!
+    perf record -q -o "$dir/perf.data" -e cpu-clock -F 999 -g -p "$TW_PID" >/dev/null 2>&1 &
+    rec_pid=$!
+    sleep 1
+    t0=$(cpu_ticks "$TW_PID")
+    speed=$(download "$base" "$BIG_DIGEST" "$BIG_BYTES") || speed=FAIL
+    t1=$(cpu_ticks "$TW_PID")
+    kill -INT "$stat_pid" "$rec_pid" 2>/dev/null || true
+    wait "$stat_pid" "$rec_pid" 2>/dev/null || true
+    [ "$speed" != FAIL ] || die "the profiled download failed"
+    {
+        echo "1 GiB download through tagwarden: $(to_mib "$speed") MiB/s;" \
+            "tagwarden CPU (utime + stime): $(((t1 - t0) * 10)) ms"
+        echo
+        grep -v '^#' "$dir/stat.txt" | grep .
+        echo
+        echo "Time by shared object, then by symbol (self time):"
+        timeout 300 perf report -i "$dir/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -v '^#' | grep . | head -n 8
+        timeout 300 perf report -i "$dir/perf.data" --stdio --no-children --sort sym -g none 2>/dev/null |
+            grep -v '^#' | grep . | head -n 30
+        echo
+        echo "Time by system call (with everything it calls):"
+        timeout 300 perf report -i "$dir/perf.data" --stdio --children --sort sym -g none 2>/dev/null |
+            grep -E '(__GI___writev|__libc_recv|epoll_wait|__GI___libc_write|syscall)$' | head -n 8
+    } | tee "$dir/summary.txt" >&2
 }
 
 # ---------------------------------------------------------------------------------------
@@ -652,6 +843,8 @@ main() {
     meta command "$_BENCH_COMMAND"
     meta rounds "$ROUNDS"
     meta wrk_seconds "$WRK_SECONDS"
+    meta put_connections "$PUT_CONNECTIONS"
+    meta ab_version "$(ab -V 2>&1 | head -n 1 | sed 's/^This is //; s/, Version/ /; s/ <.*//')"
     meta dl10_repeat "$DL10_REPEAT"
     meta nproc "$(nproc)"
     meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
@@ -678,10 +871,17 @@ main() {
     start_haproxy
     seed
     warm_up
+    [ "${PROFILE:-0}" != 1 ] || profile_download
 
-    local measurements=(run_dl_big run_dl_small run_ul_mono)
-    [ "$CHUNKED" = 1 ] && measurements+=(run_ul_chunked)
-    measurements+=(run_manifest)
+    local measurements=()
+    measuring dl_1g && measurements+=(run_dl_big)
+    measuring dl_10m && measurements+=(run_dl_small)
+    measuring ul_mono && measurements+=(run_ul_mono)
+    [ "$CHUNKED" = 1 ] && measuring ul_chunked && measurements+=(run_ul_chunked)
+    measuring manifest_get && measurements+=(run_manifest_get)
+    measuring manifest_head && measurements+=(run_manifest_head)
+    measuring manifest_put && measurements+=(run_manifest_put)
+    measuring manifest_put_1 && measurements+=(run_manifest_put_1)
 
     local r i m p
     for r in $(seq 1 "$ROUNDS"); do
@@ -696,6 +896,11 @@ main() {
 
     record hwm_end tagwarden 0 "$(python3 "$HELPER" status-kb "$TW_PID" VmHWM)"
     record hwm_end haproxy 0 "$(python3 "$HELPER" status-kb "$HAP_PID" VmHWM)"
+    if [ "$TW_PUTS" -gt 0 ]; then
+        meta tagwarden_puts "$TW_PUTS"
+        meta ledger_bindings "$(PGCONNECT_TIMEOUT=10 timeout 60 psql "$TW_DB_URL" -XAtqc \
+            "select count(*) from tag_bindings where repository = 'bench/put'" 2>/dev/null || echo '?')"
+    fi
     meta load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     local elapsed=$(($(date +%s) - t_start))
     meta elapsed "$((elapsed / 60)) min $((elapsed % 60)) s (build included)"
