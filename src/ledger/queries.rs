@@ -178,20 +178,7 @@ impl Ledger {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Binding {
-                repository: r.get("repository"),
-                tag: r.get("tag"),
-                digest: r.get("digest"),
-                class: r.get("class"),
-                rule: r.get("rule"),
-                bound_by: r.get("bound_by"),
-                first_bound_at: r.get("first_bound_at"),
-                last_changed_at: r.get("last_changed_at"),
-                deleted_at: r.get("deleted_at"),
-            })
-            .collect())
+        Ok(rows.iter().map(super::store::binding_from_row).collect())
     }
 
     /// A page of one tag's events, starting after the event `after` in `order`.

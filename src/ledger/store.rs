@@ -457,7 +457,7 @@ impl LedgerTx {
     }
 }
 
-fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {
+pub(super) fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {
     Binding {
         repository: r.get("repository"),
         tag: r.get("tag"),
