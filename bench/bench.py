@@ -4,7 +4,8 @@
     bench.py free-ports N              print N free TCP ports on 127.0.0.1
     bench.py rss OUT PID...            sample the summed VmRSS (kB) of the PIDs and their
                                        direct children every 50 ms until SIGTERM, then
-                                       write the peak to OUT
+                                       write the peak to OUT; OUT.ready appears once the
+                                       SIGTERM handler is in place
     bench.py status-kb PID FIELD       print one field of /proc/PID/status, in kB
     bench.py cpu-mark FILE PID...      save the CPU time used so far by the PIDs and their
                                        direct children
@@ -162,6 +163,7 @@ def rss(out, pids):
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    open(out + ".ready", "w").close()
     deadline = time.monotonic() + 3600  # never outlive a run
     while not stop and time.monotonic() < deadline:
         total = 0
@@ -614,7 +616,7 @@ and an OCI image manifest (a small config blob, the 10 MiB blob as its layer) ta
   at the path under test.
 - The same 1 GiB blob is uploaded every time; the registry still receives, stores and
   hashes every byte, then finds the blob already present.
-- Manifest GETs: `wrk -t2 -c32 -d{m('wrk_seconds', '?')}s --latency` with
+- Manifest GETs: `wrk -t2 -c32 -d{m('wrk_seconds', '?')}s --timeout 30s --latency` with
   `Accept: application/vnd.oci.image.manifest.v1+json, …`. The load generators share the
   2 CPUs with the server under test, so these rows compare paths only relative to each
   other.
@@ -630,7 +632,7 @@ and an OCI image manifest (a small config blob, the 10 MiB blob as its layer) ta
   the upstream PUT, the event (hash-chained) and the binding, and the commit. It is run
   with {m('put_connections', '?')} connections (`-t2`) for the rate and with one connection
   (`-t1 -c1`) for the added latency, which is tagwarden's p50 minus direct's p50.
-  Any non-2xx answer fails the run. "manifest PUTs tagwarden answered / bindings in its
+  Any non-2xx answer, or an answer slower than wrk's `--timeout 30s`, fails the run. "manifest PUTs tagwarden answered / bindings in its
   ledger" above is a check that every accepted PUT was bound (the ledger may hold a few
   more: requests in flight when wrk stops are still completed).
 - Memory: the summed `VmRSS` of the proxy's processes (nginx: master and workers),

@@ -505,10 +505,17 @@ rss_start() {
     local pids
     pids=$(path_pids "$1")
     [ -n "$pids" ] || return 0
+    rm -f "$RUN/rss.out" "$RUN/rss.out.ready"
     # shellcheck disable=SC2086
     python3 "$HELPER" rss "$RUN/rss.out" $pids &
     SAMPLER_PID=$!
-    sleep 0.1
+    # Wait until it samples (and would write its result when stopped): on a busy
+    # machine Python can take a while to start.
+    local i
+    for i in $(seq 1 100); do
+        [ -e "$RUN/rss.out.ready" ] && break
+        sleep 0.05
+    done
 }
 
 rss_stop() {
@@ -607,10 +614,13 @@ run_ul_chunked() {
 # Record a load run's result ("RPS P50 P99 ERRORS TOTAL", or FAIL) as METRIC_rps, _p50
 # and _p99; a run with any error or non-2xx answer counts as failed.
 record_load() {
-    local metric=$1 label=$2 p=$3 r=$4 rps=$5 p50=$6 p99=$7 errors=$8
+    local metric=$1 label=$2 p=$3 r=$4 rps=$5 p50=$6 p99=$7 errors=$8 out=${9:-}
     if [ "$rps" != FAIL ] && [ "$errors" != 0 ]; then
         log "round $r  $label $p: $errors errors or non-2xx responses; counted as failed"
         rps=FAIL p50=FAIL p99=FAIL
+    fi
+    if [ "$rps" = FAIL ] && [ -n "$out" ] && [ -s "$out" ]; then
+        grep -E 'errors|Non-2xx|Failed|responses|requests' "$out" | head -n 5 | sed 's/^/    /' >&2 || true
     fi
     record "${metric}_rps" "$p" "$r" "$rps"
     record "${metric}_p50" "$p" "$r" "$p50"
@@ -623,14 +633,14 @@ run_manifest_get() {
     rss_start "$p"
     # shellcheck disable=SC2046
     cpu_mark front $(cpu_pids "$p")
-    if timeout $((WRK_SECONDS + 30)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --latency -H "Accept: $ACCEPT" \
+    if timeout $((WRK_SECONDS + 60)) wrk -t2 -c32 -d"${WRK_SECONDS}s" --timeout 30s --latency -H "Accept: $ACCEPT" \
         "$(base_url "$p")/v2/bench/app/manifests/latest" >"$out" 2>&1; then
         read -r rps p50 p99 errors total <<<"$(python3 "$HELPER" wrk "$out")"
         # shellcheck disable=SC2046
         cpu_record front cpu_manifest "$p" "$r" "$total" 1000 $(cpu_pids "$p")
     fi
     rss_stop "$p" rss_manifest "$r"
-    record_load manifest "manifest GET     " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    record_load manifest "manifest GET     " "$p" "$r" "$rps" "$p50" "$p99" "$errors" "$out"
 }
 
 # wrk 4.1 waits for the body that a HEAD answer's Content-Length announces, and hangs;
@@ -646,7 +656,7 @@ run_manifest_head() {
         # shellcheck disable=SC2046
         cpu_record front cpu_head "$p" "$r" "$total" 1000 $(cpu_pids "$p")
     fi
-    record_load head "manifest HEAD    " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    record_load head "manifest HEAD    " "$p" "$r" "$rps" "$p50" "$p99" "$errors" "$out"
 }
 
 # PUT new immutable tags (bench/put-tags.lua: a distinct tag and manifest per request)
@@ -658,7 +668,7 @@ put_load() {
     local p=$1 threads=$2 conns=$3 secs=$4 out="$RUN/wrk-put.out"
     PUT_RUN=$((PUT_RUN + 1))
     LOAD_RESULT=
-    timeout $((secs + 30)) wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s "$PUT_SCRIPT" \
+    timeout $((secs + 60)) wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s --latency -s "$PUT_SCRIPT" \
         "$(base_url "$p")/v2/bench/put/manifests" -- \
         "$PUT_RUN" "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE" >"$out" 2>&1 || return 1
     LOAD_RESULT=$(python3 "$HELPER" wrk "$out")
@@ -687,7 +697,7 @@ run_manifest_put() {
         [ "$p" != tagwarden ] || cpu_record db cpu_put_db "$p" "$r" "$total" 1000 $(db_pids)
     fi
     rss_stop "$p" rss_put "$r"
-    record_load put "manifest PUT -c$PUT_CONNECTIONS" "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    record_load put "manifest PUT -c$PUT_CONNECTIONS" "$p" "$r" "$rps" "$p50" "$p99" "$errors" "$RUN/wrk-put.out"
     count_puts "$p" "$rps" "$total"
 }
 
@@ -695,7 +705,7 @@ run_manifest_put_1() {
     local p=$1 r=$2 rps=FAIL p50=FAIL p99=FAIL errors=0 total=0
     put_load "$p" 1 1 "$WRK_SECONDS" || true
     [ -z "$LOAD_RESULT" ] || read -r rps p50 p99 errors total <<<"$LOAD_RESULT"
-    record_load put1 "manifest PUT -c1 " "$p" "$r" "$rps" "$p50" "$p99" "$errors"
+    record_load put1 "manifest PUT -c1 " "$p" "$r" "$rps" "$p50" "$p99" "$errors" "$RUN/wrk-put.out"
     count_puts "$p" "$rps" "$total"
 }
 
@@ -844,7 +854,7 @@ main() {
     meta rounds "$ROUNDS"
     meta wrk_seconds "$WRK_SECONDS"
     meta put_connections "$PUT_CONNECTIONS"
-    meta ab_version "$(ab -V 2>&1 | head -n 1 | sed 's/^This is //; s/, Version/ /; s/ <.*//')"
+    meta ab_version "$(ab -V 2>&1 | head -n 1 | sed 's/^This is //; s/, Version / /; s/ <.*//')"
     meta dl10_repeat "$DL10_REPEAT"
     meta nproc "$(nproc)"
     meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
