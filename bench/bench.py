@@ -563,8 +563,8 @@ step has a time limit. It needs a PostgreSQL server at `127.0.0.1:5432` that acc
 `postgres` without a password (override with `PG_ADMIN_URL`). Other knobs:
 `CARGO_TARGET_DIR`, `TAGWARDEN_BIN` (skip the build), `CHUNKED=0` (skip the chunked
 upload), `MEASURE` (run only some measurements, e.g. `MEASURE="dl_1g manifest_put_1"`),
-`WRK_SECONDS`, `PUT_CONNECTIONS`, `BENCH_OUT` (where to write this file), `BENCH_TMPDIR`,
-`BENCH_TIMEOUT`.
+`WRK_SECONDS`, `PUT_CONNECTIONS`, `PROFILE=1` (profile tagwarden relaying the 1 GiB blob
+with perf first), `BENCH_OUT` (where to write this file), `BENCH_TMPDIR`, `BENCH_TIMEOUT`.
 
 ## This run
 
