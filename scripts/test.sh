@@ -97,6 +97,9 @@ if [ "${#FAILED[@]}" -ne 0 ]; then
 fi
 step fmt fmt_check
 step clippy cargo clippy --locked --all-targets -- -D warnings
+# The shipped binary alone: without the tests' dev-dependencies, whose features would
+# otherwise hide a feature the binary needs but does not ask for.
+step clippy-bin cargo clippy --locked --bins -- -D warnings
 step tests run_tests
 step compose scripts/check-compose.sh
 
