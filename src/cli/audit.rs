@@ -16,7 +16,7 @@ use crate::audit::filter::{parse_actions, parse_instant};
 use crate::audit::{
     export, Audit, DigestUsage, Page, PageRequest, Resolution, TagPeriods, MAX_LIMIT,
 };
-use crate::ledger::{Action, EventFilter, Ledger, Order, StoredEvent};
+use crate::ledger::{Action, BindingChange, EventFilter, Ledger, Order, StoredEvent};
 use crate::oci::{Name, Tag};
 
 #[derive(Subcommand)]
@@ -127,23 +127,13 @@ impl AuditCommand {
             } => {
                 let (repo, tag) = split_reference(&reference)?;
                 let source = source.open()?;
-                let order = if newest_first {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
+                let order = order(newest_first);
                 let (events, more) =
                     collect(limit, |page| source.history(&repo, &tag, order, page)).await?;
-                if json {
-                    print_json(&events)?;
-                } else {
+                if !json {
                     println!("{repo}:{tag}");
-                    if events.is_empty() {
-                        println!("(no events)");
-                    } else {
-                        print!("{}", history_table(&events));
-                    }
                 }
+                print_events(&events, json, history_table)?;
                 note_more(more, "events");
                 Ok(ExitCode::SUCCESS)
             }
@@ -192,11 +182,7 @@ impl AuditCommand {
                     },
                     identity,
                 };
-                let order = if newest_first {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
+                let order = order(newest_first);
                 let source = source.open()?;
                 let fetch = |page| source.events(&filter, order, page);
                 if jsonl || csv {
@@ -221,13 +207,7 @@ impl AuditCommand {
                     note_more(more, "events");
                 } else {
                     let (events, more) = collect(limit, fetch).await?;
-                    if json {
-                        print_json(&events)?;
-                    } else if events.is_empty() {
-                        println!("(no events)");
-                    } else {
-                        print!("{}", events_table(&events));
-                    }
+                    print_events(&events, json, events_table)?;
                     note_more(more, "events");
                 }
                 Ok(ExitCode::SUCCESS)
@@ -265,6 +245,15 @@ pub(super) fn split_reference(reference: &str) -> anyhow::Result<(String, String
     Name::parse(repo)?;
     Tag::parse(tag)?;
     Ok((repo.to_owned(), tag.to_owned()))
+}
+
+/// The order `--newest-first` asks for; `history` and `events` share the flag.
+fn order(newest_first: bool) -> Order {
+    if newest_first {
+        Order::Desc
+    } else {
+        Order::Asc
+    }
 }
 
 fn instant(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
@@ -527,6 +516,22 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events as JSON, or as `table` renders them: `history` and `events` print alike.
+fn print_events(
+    events: &[StoredEvent],
+    json: bool,
+    table: fn(&[StoredEvent]) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(&events)?;
+    } else if events.is_empty() {
+        println!("(no events)");
+    } else {
+        print!("{}", table(events));
+    }
+    Ok(())
+}
+
 fn note_more(more: bool, what: &str) {
     if more {
         eprintln!("(more {what}: raise --limit, or --limit 0 for all)");
@@ -587,28 +592,28 @@ fn describe_resolution(r: &Resolution) -> String {
         r.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
     );
     match (&r.digest, &r.event) {
-        (Some(digest), Some(e)) => format!(
-            "{subject}: {digest}\n  set by {} (event {}) at {}{}\n",
-            e.action,
-            e.id,
-            time(e.at),
-            e.identity
-                .as_deref()
-                .map(|i| format!(" by {}", clean(i)))
-                .unwrap_or_default(),
-        ),
+        (Some(digest), Some(e)) => format!("{subject}: {digest}\n  set by {}\n", event_line(e)),
         (None, Some(e)) => format!(
-            "{subject}: did not exist then\n  removed by {} (event {}) at {}{}\n",
-            e.action,
-            e.id,
-            time(e.at),
-            e.identity
-                .as_deref()
-                .map(|i| format!(" by {}", clean(i)))
-                .unwrap_or_default(),
+            "{subject}: did not exist then\n  removed by {}\n",
+            event_line(e)
         ),
         _ => format!("{subject}: did not exist then (not yet bound)\n"),
     }
+}
+
+/// `<action> (event <id>) at <time>[ by <identity>]`: how a resolution names the event
+/// that decided it, whether it set the tag or removed it.
+fn event_line(e: &BindingChange) -> String {
+    format!(
+        "{} (event {}) at {}{}",
+        e.action,
+        e.id,
+        time(e.at),
+        e.identity
+            .as_deref()
+            .map(|i| format!(" by {}", clean(i)))
+            .unwrap_or_default(),
+    )
 }
 
 fn digest_table(tags: &[TagPeriods]) -> String {
