@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::audit::{self, config, push, PASSWORD, TOKEN, USER};
+use support::audit::{self, push, PASSWORD, TOKEN, USER};
 use support::http::{client, header};
 use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
 
@@ -124,12 +124,7 @@ fn shown(out: &Output) -> String {
 
 #[tokio::test]
 async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let audit::Stack { registry, db, tw } = audit::Stack::start().await;
     let (a, b, c) = (
         Image::random(&[1024]),
         Image::random(&[1024]),

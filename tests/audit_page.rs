@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use reqwest::{Response, StatusCode};
 use support::api::{put_manifest, upload_blob};
-use support::audit::{self, config, push, PASSWORD, TOKEN, USER};
+use support::audit::{self, config, push, TOKEN};
 use support::http::{client, header};
 use support::{Database, Image, Registry, Tagwarden};
 
@@ -106,12 +106,8 @@ async fn sign_in(base: &str, token: &str, next: &str, extra: Option<(&str, &str)
 
 #[tokio::test]
 async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_digests() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let stack = audit::Stack::start().await;
+    let tw = &stack.tw;
     let (a, b, c) = (
         Image::random(&[1024]),
         Image::random(&[1024]),
@@ -125,8 +121,7 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
     push(&a, &web("latest")).await.assert_success(); // a moving tag ...
     push(&b, &web("latest")).await.assert_success(); // ... moved once
     push(&c, &web("latest")).await.assert_success(); // ... and twice
-                                                     // c by digest: only latest names it
-    audit::delete(&web("latest")).await.assert_success();
+    audit::delete(&web("latest")).await.assert_success(); // c by digest: only latest names it
 
     let base = tw.admin_url();
     let latest = "/ui/tag?repository=driftwood%2Fweb&tag=latest";
