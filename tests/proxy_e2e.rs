@@ -29,6 +29,19 @@ async fn push(stack: &Stack, image: &Image, name_and_tag: &str) {
         .assert_success();
 }
 
+/// Pulls `name_and_tag` from the front into a new layout, every digest preserved; an
+/// index with every image in it (`--all` leaves a single image as it is).
+async fn pull(stack: &Stack, name_and_tag: &str) -> OciLayout {
+    let pulled = OciLayout::empty();
+    skopeo::copy(&stack.front.docker_ref(name_and_tag), &pulled.reference())
+        .all()
+        .preserve_digests()
+        .run()
+        .await
+        .assert_success();
+    pulled
+}
+
 /// Asserts `blob` came back intact into `pulled`, comparing sha256 digests so that a
 /// failure prints digests, not megabytes; `what` names the blob in the message.
 fn assert_pulled_back(pulled: &OciLayout, blob: &Blob, what: &str) {
@@ -77,15 +90,7 @@ async fn multi_layer_image_pushed_and_pulled_back_unchanged() {
 
     push(&stack, &image, "team/app:1.0.0").await;
 
-    let pulled = OciLayout::empty();
-    skopeo::copy(
-        &stack.front.docker_ref("team/app:1.0.0"),
-        &pulled.reference(),
-    )
-    .preserve_digests()
-    .run()
-    .await
-    .assert_success();
+    let pulled = pull(&stack, "team/app:1.0.0").await;
     assert_eq!(
         pulled.manifest_digest(),
         image.digest(),
@@ -114,16 +119,7 @@ async fn multi_arch_index_pushed_and_pulled_back_unchanged() {
     .await
     .assert_success();
 
-    let pulled = OciLayout::empty();
-    skopeo::copy(
-        &stack.front.docker_ref("team/multi:2.0.0"),
-        &pulled.reference(),
-    )
-    .all()
-    .preserve_digests()
-    .run()
-    .await
-    .assert_success();
+    let pulled = pull(&stack, "team/multi:2.0.0").await;
     assert_eq!(
         pulled.manifest_digest(),
         index.digest(),
