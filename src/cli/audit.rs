@@ -25,12 +25,8 @@ pub enum AuditCommand {
     History {
         /// REPOSITORY:TAG, e.g. driftwood/web:1.4
         reference: String,
-        /// Newest event first.
-        #[arg(long)]
-        newest_first: bool,
-        /// Show at most this many events (0: all).
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        #[command(flatten)]
+        list: ListArgs,
         #[command(flatten)]
         source: SourceArgs,
         /// JSON (an array of events) instead of a table.
@@ -70,12 +66,8 @@ pub enum AuditCommand {
         /// The client identity (Basic user or bearer token subject).
         #[arg(long)]
         identity: Option<String>,
-        /// Newest event first.
-        #[arg(long)]
-        newest_first: bool,
-        /// Show at most this many events (0: all).
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        #[command(flatten)]
+        list: ListArgs,
         #[command(flatten)]
         source: SourceArgs,
         /// A JSON array instead of a table.
@@ -100,6 +92,27 @@ pub enum AuditCommand {
     },
 }
 
+/// How many events to show, in which order: `history` and `events` list alike.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Newest event first.
+    #[arg(long)]
+    newest_first: bool,
+    /// Show at most this many events (0: all).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+}
+
+impl ListArgs {
+    fn order(&self) -> Order {
+        if self.newest_first {
+            Order::Desc
+        } else {
+            Order::Asc
+        }
+    }
+}
+
 /// Where the answers come from: the database, or a tagwarden's audit API.
 #[derive(clap::Args)]
 pub struct SourceArgs {
@@ -120,16 +133,15 @@ impl AuditCommand {
         match self {
             AuditCommand::History {
                 reference,
-                newest_first,
-                limit,
+                list,
                 source,
                 json,
             } => {
                 let (repo, tag) = split_reference(&reference)?;
                 let source = source.open()?;
-                let order = order(newest_first);
+                let order = list.order();
                 let (events, more) =
-                    collect(limit, |page| source.history(&repo, &tag, order, page)).await?;
+                    collect(list.limit, |page| source.history(&repo, &tag, order, page)).await?;
                 if !json {
                     println!("{repo}:{tag}");
                 }
@@ -164,8 +176,7 @@ impl AuditCommand {
                 tag,
                 action,
                 identity,
-                newest_first,
-                limit,
+                list,
                 source,
                 json,
                 jsonl,
@@ -182,7 +193,7 @@ impl AuditCommand {
                     },
                     identity,
                 };
-                let order = order(newest_first);
+                let order = list.order();
                 let source = source.open()?;
                 let fetch = |page| source.events(&filter, order, page);
                 if jsonl || csv {
@@ -191,7 +202,7 @@ impl AuditCommand {
                     if csv {
                         out.write_all(export::csv_header().as_bytes())?;
                     }
-                    let more = for_each_page(limit, fetch, |events| {
+                    let more = for_each_page(list.limit, fetch, |events| {
                         for e in &events {
                             let line = if csv {
                                 export::csv_record(e)
@@ -206,7 +217,7 @@ impl AuditCommand {
                     out.flush()?;
                     note_more(more, "events");
                 } else {
-                    let (events, more) = collect(limit, fetch).await?;
+                    let (events, more) = collect(list.limit, fetch).await?;
                     print_events(&events, json, events_table)?;
                     note_more(more, "events");
                 }
@@ -245,15 +256,6 @@ pub(super) fn split_reference(reference: &str) -> anyhow::Result<(String, String
     Name::parse(repo)?;
     Tag::parse(tag)?;
     Ok((repo.to_owned(), tag.to_owned()))
-}
-
-/// The order `--newest-first` asks for; `history` and `events` share the flag.
-fn order(newest_first: bool) -> Order {
-    if newest_first {
-        Order::Desc
-    } else {
-        Order::Asc
-    }
 }
 
 fn instant(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
