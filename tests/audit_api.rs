@@ -11,40 +11,9 @@ use std::process::{Command, Output};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
+use support::audit::{self, push, PASSWORD, TOKEN, USER};
 use support::http::{client, header};
 use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
-
-const TOKEN: &str = "auditor-token-0123456789abcdef";
-const USER: &str = "alice";
-const PASSWORD: &str = "alice-registry-pw";
-
-fn config() -> String {
-    format!("[[admin.tokens]]\nname = \"auditors\"\ntoken = \"{TOKEN}\"\nrole = \"auditor\"\n")
-}
-
-async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .dest_creds(&format!("{USER}:{PASSWORD}"))
-        .run()
-        .await
-}
-
-/// `skopeo delete` with credentials: resolves the tag, then deletes by digest.
-async fn skopeo_delete(reference: String) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new("skopeo")
-            .args(["--insecure-policy", "delete", "--tls-verify=false"])
-            .args(["--creds", &format!("{USER}:{PASSWORD}")])
-            .arg(&reference)
-            .env("REGISTRY_AUTH_FILE", "/nonexistent/tagwarden-e2e/auth.json")
-            .output()
-            .expect("run skopeo delete")
-    })
-    .await
-    .unwrap()
-}
 
 /// The API of one tagwarden, with a token or without.
 struct Api {
@@ -155,12 +124,7 @@ fn shown(out: &Output) -> String {
 
 #[tokio::test]
 async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let audit::Stack { registry, db, tw } = audit::Stack::start().await;
     let (a, b, c) = (
         Image::random(&[1024]),
         Image::random(&[1024]),
@@ -183,8 +147,7 @@ async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token(
         push(&a, &web(tag)).await.assert_success();
     }
     // Delete the moving tag (skopeo deletes c by digest; only 1.4 names it).
-    let out = skopeo_delete(web("1.4")).await;
-    assert!(out.status.success(), "skopeo delete: {}", shown(&out));
+    audit::delete(&web("1.4")).await.assert_success();
 
     let api = Api {
         base: tw.admin_url(),
@@ -658,11 +621,7 @@ async fn with_no_token_configured_the_api_refuses_everything() {
             "/api/v1/history?repository=team/app&tag=1.0.0",
             "/api/v1/events/export",
         ] {
-            let mut req = client().get(format!("{}{path}", tw.admin_url()));
-            if let Some(v) = auth {
-                req = req.header("authorization", v);
-            }
-            let resp = req.send().await.unwrap();
+            let resp = raw_get(&tw, path, auth).await;
             let expected = if auth.is_some() {
                 StatusCode::FORBIDDEN
             } else {

@@ -7,45 +7,13 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
 
 use base64::Engine as _;
 use reqwest::{Response, StatusCode};
 use support::api::{put_manifest, upload_blob};
+use support::audit::{self, config, push, TOKEN};
 use support::http::{client, header};
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
-
-const TOKEN: &str = "auditor-token-0123456789abcdef";
-const USER: &str = "alice";
-const PASSWORD: &str = "alice-registry-pw";
-
-fn config() -> String {
-    format!("[[admin.tokens]]\nname = \"auditors\"\ntoken = \"{TOKEN}\"\nrole = \"auditor\"\n")
-}
-
-async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .dest_creds(&format!("{USER}:{PASSWORD}"))
-        .run()
-        .await
-}
-
-/// `skopeo delete` with credentials: resolves the tag, then deletes by digest.
-async fn skopeo_delete(reference: String) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new("skopeo")
-            .args(["--insecure-policy", "delete", "--tls-verify=false"])
-            .args(["--creds", &format!("{USER}:{PASSWORD}")])
-            .arg(&reference)
-            .env("REGISTRY_AUTH_FILE", "/nonexistent/tagwarden-e2e/auth.json")
-            .output()
-            .expect("run skopeo delete")
-    })
-    .await
-    .unwrap()
-}
+use support::{Database, Image, Registry, Tagwarden};
 
 /// The pages of one tagwarden, as a browser with or without a session cookie sees them.
 struct Browser {
@@ -138,12 +106,8 @@ async fn sign_in(base: &str, token: &str, next: &str, extra: Option<(&str, &str)
 
 #[tokio::test]
 async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_digests() {
-    let registry = Registry::start_with_htpasswd(USER, PASSWORD).await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let stack = audit::Stack::start().await;
+    let tw = &stack.tw;
     let (a, b, c) = (
         Image::random(&[1024]),
         Image::random(&[1024]),
@@ -157,12 +121,7 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
     push(&a, &web("latest")).await.assert_success(); // a moving tag ...
     push(&b, &web("latest")).await.assert_success(); // ... moved once
     push(&c, &web("latest")).await.assert_success(); // ... and twice
-    let out = skopeo_delete(web("latest")).await; // c by digest: only latest names it
-    assert!(
-        out.status.success(),
-        "skopeo delete: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    audit::delete(&web("latest")).await.assert_success(); // c by digest: only latest names it
 
     let base = tw.admin_url();
     let latest = "/ui/tag?repository=driftwood%2Fweb&tag=latest";

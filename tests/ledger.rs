@@ -240,15 +240,7 @@ async fn every_action_and_class_is_accepted_by_the_schema() {
     // The CHECK constraints and the Rust enums must agree.
     let db = Database::fresh();
     let ledger = ledger(&db).await;
-    let actions = [
-        Action::Create,
-        Action::Move,
-        Action::Repush,
-        Action::Delete,
-        Action::Refuse,
-        Action::Adopt,
-        Action::Warn,
-    ];
+    let actions = Action::ALL;
     let classes = [TagClass::Immutable, TagClass::Moving, TagClass::Exempt];
     let mut tx = ledger.begin().await.expect("begin");
     for action in actions {

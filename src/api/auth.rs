@@ -120,7 +120,7 @@ pub async fn require_admin(
 
 async fn authorize(
     tokens: &Tokens,
-    mut req: Request,
+    req: Request,
     next: Next,
     allowed: fn(Role) -> bool,
 ) -> Response {
@@ -140,6 +140,17 @@ async fn authorize(
             return e.into_response();
         }
     };
+    run_as(caller, req, next, "audit API").await
+}
+
+/// Hands the request on with its caller attached and logs who asked what: the API's and
+/// the audit pages' middlewares end alike once they know the caller.
+pub(crate) async fn run_as(
+    caller: Caller,
+    mut req: Request,
+    next: Next,
+    surface: &'static str,
+) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
@@ -149,7 +160,7 @@ async fn authorize(
         %method,
         path,
         status = resp.status().as_u16(),
-        "audit API request"
+        "{surface} request"
     );
     resp
 }

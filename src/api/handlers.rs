@@ -39,14 +39,16 @@ pub struct PageParams {
     cursor: Option<String>,
 }
 
+/// The page a listing asks for: every listing takes the same `limit` and `cursor`.
+fn page_request(limit: Option<u32>, cursor: Option<String>) -> PageRequest {
+    PageRequest { limit, cursor }
+}
+
 pub async fn repositories(
     State(s): State<ApiState>,
     Params(p): Params<PageParams>,
 ) -> Result<Json<Page<RepositorySummary>>, ApiError> {
-    let page = PageRequest {
-        limit: p.limit,
-        cursor: p.cursor,
-    };
+    let page = page_request(p.limit, p.cursor);
     Ok(Json(s.audit.repositories(&page).await?))
 }
 
@@ -64,10 +66,7 @@ pub async fn tags(
     State(s): State<ApiState>,
     Params(p): Params<TagsParams>,
 ) -> Result<Json<Page<TagBinding>>, ApiError> {
-    let page = PageRequest {
-        limit: p.limit,
-        cursor: p.cursor,
-    };
+    let page = page_request(p.limit, p.cursor);
     Ok(Json(
         s.audit
             .tags(&p.repository, p.include_deleted, &page)
@@ -110,10 +109,7 @@ pub async fn history(
     State(s): State<ApiState>,
     Params(p): Params<HistoryParams>,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
-    let page = PageRequest {
-        limit: p.limit,
-        cursor: p.cursor,
-    };
+    let page = page_request(p.limit, p.cursor);
     Ok(Json(
         s.audit
             .history(&p.repository, &p.tag, p.order.into(), &page)
@@ -154,10 +150,7 @@ pub async fn digest(
     State(s): State<ApiState>,
     Params(p): Params<DigestParams>,
 ) -> Result<Json<DigestUsage>, ApiError> {
-    let page = PageRequest {
-        limit: p.limit,
-        cursor: p.cursor,
-    };
+    let page = page_request(p.limit, p.cursor);
     Ok(Json(s.audit.digest(&p.digest, &page).await?))
 }
 
@@ -209,10 +202,7 @@ pub async fn events(
     Params(p): Params<EventsParams>,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
     let filter = p.filter()?;
-    let page = PageRequest {
-        limit: p.limit,
-        cursor: p.cursor,
-    };
+    let page = page_request(p.limit, p.cursor);
     Ok(Json(s.audit.events(&filter, p.order.into(), &page).await?))
 }
 

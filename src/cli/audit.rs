@@ -16,7 +16,7 @@ use crate::audit::filter::{parse_actions, parse_instant};
 use crate::audit::{
     export, Audit, DigestUsage, Page, PageRequest, Resolution, TagPeriods, MAX_LIMIT,
 };
-use crate::ledger::{Action, EventFilter, Ledger, Order, StoredEvent};
+use crate::ledger::{Action, BindingChange, EventFilter, Ledger, Order, StoredEvent};
 use crate::oci::{Name, Tag};
 
 #[derive(Subcommand)]
@@ -25,12 +25,8 @@ pub enum AuditCommand {
     History {
         /// REPOSITORY:TAG, e.g. driftwood/web:1.4
         reference: String,
-        /// Newest event first.
-        #[arg(long)]
-        newest_first: bool,
-        /// Show at most this many events (0: all).
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        #[command(flatten)]
+        list: ListArgs,
         #[command(flatten)]
         source: SourceArgs,
         /// JSON (an array of events) instead of a table.
@@ -70,12 +66,8 @@ pub enum AuditCommand {
         /// The client identity (Basic user or bearer token subject).
         #[arg(long)]
         identity: Option<String>,
-        /// Newest event first.
-        #[arg(long)]
-        newest_first: bool,
-        /// Show at most this many events (0: all).
-        #[arg(long, default_value_t = 100)]
-        limit: u64,
+        #[command(flatten)]
+        list: ListArgs,
         #[command(flatten)]
         source: SourceArgs,
         /// A JSON array instead of a table.
@@ -100,6 +92,27 @@ pub enum AuditCommand {
     },
 }
 
+/// How many events to show, in which order: `history` and `events` list alike.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Newest event first.
+    #[arg(long)]
+    newest_first: bool,
+    /// Show at most this many events (0: all).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+}
+
+impl ListArgs {
+    fn order(&self) -> Order {
+        if self.newest_first {
+            Order::Desc
+        } else {
+            Order::Asc
+        }
+    }
+}
+
 /// Where the answers come from: the database, or a tagwarden's audit API.
 #[derive(clap::Args)]
 pub struct SourceArgs {
@@ -120,30 +133,19 @@ impl AuditCommand {
         match self {
             AuditCommand::History {
                 reference,
-                newest_first,
-                limit,
+                list,
                 source,
                 json,
             } => {
                 let (repo, tag) = split_reference(&reference)?;
                 let source = source.open()?;
-                let order = if newest_first {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
+                let order = list.order();
                 let (events, more) =
-                    collect(limit, |page| source.history(&repo, &tag, order, page)).await?;
-                if json {
-                    print_json(&events)?;
-                } else {
+                    collect(list.limit, |page| source.history(&repo, &tag, order, page)).await?;
+                if !json {
                     println!("{repo}:{tag}");
-                    if events.is_empty() {
-                        println!("(no events)");
-                    } else {
-                        print!("{}", history_table(&events));
-                    }
                 }
+                print_events(&events, json, history_table)?;
                 note_more(more, "events");
                 Ok(ExitCode::SUCCESS)
             }
@@ -174,8 +176,7 @@ impl AuditCommand {
                 tag,
                 action,
                 identity,
-                newest_first,
-                limit,
+                list,
                 source,
                 json,
                 jsonl,
@@ -192,11 +193,7 @@ impl AuditCommand {
                     },
                     identity,
                 };
-                let order = if newest_first {
-                    Order::Desc
-                } else {
-                    Order::Asc
-                };
+                let order = list.order();
                 let source = source.open()?;
                 let fetch = |page| source.events(&filter, order, page);
                 if jsonl || csv {
@@ -205,7 +202,7 @@ impl AuditCommand {
                     if csv {
                         out.write_all(export::csv_header().as_bytes())?;
                     }
-                    let more = for_each_page(limit, fetch, |events| {
+                    let more = for_each_page(list.limit, fetch, |events| {
                         for e in &events {
                             let line = if csv {
                                 export::csv_record(e)
@@ -220,14 +217,8 @@ impl AuditCommand {
                     out.flush()?;
                     note_more(more, "events");
                 } else {
-                    let (events, more) = collect(limit, fetch).await?;
-                    if json {
-                        print_json(&events)?;
-                    } else if events.is_empty() {
-                        println!("(no events)");
-                    } else {
-                        print!("{}", events_table(&events));
-                    }
+                    let (events, more) = collect(list.limit, fetch).await?;
+                    print_events(&events, json, events_table)?;
                     note_more(more, "events");
                 }
                 Ok(ExitCode::SUCCESS)
@@ -527,6 +518,22 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events as JSON, or as `table` renders them: `history` and `events` print alike.
+fn print_events(
+    events: &[StoredEvent],
+    json: bool,
+    table: fn(&[StoredEvent]) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(&events)?;
+    } else if events.is_empty() {
+        println!("(no events)");
+    } else {
+        print!("{}", table(events));
+    }
+    Ok(())
+}
+
 fn note_more(more: bool, what: &str) {
     if more {
         eprintln!("(more {what}: raise --limit, or --limit 0 for all)");
@@ -587,28 +594,28 @@ fn describe_resolution(r: &Resolution) -> String {
         r.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
     );
     match (&r.digest, &r.event) {
-        (Some(digest), Some(e)) => format!(
-            "{subject}: {digest}\n  set by {} (event {}) at {}{}\n",
-            e.action,
-            e.id,
-            time(e.at),
-            e.identity
-                .as_deref()
-                .map(|i| format!(" by {}", clean(i)))
-                .unwrap_or_default(),
-        ),
+        (Some(digest), Some(e)) => format!("{subject}: {digest}\n  set by {}\n", event_line(e)),
         (None, Some(e)) => format!(
-            "{subject}: did not exist then\n  removed by {} (event {}) at {}{}\n",
-            e.action,
-            e.id,
-            time(e.at),
-            e.identity
-                .as_deref()
-                .map(|i| format!(" by {}", clean(i)))
-                .unwrap_or_default(),
+            "{subject}: did not exist then\n  removed by {}\n",
+            event_line(e)
         ),
         _ => format!("{subject}: did not exist then (not yet bound)\n"),
     }
+}
+
+/// `<action> (event <id>) at <time>[ by <identity>]`: how a resolution names the event
+/// that decided it, whether it set the tag or removed it.
+fn event_line(e: &BindingChange) -> String {
+    format!(
+        "{} (event {}) at {}{}",
+        e.action,
+        e.id,
+        time(e.at),
+        e.identity
+            .as_deref()
+            .map(|i| format!(" by {}", clean(i)))
+            .unwrap_or_default(),
+    )
 }
 
 fn digest_table(tags: &[TagPeriods]) -> String {

@@ -23,7 +23,7 @@ use axum::Router;
 use chrono::Utc;
 use http::{header, HeaderValue, StatusCode};
 
-use crate::api::auth::Caller;
+use crate::api::auth::{run_as, Caller};
 use crate::api::ApiError;
 use crate::audit::Audit;
 pub use session::Sessions;
@@ -88,7 +88,7 @@ pub enum Refusal {
 }
 
 /// Middleware: only auditors get through; everyone else gets the sign-in page.
-async fn require_reader(State(s): State<UiState>, mut req: Request, next: Next) -> Response {
+async fn require_reader(State(s): State<UiState>, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let found: Result<Caller, Refusal> = if headers.contains_key(header::AUTHORIZATION) {
         match s.sessions.tokens().caller(headers) {
@@ -119,18 +119,7 @@ async fn require_reader(State(s): State<UiState>, mut req: Request, next: Next) 
             return pages::sign_in_required(refusal, next.as_deref());
         }
     };
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    req.extensions_mut().insert(caller.clone());
-    let resp = next.run(req).await;
-    tracing::info!(
-        token = caller.name,
-        role = caller.role.as_str(),
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        "audit page request"
-    );
-    resp
+    run_as(caller, req, next, "audit page").await
 }
 
 async fn security_headers(mut resp: Response) -> Response {

@@ -86,14 +86,7 @@ pub async fn tags(base: &str, repo: &str) -> Vec<String> {
     }
     assert_eq!(resp.status(), StatusCode::OK, "tags of {repo}");
     let v: serde_json::Value = resp.json().await.expect("tag list JSON");
-    let mut out: Vec<String> = v["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .collect();
-    out.sort();
-    out
+    sorted_strings(&v["tags"])
 }
 
 /// Every repository in the registry at `base`.
@@ -106,7 +99,13 @@ pub async fn catalog(base: &str) -> Vec<String> {
         .json()
         .await
         .expect("catalog JSON");
-    let mut out: Vec<String> = v["repositories"]
+    sorted_strings(&v["repositories"])
+}
+
+/// The strings of a JSON array, sorted (none if it is not an array): the tag list and
+/// the catalog answer in the same shape.
+fn sorted_strings(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v
         .as_array()
         .into_iter()
         .flatten()

@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod audit;
 pub mod consistency;
 pub mod database;
 pub mod http;

@@ -160,6 +160,18 @@ pub async fn delete(reference: &str) -> SkopeoOutput {
     .await
 }
 
+/// `skopeo delete --creds user:pass REF`, for registries that want a login.
+pub async fn delete_with_creds(reference: &str, creds: &str) -> SkopeoOutput {
+    run(vec![
+        "delete".into(),
+        "--tls-verify=false".into(),
+        "--creds".into(),
+        creds.into(),
+        reference.into(),
+    ])
+    .await
+}
+
 async fn run(args: Vec<String>) -> SkopeoOutput {
     require_tool("skopeo", "--version");
     tokio::task::spawn_blocking(move || run_blocking(args))
