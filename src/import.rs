@@ -178,6 +178,15 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                     ));
                 }
                 _ => {
+                    tx.bind(&NewBinding {
+                        repository: name.as_str(),
+                        tag: tag.as_str(),
+                        digest: digest.as_str(),
+                        class: decision.class,
+                        rule: &decision.rule,
+                        bound_by: None,
+                    })
+                    .await?;
                     tx.append(
                         &NewEvent {
                             tag: Some(tag.as_str()),
@@ -189,15 +198,6 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                         },
                         &actor,
                     )
-                    .await?;
-                    tx.bind(&NewBinding {
-                        repository: name.as_str(),
-                        tag: tag.as_str(),
-                        digest: digest.as_str(),
-                        class: decision.class,
-                        rule: &decision.rule,
-                        bound_by: None,
-                    })
                     .await?;
                     summary.adopted += 1;
                 }

@@ -171,6 +171,48 @@ async fn connections_time_out_transactions_left_idle() {
     assert_eq!(setting, "1min");
 }
 
+#[tokio::test]
+async fn a_write_after_the_server_closed_idle_connections_succeeds() {
+    // The pool does not ping before each write; `begin` must replace connections the
+    // database closed while they sat idle (as a restart or a failover does).
+    let db = Database::fresh();
+    let ledger = ledger(&db).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(ledger.pool().acquire().await.expect("acquire"));
+    }
+    let pids: Vec<i32> = {
+        let mut pids = Vec::new();
+        for c in &mut held {
+            pids.push(
+                sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut **c)
+                    .await
+                    .expect("pid"),
+            );
+        }
+        pids
+    };
+    drop(held);
+    // Let every connection go back to the pool (sqlx pings it on release).
+    tick().await;
+    let mut admin = superuser(&db).await;
+    for pid in &pids {
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_terminate_backend");
+        assert!(killed, "backend {pid}");
+    }
+    tick().await;
+    for i in 0..4 {
+        let tag = format!("1.0.{i}");
+        bind_committed(&ledger, &binding(&tag, DIGEST_A, None)).await;
+        assert!(current(&ledger, REPO, &tag).await.is_some(), "{tag}");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // History
 

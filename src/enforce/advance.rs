@@ -307,7 +307,6 @@ impl Guard {
                 repo,
             )
         };
-        tx.append(&event, actor).await.map_err(ledger_down)?;
         tx.bind(&NewBinding {
             repository: repo,
             tag: tag.as_str(),
@@ -317,7 +316,8 @@ impl Guard {
             bound_by: actor.identity.as_deref(),
         })
         .await
-        .map_err(ledger_down)
+        .map_err(ledger_down)?;
+        tx.append(&event, actor).await.map_err(ledger_down)
     }
 
     fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {

@@ -314,7 +314,7 @@ impl Guard {
                 reason,
                 ..NewEvent::new(action, repo)
             };
-            tx.append(&event, &actor).await.map_err(ledger_down)?;
+            // Bind first: the append locks the repository's chain head until commit.
             tx.bind(&NewBinding {
                 repository: repo,
                 tag: p.tag.as_str(),
@@ -325,6 +325,7 @@ impl Guard {
             })
             .await
             .map_err(ledger_down)?;
+            tx.append(&event, &actor).await.map_err(ledger_down)?;
         }
         tx.commit().await.map_err(|e| {
             // The upstream holds the manifest but the ledger does not: the client sees
@@ -384,6 +385,16 @@ impl Guard {
             request_id: Some(client.request_id.clone()),
             ..Actor::default()
         };
+        tx.bind(&NewBinding {
+            repository: repo,
+            tag: tag.as_str(),
+            digest: existing.as_str(),
+            class: decision.class,
+            rule: &decision.rule,
+            bound_by: None,
+        })
+        .await
+        .map_err(ledger_down)?;
         tx.append(
             &NewEvent {
                 tag: Some(tag.as_str()),
@@ -395,16 +406,6 @@ impl Guard {
             },
             &system,
         )
-        .await
-        .map_err(ledger_down)?;
-        tx.bind(&NewBinding {
-            repository: repo,
-            tag: tag.as_str(),
-            digest: existing.as_str(),
-            class: decision.class,
-            rule: &decision.rule,
-            bound_by: None,
-        })
         .await
         .map_err(ledger_down)?;
         tx.binding(repo, tag.as_str()).await.map_err(ledger_down)
@@ -528,8 +529,8 @@ impl Guard {
                 reason: warned.then_some("immutable-tag-delete"),
                 ..NewEvent::new(if warned { Action::Warn } else { Action::Delete }, repo)
             };
-            tx.append(&event, &actor).await.map_err(ledger_down)?;
             tx.mark_deleted(repo, &b.tag).await.map_err(ledger_down)?;
+            tx.append(&event, &actor).await.map_err(ledger_down)?;
         }
         tx.commit().await.map_err(ledger_down)?;
         self.metrics.decision("deleted");

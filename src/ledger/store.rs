@@ -42,6 +42,19 @@ impl From<sqlx::Error> for LedgerError {
     }
 }
 
+/// Whether an error says that the connection it came from is gone (a dropped socket, or
+/// the server's own notice that it is closing the session), as opposed to the database
+/// being unreachable or refusing the statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
 /// A pool of connections to the ledger database.
 #[derive(Clone)]
 pub struct Ledger {
@@ -67,7 +80,9 @@ impl Ledger {
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
             .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(true)
+            // No ping before every write: sqlx already pings a connection when it goes
+            // back to the pool, and `begin` replaces one that died while idle.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Ledger { pool })
     }
@@ -97,10 +112,22 @@ impl Ledger {
         Ok(())
     }
 
+    /// Open a write transaction. A pooled connection the database closed while it sat
+    /// idle (a restart, a failover) fails on `BEGIN`, before anything was done: that
+    /// connection is discarded and another one tried, up to once per pooled connection.
     pub async fn begin(&self) -> Result<LedgerTx, LedgerError> {
-        Ok(LedgerTx {
-            tx: self.pool.begin().await?,
-        })
+        let attempts = self.pool.options().get_max_connections() + 1;
+        let mut attempt = 1;
+        loop {
+            match self.pool.begin().await {
+                Ok(tx) => return Ok(LedgerTx { tx }),
+                Err(e) if attempt < attempts && connection_lost(&e) => {
+                    tracing::debug!(error = %e, attempt, "a pooled ledger connection was closed; trying another");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The current binding of a tag, outside any transaction (for reads and tests).
@@ -275,12 +302,14 @@ impl LedgerTx {
         let mut keys: Vec<i64> = items.iter().map(|i| lock_key(repository, i)).collect();
         keys.sort_unstable();
         keys.dedup();
-        for key in keys {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(key)
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        // One round trip; the locks are taken one after the other in the array's order.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(k)
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
+        )
+        .bind(&keys)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -380,19 +409,14 @@ impl LedgerTx {
 
     /// Append an event to the history, chained to the previous event of its repository.
     /// Locks the repository's chain head until the transaction ends, which also puts
-    /// concurrent appends to one repository in id order.
+    /// concurrent appends to one repository in id order. Call it last before
+    /// [`LedgerTx::commit`]: every statement after it lengthens that lock.
+    ///
+    /// One round trip: the statement locks the head, stores the event with
+    /// `sha256(previous hash || canonical encoding)` (the same hash as
+    /// [`chain::hash`]) and advances the head. A repository's first event also
+    /// creates its head.
     pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<(), LedgerError> {
-        sqlx::query("INSERT INTO chain_heads (repository, last_id, hash) VALUES ($1, 0, '') ON CONFLICT DO NOTHING")
-            .bind(e.repository)
-            .execute(&mut *self.tx)
-            .await?;
-        let (last_id, prev): (i64, Vec<u8>) = sqlx::query_as(
-            "SELECT last_id, hash FROM chain_heads WHERE repository = $1 FOR UPDATE",
-        )
-        .bind(e.repository)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let prev = if last_id == 0 { Vec::new() } else { prev };
         let fields = HashedFields {
             at: chain::truncate_to_micros(chrono::Utc::now()),
             action: e.action.as_str(),
@@ -410,40 +434,59 @@ impl LedgerTx {
             request_id: actor.request_id.as_deref(),
             detail: e.detail.as_ref(),
         };
-        let hash = chain::hash(&prev, &fields);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                                     identity, identity_verified, remote_addr, user_agent, request_id, detail,
-                                     prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             RETURNING id",
-        )
-        .bind(fields.at)
-        .bind(fields.action)
-        .bind(fields.repository)
-        .bind(fields.tag)
-        .bind(fields.digest)
-        .bind(fields.previous_digest)
-        .bind(fields.class)
-        .bind(fields.rule)
-        .bind(fields.reason)
-        .bind(fields.identity)
-        .bind(fields.identity_verified)
-        .bind(fields.remote_addr)
-        .bind(fields.user_agent)
-        .bind(fields.request_id)
-        .bind(fields.detail)
-        .bind(&prev)
-        .bind(&hash)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        sqlx::query("UPDATE chain_heads SET last_id = $2, hash = $3 WHERE repository = $1")
+        let canonical = chain::canonical(&fields);
+        for _ in 0..2 {
+            let appended: Option<i64> = sqlx::query_scalar(
+                "WITH head AS (
+                     SELECT CASE WHEN last_id = 0 THEN ''::bytea ELSE hash END AS prev
+                     FROM chain_heads WHERE repository = $3 FOR UPDATE
+                 ), event AS (
+                     INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
+                                             reason, identity, identity_verified, remote_addr, user_agent,
+                                             request_id, detail, prev_hash, hash)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                            head.prev, sha256(head.prev || $16)
+                     FROM head
+                     RETURNING id, hash
+                 )
+                 UPDATE chain_heads SET last_id = event.id, hash = event.hash
+                 FROM event WHERE chain_heads.repository = $3
+                 RETURNING event.id",
+            )
+            .bind(fields.at)
+            .bind(fields.action)
+            .bind(fields.repository)
+            .bind(fields.tag)
+            .bind(fields.digest)
+            .bind(fields.previous_digest)
+            .bind(fields.class)
+            .bind(fields.rule)
+            .bind(fields.reason)
+            .bind(fields.identity)
+            .bind(fields.identity_verified)
+            .bind(fields.remote_addr)
+            .bind(fields.user_agent)
+            .bind(fields.request_id)
+            .bind(fields.detail)
+            .bind(&canonical)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if appended.is_some() {
+                return Ok(());
+            }
+            // The repository's first event: create its head, then append.
+            sqlx::query(
+                "INSERT INTO chain_heads (repository, last_id, hash) VALUES ($1, 0, '')
+                 ON CONFLICT DO NOTHING",
+            )
             .bind(e.repository)
-            .bind(id)
-            .bind(&hash)
             .execute(&mut *self.tx)
             .await?;
-        Ok(())
+        }
+        Err(LedgerError::Query(format!(
+            "the chain head of {} could not be created",
+            e.repository
+        )))
     }
 
     pub async fn commit(self) -> Result<(), LedgerError> {
