@@ -1005,6 +1005,10 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
         Some(a.digest())
     );
     let repos = catalog(&registry).await;
+    assert!(
+        repos.iter().any(|r| r == REPO),
+        "the catalog lacks {REPO}: {repos:?}"
+    );
     for repo in &repos {
         assert!(
             repo == REPO || repo == odd,

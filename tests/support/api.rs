@@ -89,16 +89,20 @@ pub async fn tags(base: &str, repo: &str) -> Vec<String> {
     sorted_strings(&v["tags"])
 }
 
-/// Every repository in the registry at `base`.
+/// Every repository in the registry at `base`. Distribution refuses `n` above its
+/// catalog limit (1000 by default) with 400, so ask for that many and insist on one page.
 pub async fn catalog(base: &str) -> Vec<String> {
-    let v: serde_json::Value = client()
-        .get(format!("{base}/v2/_catalog?n=10000"))
+    let resp = client()
+        .get(format!("{base}/v2/_catalog?n=1000"))
         .send()
         .await
-        .expect("GET _catalog")
-        .json()
-        .await
-        .expect("catalog JSON");
+        .expect("GET _catalog");
+    assert_eq!(resp.status(), StatusCode::OK, "GET _catalog");
+    assert!(
+        resp.headers().get("link").is_none(),
+        "the catalog has more than one page"
+    );
+    let v: serde_json::Value = resp.json().await.expect("catalog JSON");
     sorted_strings(&v["repositories"])
 }
 
