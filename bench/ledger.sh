@@ -17,8 +17,10 @@
 #    random from keys sampled from the ledger (tags of every kind, the 20 tags with the
 #    most events among them, instants over each tag's life): resolve, resolve of the
 #    hottest tags, a tag's history (oldest and newest first, and of the hottest tags),
-#    and for context the reverse lookup of a digest and the event feed filtered by action.
-#    Every answer must be a 200 with items.
+#    and for context the reverse lookup of a digest and the event feed filtered by action
+#    (first pages, and pages starting at events sampled from the ledger).
+#    Every answer must be a 200 with items. ROUNDS rounds of all of them, interleaved:
+#    the report gives the median over the rounds, and each round's p99.
 # 3. EXPLAIN (ANALYZE, BUFFERS) of every audit statement exactly as src/ledger/queries.rs
 #    sends it (read from that file), as the API's pool plans it, with the hottest tag.
 # Prints everything and writes BENCHMARKS.md. Exits 1 if a query failed, an answer was
@@ -28,7 +30,9 @@
 # Environment (all optional):
 #   LOAD_EVENTS       events to load (default 10000000; about 20 minutes on 2 CPUs, and
 #                     about 9 GiB of database)
-#   DURATION          seconds of wrk per query (default 20), after a WARMUP (default 3)
+#   DURATION          seconds of wrk per query and round (default 20); the first round
+#                     warms each query up for WARMUP seconds first (default 3)
+#   ROUNDS            rounds of every measurement (default 3)
 #   CONNECTIONS       wrk connections (default 8)
 #   THREADS           wrk threads (default 2)
 #   KEEP_DB           1 to keep the loaded database (named LEDGER_DB) after the run, and to
@@ -52,7 +56,7 @@ set -euo pipefail
 if [ -z "${_TAGWARDEN_LEDGER_INNER:-}" ]; then
     export _TAGWARDEN_LEDGER_INNER=1
     _BENCH_COMMAND="bench/ledger.sh"
-    for v in LOAD_EVENTS DURATION WARMUP CONNECTIONS THREADS KEEP_DB LEDGER_DB TAGWARDEN_BIN BENCH_OUT; do
+    for v in LOAD_EVENTS DURATION ROUNDS WARMUP CONNECTIONS THREADS KEEP_DB LEDGER_DB TAGWARDEN_BIN BENCH_OUT; do
         if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
     done
     export _BENCH_COMMAND
@@ -65,6 +69,7 @@ export LC_ALL=C
 
 LOAD_EVENTS=${LOAD_EVENTS:-10000000}
 DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-8}
 THREADS=${THREADS:-2}
@@ -81,7 +86,7 @@ QUERIES_RS="$ROOT/src/ledger/queries.rs"
 # thread) instead of CONNECTIONS: one connection shows the latency without queueing.
 MEASURED="resolve resolve_hot history_asc history_desc history_hot resolve:1 history_hot:1 digest events"
 
-for v in LOAD_EVENTS DURATION CONNECTIONS THREADS; do
+for v in LOAD_EVENTS DURATION ROUNDS CONNECTIONS THREADS; do
     case "${!v}" in '' | *[!0-9]* | 0) echo "$v must be a positive integer" >&2; exit 2 ;; esac
 done
 case "$WARMUP" in '' | *[!0-9]*) echo "WARMUP must be a whole number of seconds" >&2; exit 2 ;; esac
@@ -335,13 +340,16 @@ SELECT kind, repository, tag,
                AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
        digest
 FROM keys;
+\\o $RUN/feed.tsv
+SELECT action, id FROM tag_events TABLESAMPLE SYSTEM (1) REPEATABLE (42)
+WHERE action IN ('refuse', 'delete', 'warn', 'repush');
 \\o
 EOF
     if [ ! -s "$RUN/hot.tsv" ] || [ ! -s "$RUN/samples.tsv" ]; then
         cat "$RUN/sample.log" >&2
         die "sampling keys failed"
     fi
-    python3 "$HELPER" paths "$RUN/samples.tsv" "$MAX_ID" "$RUN/paths" >"$RUN/paths.txt" ||
+    python3 "$HELPER" paths "$RUN/samples.tsv" "$RUN/feed.tsv" "$RUN/paths" >"$RUN/paths.txt" ||
         die "could not write the request paths"
 }
 
@@ -362,31 +370,31 @@ check_answers() {
 
 FAILED=0
 measure() {
-    local key=$1 url="http://127.0.0.1:$P_ADMIN" line
+    local key=$1 round=$2 url="http://127.0.0.1:$P_ADMIN" line out="$RUN/wrk-$1-r$2.out"
     local name=${key%%:*} conns=$CONNECTIONS threads=$THREADS
     case "$key" in *:*) conns=${key#*:} threads=1 ;; esac
     [ "$threads" -le "$conns" ] || threads=$conns
-    if [ "$WARMUP" -gt 0 ]; then
+    if [ "$WARMUP" -gt 0 ] && [ "$round" = 1 ]; then
         timeout $((WARMUP + 60)) wrk -t"$threads" -c"$conns" -d"${WARMUP}s" --timeout 10s \
             -s "$WRK_SCRIPT" "$url" -- "$RUN/paths/$name.paths" "$TOKEN" >"$RUN/wrk-$key-warmup.out" 2>&1 || true
     fi
     timeout $((DURATION + 120)) wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s \
-        -s "$WRK_SCRIPT" "$url" -- "$RUN/paths/$name.paths" "$TOKEN" >"$RUN/wrk-$key.out" 2>&1 &
+        -s "$WRK_SCRIPT" "$url" -- "$RUN/paths/$name.paths" "$TOKEN" >"$out" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || true
     WRK_PID=
-    line=$(python3 "$HELPER" result "$RUN/wrk-$key.out") || line=FAIL
+    line=$(python3 "$HELPER" result "$out") || line=FAIL
     if [ "$line" = FAIL ]; then
-        log "$key: wrk failed: $(tail -n 5 "$RUN/wrk-$key.out")"
-        printf '%s\tFAIL\tFAIL\tFAIL\tFAIL\tFAIL\t0\t0\t0\t0\n' "$key" >>"$RUN/results.tsv"
+        log "$key: wrk failed: $(tail -n 5 "$out")"
+        printf '%s\t%s\tFAIL\tFAIL\tFAIL\tFAIL\tFAIL\t0\t0\t0\t0\n' "$key" "$round" >>"$RUN/results.tsv"
         FAILED=1
         return
     fi
     local rps p50 p90 p99 mx n non200 empty errors
     read -r rps p50 p90 p99 mx n non200 empty errors <<<"$line"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$rps" "$p50" "$p90" "$p99" "$mx" "$n" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$round" "$rps" "$p50" "$p90" "$p99" "$mx" "$n" \
         "$non200" "$empty" "$errors" >>"$RUN/results.tsv"
-    log "$key ($conns connections): $rps req/s; p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $mx ms; $n requests, $non200 non-200, $empty empty, $errors socket errors"
+    log "$key ($conns connections, round $round): $rps req/s; p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $mx ms; $n requests, $non200 non-200, $empty empty, $errors socket errors"
     if [ "$non200" != 0 ] || [ "$empty" != 0 ] || [ "$errors" != 0 ] || [ "$n" = 0 ]; then
         FAILED=1
     fi
@@ -446,7 +454,7 @@ describe() {
     [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
     meta tagwarden_commit "$commit"
     meta audit_pool 4
-    meta wrk "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $THREADS threads, $CONNECTIONS connections, ${DURATION} s per query after a ${WARMUP} s warm-up, 10 s request timeout; the rows marked \"one connection\": 1 thread, 1 connection"
+    meta wrk "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $THREADS threads, $CONNECTIONS connections, $ROUNDS rounds of ${DURATION} s per query (the first after a ${WARMUP} s warm-up), 10 s request timeout; the rows marked \"one connection\": 1 thread, 1 connection"
 }
 
 describe_db() {
@@ -522,13 +530,15 @@ main() {
 
     log "sampling keys"
     sample_keys
-    meta keys "$(awk -F'\t' '{ n[$1]++ } END { printf "%d tags and instants sampled: %d of the 20 hottest tags (20 instants each), %d moving, %d release, %d signature and pr-N; instants over each tag'"'"'s life (5%% before it, 5%% after its last change); the same tags'"'"' digests for the reverse lookup; feed pages at random events", NR, n["hot"], n["moving"], n["release"], n["other"] }' "$RUN/samples.tsv")"
+    meta keys "$(awk -F'\t' '{ n[$1]++ } END { printf "%d tags and instants sampled: %d of the 20 hottest tags (20 instants each), %d moving, %d release, %d signature and pr-N; instants over each tag'"'"'s life (5%% before it, 5%% after its last change); the same tags'"'"' digests for the reverse lookup; the feed: first pages and pages that start at events of that action sampled from the ledger", NR, n["hot"], n["moving"], n["release"], n["other"] }' "$RUN/samples.tsv")"
     check_answers
 
-    local name
-    for name in $MEASURED; do
-        log "measuring $name for ${DURATION}s"
-        measure "$name"
+    local name r
+    for r in $(seq 1 "$ROUNDS"); do
+        log "round $r of $ROUNDS"
+        for name in $MEASURED; do
+            measure "$name" "$r"
+        done
     done
 
     log "EXPLAIN (ANALYZE, BUFFERS) of the audit statements"
@@ -537,7 +547,8 @@ main() {
 
     python3 "$HELPER" report "$RUN" "$BENCH_OUT"
     log "wrote $BENCH_OUT"
-    column -t -s $'\t' "$RUN/results.tsv" >&2 || cat "$RUN/results.tsv" >&2
+    printf 'query\tround\treq/s\tp50\tp90\tp99\tmax\trequests\tnon-200\tempty\terrors\n%s\n' \
+        "$(cat "$RUN/results.tsv")" | column -t -s $'\t' >&2 || cat "$RUN/results.tsv" >&2
     if [ "$FAILED" != 0 ]; then
         log "FAILED: see above (a query failed, an answer was not 200 or empty, or a plan scans a table)"
         return 1
