@@ -41,7 +41,7 @@ QUERIES = [
     ("resolve:1", "/api/v1/resolve", "resolve at a random instant (all sampled tags), one connection"),
     ("history_hot:1", "/api/v1/history", "history, first page, either order (the 20 hottest tags only), one connection"),
     ("digest", "/api/v1/digest", "for context: tags of a digest (reverse lookup)"),
-    ("events", "/api/v1/events", "for context: event feed filtered by action, either order, first or a random page"),
+    ("events", "/api/v1/events", "for context: event feed filtered by one action, either order, first page or a page at a sampled event"),
 ]
 
 
@@ -131,7 +131,7 @@ def explain_sql(queries_rs, params_path):
     # (statement, parameter types as sqlx binds them, the arguments, what it shows)
     cases = [
         ("resolve", "text, text, timestamptz", [p["hot_repo"], p["hot_tag"], p["at"]],
-         f"resolve: the hottest tag at {p['at']}"),
+         f"the hottest tag at {p['at']}"),
         ("history_asc", "text, text, bigint, bigint", [p["hot_repo"], p["hot_tag"], 0, 101],
          "history, first page, oldest first: the hottest tag"),
         ("history_desc", "text, text, bigint, bigint", [p["hot_repo"], p["hot_tag"], 9223372036854775807, 101],

@@ -311,7 +311,7 @@ load() {
     LOAD_TEXT="$(minsec "$total") in all: events $(minsec "$(secs "$t0" "$t1")") (one INSERT ... SELECT, secondary indexes dropped), indexes $(minsec "$(secs "$t1" "$t2")") (recreated from their definitions, maintenance_work_mem 1GB), bindings and chain heads $(minsec "$(secs "$t2" "$t3")"), VACUUM ANALYZE $(minsec "$(secs "$t3" "$t4")"); the schema itself by tagwarden's migrations"
     log "loaded in ${total}s"
     INDEX_TEXT="after the load, pg_indexes is exactly what the migrations created ($(wc -l <"$RUN/indexes-after.tsv") indexes on tag_events, tag_bindings and chain_heads)"
-    admin_psql -qc "comment on database $DB_NAME is '$(loaded_marker) loaded $(date -u '+%Y-%m-%d %H:%M UTC'): ${LOAD_TEXT//\'/}'"
+    admin_psql -qc "comment on database $DB_NAME is '$(loaded_marker) loaded $(date -u '+%Y-%m-%d %H:%M UTC'): ${LOAD_TEXT//\'/\'\'}'"
 }
 
 # Sampled keys: kind, repository, tag, instant, digest. The 20 tags with the most events
