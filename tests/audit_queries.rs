@@ -495,6 +495,14 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
             "",
         ),
         (
+            "feed of refusals and warnings",
+            EventFilter {
+                actions: vec![Action::Refuse, Action::Warn],
+                ..EventFilter::default()
+            },
+            "",
+        ),
+        (
             "feed of a day",
             EventFilter {
                 since: Some(at),

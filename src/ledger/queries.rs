@@ -319,7 +319,10 @@ impl Ledger {
         // `$7` after this id, `$8` up to this id, `$9` limit; a NULL does not filter.
         // The reader pool plans every statement with its parameters
         // (`plan_cache_mode = force_custom_plan`), so the filters left out fold away and
-        // the planner picks the index that fits the ones given.
+        // the planner picks the index that fits the ones given. One action folds to
+        // `action = 'x'`, so that tag_events_by_action (action, id) yields the page in id
+        // order; `action = ANY('{x}')` would not, and a rare action then meant walking
+        // the feed by id and filtering, or sorting every event with that action.
         let query = match order {
             // plan: events_asc
             Order::Asc => sqlx::query(
@@ -330,7 +333,8 @@ impl Ledger {
                    AND ($2::timestamptz IS NULL OR at < $2)
                    AND ($3::text IS NULL OR repository = $3)
                    AND ($4::text IS NULL OR tag = $4)
-                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($5::text[] IS NULL
+                        OR CASE WHEN cardinality($5) = 1 THEN action = $5[1] ELSE action = ANY($5) END)
                    AND ($6::text IS NULL OR identity = $6)
                    AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
                  ORDER BY id LIMIT $9",
@@ -344,7 +348,8 @@ impl Ledger {
                    AND ($2::timestamptz IS NULL OR at < $2)
                    AND ($3::text IS NULL OR repository = $3)
                    AND ($4::text IS NULL OR tag = $4)
-                   AND ($5::text[] IS NULL OR action = ANY($5))
+                   AND ($5::text[] IS NULL
+                        OR CASE WHEN cardinality($5) = 1 THEN action = $5[1] ELSE action = ANY($5) END)
                    AND ($6::text IS NULL OR identity = $6)
                    AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
                  ORDER BY id DESC LIMIT $9",
