@@ -78,6 +78,9 @@ LEDGER_DB=${LEDGER_DB:-tagwarden_ledger_bench}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+BENCH_NAME=ledger-bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/ledger.py"
 LOADER="$ROOT/bench/ledger-load.sql"
 WRK_SCRIPT="$ROOT/bench/ledger-paths.lua"
@@ -94,12 +97,6 @@ case "$KEEP_DB" in 0 | 1) ;; *) echo "KEEP_DB must be 0 or 1" >&2; exit 2 ;; esa
 case "$LEDGER_DB" in [a-z_]*) ;; *) echo "LEDGER_DB must be a plain lower-case name" >&2; exit 2 ;; esac
 case "$LEDGER_DB" in *[!a-z0-9_]*) echo "LEDGER_DB must be a plain lower-case name" >&2; exit 2 ;; esac
 
-log() { printf '[ledger-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    printf '[ledger-bench] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
 # ---------------------------------------------------------------------------------------
 # Clean-up: every process this script starts is recorded here and stopped on exit.
 
@@ -108,19 +105,6 @@ DB_NAME=
 DROP_DB=0
 TW_PID=
 WRK_PID=
-
-stop_pid() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -165,22 +149,6 @@ ensure_tools() {
         die "missing: ${missing[*]} (Debian: apt-get install postgresql-client wrk curl python3 coreutils)"
     command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
         die "cargo not found: install the Rust toolchain (stable >= 1.85), or set TAGWARDEN_BIN"
-}
-
-build() {
-    if [ -n "${TAGWARDEN_BIN:-}" ]; then
-        BIN=$TAGWARDEN_BIN
-        [ -x "$BIN" ] || die "TAGWARDEN_BIN=$BIN is not an executable"
-        log "using $BIN (no build)"
-        return
-    fi
-    log "cargo build --release --locked (target dir ${CARGO_TARGET_DIR:-target})"
-    timeout "$BUILD_TIMEOUT" cargo build --release --locked >&2 ||
-        die "cargo build --release --locked failed or took over ${BUILD_TIMEOUT}s"
-    local target=${CARGO_TARGET_DIR:-$ROOT/target}
-    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-    BIN="$target/release/tagwarden"
-    [ -x "$BIN" ] || die "no binary at $BIN after the build"
 }
 
 admin_psql() { PGCONNECT_TIMEOUT=10 psql "$PG_ADMIN_URL" -X -v ON_ERROR_STOP=1 "$@"; }

@@ -68,6 +68,9 @@ MEASURE=${MEASURE:-$ALL_MEASUREMENTS}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/bench.py"
 PUT_SCRIPT="$ROOT/bench/put-tags.lua"
 
@@ -86,12 +89,6 @@ for _m in $MEASURE; do
 done
 measuring() { case " $MEASURE " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    printf '[bench] ERROR: %s\n' "$*" >&2
-    exit 1
-}
-
 # ---------------------------------------------------------------------------------------
 # Clean-up: every process this script starts is recorded here and stopped on exit.
 
@@ -103,22 +100,6 @@ TW_PID=
 NGX_PID=
 HAP_PID=
 SAMPLER_PID=
-
-# Stop a process and the children it has (nginx's workers): TERM, then KILL after 10 s.
-stop_pid() {
-    local pid=$1 kids i
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -216,22 +197,6 @@ ensure_tools() {
     fi
     command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
         die "cargo not found: install the Rust toolchain (stable >= 1.85), or set TAGWARDEN_BIN"
-}
-
-build() {
-    if [ -n "${TAGWARDEN_BIN:-}" ]; then
-        BIN=$TAGWARDEN_BIN
-        [ -x "$BIN" ] || die "TAGWARDEN_BIN=$BIN is not an executable"
-        log "using $BIN (no build)"
-        return
-    fi
-    log "cargo build --release --locked (target dir ${CARGO_TARGET_DIR:-target})"
-    timeout "$BUILD_TIMEOUT" cargo build --release --locked >&2 ||
-        die "cargo build --release --locked failed or took over ${BUILD_TIMEOUT}s"
-    local target=${CARGO_TARGET_DIR:-$ROOT/target}
-    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-    BIN="$target/release/tagwarden"
-    [ -x "$BIN" ] || die "no binary at $BIN after the build"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+# Functions shared by bench/run.sh and bench/ledger.sh. Source it after setting
+# BENCH_NAME (the prefix of log lines), ROOT and BUILD_TIMEOUT.
+# shellcheck shell=bash
+
+log() { printf '[%s %s] %s\n' "$BENCH_NAME" "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '[%s] ERROR: %s\n' "$BENCH_NAME" "$*" >&2
+    exit 1
+}
+
+# Stop a process and the children it has (nginx's workers): TERM, then KILL after 10 s.
+stop_pid() {
+    local pid=$1 kids i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kids=$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    for i in $kids; do kill -KILL "$i" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+}
+
+# Set BIN: TAGWARDEN_BIN, or a release build of this checkout.
+build() {
+    if [ -n "${TAGWARDEN_BIN:-}" ]; then
+        BIN=$TAGWARDEN_BIN
+        [ -x "$BIN" ] || die "TAGWARDEN_BIN=$BIN is not an executable"
+        log "using $BIN (no build)"
+        return
+    fi
+    log "cargo build --release --locked (target dir ${CARGO_TARGET_DIR:-target})"
+    timeout "$BUILD_TIMEOUT" cargo build --release --locked >&2 ||
+        die "cargo build --release --locked failed or took over ${BUILD_TIMEOUT}s"
+    local target=${CARGO_TARGET_DIR:-$ROOT/target}
+    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+    BIN="$target/release/tagwarden"
+    [ -x "$BIN" ] || die "no binary at $BIN after the build"
+}
