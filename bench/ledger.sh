@@ -409,18 +409,7 @@ EOF
 describe() {
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     meta command "$_BENCH_COMMAND"
-    meta nproc "$(nproc)"
-    meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    meta mem "$(free -h | awk '/^Mem:/ { print $2 }')"
-    meta kernel "$(uname -r)"
-    meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
-    local commit
-    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$ROOT" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-        commit="$commit (with uncommitted changes)"
-    fi
-    [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
-    meta tagwarden_commit "$commit"
+    meta_machine
     meta audit_pool 4
     meta wrk "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), $THREADS threads, $CONNECTIONS connections, $ROUNDS rounds of ${DURATION} s per query (the first after a ${WARMUP} s warm-up), 10 s request timeout; the rows marked \"one connection\": 1 thread, 1 connection"
 }

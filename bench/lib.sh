@@ -40,3 +40,19 @@ build() {
     BIN="$target/release/tagwarden"
     [ -x "$BIN" ] || die "no binary at $BIN after the build"
 }
+
+# Record the machine and the tagwarden commit with the caller's `meta KEY VALUE`.
+meta_machine() {
+    meta nproc "$(nproc)"
+    meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    meta mem "$(free -h | awk '/^Mem:/ { print $2 }')"
+    meta kernel "$(uname -r)"
+    meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+    local commit
+    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git -C "$ROOT" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+        commit="$commit (with uncommitted changes)"
+    fi
+    [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
+    meta tagwarden_commit "$commit"
+}

@@ -821,18 +821,7 @@ main() {
     meta put_connections "$PUT_CONNECTIONS"
     meta ab_version "$(ab -V 2>&1 | head -n 1 | sed 's/^This is //; s/, Version / /; s/ <.*//')"
     meta dl10_repeat "$DL10_REPEAT"
-    meta nproc "$(nproc)"
-    meta cpu "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    meta mem "$(free -h | awk '/^Mem:/ { print $2 }')"
-    meta kernel "$(uname -r)"
-    meta load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
-    local commit
-    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-    if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
-        commit="$commit (with uncommitted changes)"
-    fi
-    [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
-    meta tagwarden_commit "$commit"
+    meta_machine
     meta registry_version "$(docker-registry --version 2>&1 | awk '{ print $(NF-1), $NF }')"
     meta nginx_version "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
     meta haproxy_version "$(haproxy -v 2>&1 | head -n 1 | awk '{ print $1, $3 }')"
