@@ -121,22 +121,14 @@ cleanup() {
     elif [ -n "$DB_NAME" ]; then
         log "kept database $DB_NAME (KEEP_DB=1): ${PG_ADMIN_URL%/*}/$DB_NAME"
     fi
-    if [ -n "$RUN" ] && [ -d "$RUN" ]; then
-        if [ "$rc" -ne 0 ] && [ -s "$RUN/tagwarden.log" ]; then
-            log "last lines of $RUN/tagwarden.log:"
-            tail -n 15 "$RUN/tagwarden.log" >&2
-        fi
-        if [ "${KEEP_RUN_DIR:-0}" = 1 ]; then
-            log "kept $RUN"
-        else
-            rm -rf "$RUN"
-        fi
+    if [ "$rc" -ne 0 ] && [ -n "$RUN" ] && [ -s "$RUN/tagwarden.log" ]; then
+        log "last lines of $RUN/tagwarden.log:"
+        tail -n 15 "$RUN/tagwarden.log" >&2
     fi
+    remove_run_dir
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'log "terminated (the BENCH_TIMEOUT of ${BENCH_TIMEOUT:-7200}s ran out, or a signal); cleaning up"; exit 143' TERM
+install_traps
 
 # ---------------------------------------------------------------------------------------
 

@@ -56,3 +56,20 @@ meta_machine() {
     [ -z "${TAGWARDEN_BIN:-}" ] || commit="$commit (binary from TAGWARDEN_BIN)"
     meta tagwarden_commit "$commit"
 }
+
+# The end of a cleanup: remove the run directory RUN, or keep it with KEEP_RUN_DIR=1.
+remove_run_dir() {
+    [ -n "$RUN" ] && [ -d "$RUN" ] || return 0
+    if [ "${KEEP_RUN_DIR:-0}" = 1 ]; then
+        log "kept $RUN"
+    else
+        rm -rf "$RUN"
+    fi
+}
+
+# Run the caller's `cleanup` on every way out, saying why on a timeout.
+install_traps() {
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'log "terminated (the BENCH_TIMEOUT of ${BENCH_TIMEOUT:-7200}s ran out, or a signal); cleaning up"; exit 143' TERM
+}

@@ -116,26 +116,18 @@ cleanup() {
             "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
             log "could not drop database $DB_NAME; drop it by hand"
     fi
-    if [ -n "$RUN" ] && [ -d "$RUN" ]; then
-        if [ "$rc" -ne 0 ]; then
-            local f
-            for f in "$RUN"/registry.log "$RUN"/tagwarden.log "$RUN"/nginx/error.log "$RUN"/haproxy.log; do
-                [ -s "$f" ] || continue
-                log "last lines of $f:"
-                tail -n 15 "$f" >&2
-            done
-        fi
-        if [ "${KEEP_RUN_DIR:-0}" = 1 ]; then
-            log "kept $RUN"
-        else
-            rm -rf "$RUN"
-        fi
+    if [ "$rc" -ne 0 ] && [ -n "$RUN" ]; then
+        local f
+        for f in "$RUN"/registry.log "$RUN"/tagwarden.log "$RUN"/nginx/error.log "$RUN"/haproxy.log; do
+            [ -s "$f" ] || continue
+            log "last lines of $f:"
+            tail -n 15 "$f" >&2
+        done
     fi
+    remove_run_dir
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'log "terminated (the BENCH_TIMEOUT of ${BENCH_TIMEOUT:-7200}s ran out, or a signal); cleaning up"; exit 143' TERM
+install_traps
 
 # ---------------------------------------------------------------------------------------
 # Tools.
