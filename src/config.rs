@@ -166,6 +166,12 @@ pub struct UpstreamConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<Secret>,
+    /// Whether the registry authenticates its clients. Unset: detected from an
+    /// anonymous `GET /v2/` (401 means it does). Only then is a pusher's identity
+    /// recorded as verified, and only then is push access checked with the client's
+    /// credentials before a refusal discloses anything about a repository.
+    #[serde(default)]
+    pub authenticates: Option<bool>,
 }
 
 impl UpstreamConfig {

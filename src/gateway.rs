@@ -68,8 +68,11 @@ impl Gateway {
         conn: Connection,
         request_id: &str,
     ) -> (&'static str, Response) {
-        let (parts, body) = req.into_parts();
-        let checked = check_request(&parts);
+        let (mut parts, body) = req.into_parts();
+        let checked = check_request(&parts).and_then(|ok| {
+            check_framing(&mut parts, &body)?;
+            Ok(ok)
+        });
         let (route, host) = match checked {
             Ok(ok) => ok,
             Err(e) => return ("rejected", e.into_response()),
@@ -148,6 +151,27 @@ fn check_request(parts: &http::request::Parts) -> Result<(Route, Option<String>)
     }
     let route = route::parse(parts.uri.path()).map_err(route_error)?;
     Ok((route, host))
+}
+
+/// The API gives a DELETE no body. One that announces a body is refused: its framing
+/// headers must never reach the upstream with a body tagwarden replaced (2.8 deletes,
+/// then waits for the announced bytes while the ledger waits for its answer). A bodiless
+/// DELETE loses any `Content-Length: 0` too, so nothing about framing is forwarded.
+fn check_framing(parts: &mut http::request::Parts, body: &Incoming) -> Result<(), OciError> {
+    use http_body::Body as _;
+    if parts.method != Method::DELETE {
+        return Ok(());
+    }
+    if !body.is_end_stream() {
+        return Err(OciError::new(
+            StatusCode::BAD_REQUEST,
+            "UNSUPPORTED",
+            "a DELETE carries no body: send it without Content-Length or Transfer-Encoding",
+        ));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(())
 }
 
 fn route_error(e: RouteError) -> OciError {

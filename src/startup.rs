@@ -10,7 +10,7 @@ use crate::admin::{self, AdminState};
 use crate::api::{ApiState, Tokens};
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::enforce::Guard;
+use crate::enforce::{Guard, UpstreamAuth};
 use crate::gateway::Gateway;
 use crate::ledger::Ledger;
 use crate::policy::Policy;
@@ -56,7 +56,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         config.limits.max_manifest_bytes,
         config.upstream.authorization(),
-    );
+    )
+    .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates));
 
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),

@@ -78,6 +78,10 @@ impl Metrics {
             "tagwarden_policy_decisions_total",
             "Manifest writes and deletes decided, by outcome."
         );
+        metrics::describe_counter!(
+            "tagwarden_refusals_unrecorded_total",
+            "Refusals answered but not appended to the history, past the per-tag, per-client rate."
+        );
         Metrics {
             bytes_up: metrics::counter!("tagwarden_bytes_total", "direction" => "upload"),
             bytes_down: metrics::counter!("tagwarden_bytes_total", "direction" => "download"),
@@ -111,6 +115,10 @@ impl Metrics {
 
     pub fn decision(&self, outcome: &'static str) {
         metrics::counter!("tagwarden_policy_decisions_total", "outcome" => outcome).increment(1);
+    }
+
+    pub fn refusal_unrecorded(&self) {
+        metrics::counter!("tagwarden_refusals_unrecorded_total").increment(1);
     }
 
     pub fn render(&self) -> String {

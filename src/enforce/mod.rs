@@ -14,12 +14,15 @@
 //! uncommitted transaction; the next attempt reconciles with the upstream in step 3.
 //! If the ledger cannot be reached, writes are refused with 503: fail closed.
 
+mod access;
 mod advance;
 mod identity;
+mod limiter;
 mod manifest;
 mod probe;
 mod refusal;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -34,10 +37,13 @@ use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
 use crate::telemetry::Metrics;
 
+pub use access::UpstreamAuth;
 pub use advance::Rewound;
 pub use probe::Probe;
 
+use self::access::Denied;
 use self::advance::Target;
+use self::limiter::{Admit, RefusalLimiter};
 
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
@@ -49,6 +55,10 @@ pub struct Guard {
     max_manifest_bytes: usize,
     /// tagwarden's own upstream credentials, for the writes it makes itself.
     own_authorization: Option<HeaderValue>,
+    /// Whether the upstream authenticates clients: decides whether an identity counts
+    /// as verified and whether push access must be checked before a refusal.
+    auth: UpstreamAuth,
+    refusals: Arc<RefusalLimiter>,
 }
 
 /// The decision for one tag of a write.
@@ -92,7 +102,16 @@ impl Guard {
             metrics,
             max_manifest_bytes,
             own_authorization,
+            auth: UpstreamAuth::new(None),
+            refusals: Arc::default(),
         }
+    }
+
+    /// State whether the upstream authenticates (`upstream.authenticates`), instead of
+    /// detecting it.
+    pub fn with_upstream_auth(mut self, auth: UpstreamAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// `PUT /v2/<name>/manifests/<reference>[?tag=...]`
@@ -104,10 +123,19 @@ impl Guard {
         body: Body,
         client: &Client,
     ) -> Response {
-        match self.try_put(name, reference, parts, body, client).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        }
+        let (guard, name, reference, client) = (
+            self.clone(),
+            name.clone(),
+            reference.clone(),
+            client.clone(),
+        );
+        detached(async move {
+            guard
+                .try_put(&name, &reference, parts, body, &client)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        })
+        .await
     }
 
     /// `DELETE /v2/<name>/manifests/<reference>`
@@ -118,10 +146,40 @@ impl Guard {
         parts: Parts,
         client: &Client,
     ) -> Response {
-        match self.try_delete(name, reference, parts, client).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
+        let (guard, name, reference, client) = (
+            self.clone(),
+            name.clone(),
+            reference.clone(),
+            client.clone(),
+        );
+        detached(async move {
+            guard
+                .try_delete(&name, &reference, parts, &client)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        })
+        .await
+    }
+
+    /// Whether the identity of a request the upstream accepted counts as verified: only
+    /// when the upstream is known to authenticate. An open registry accepts any
+    /// `-u alice:wrong`, so there the name is only what the client claimed.
+    async fn verified(&self, actor: &Actor) -> bool {
+        actor.identity.is_some() && self.auth.authenticates(&self.forwarder).await == Some(true)
+    }
+
+    /// Before anything about a repository's bindings is disclosed or recorded: may this
+    /// client write to it? Open upstreams let everyone write.
+    async fn check_access(
+        &self,
+        name: &Name,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<(), Denied> {
+        if self.auth.authenticates(&self.forwarder).await == Some(false) {
+            return Ok(());
         }
+        access::check_push(&self.forwarder, name, &parts.headers, client).await
     }
 
     async fn try_put(
@@ -239,33 +297,53 @@ impl Guard {
             })
             .collect();
         if let Some(first) = refused.first() {
+            match self.check_access(name, &parts, client).await {
+                Ok(()) => {}
+                Err(Denied::Upstream(resp)) => return Ok(*resp),
+                Err(Denied::Unchecked(e)) => return Err(e),
+            }
+            actor.verified = self.verified(&actor).await;
             let Verdict::Violation { error, .. } = &first.verdict else {
                 unreachable!("filtered on violations")
             };
             let error = error.clone();
-            let events = refused.iter().filter_map(|p| {
-                let Verdict::Violation {
-                    error,
-                    reason,
-                    previous,
-                } = &p.verdict
-                else {
-                    return None;
-                };
-                Some(NewEvent {
-                    tag: Some(p.tag.as_str()),
-                    digest: Some(digest.as_str()),
-                    previous_digest: previous.as_deref(),
-                    class: Some(p.decision.class),
-                    rule: Some(&p.decision.rule),
-                    reason: Some(reason),
-                    detail: error.detail.clone(),
-                    ..NewEvent::new(Action::Refuse, repo)
-                })
-            });
+            let events = refused
+                .iter()
+                .filter(|p| self.admit_refusal(repo, p.tag.as_str(), &actor))
+                .filter_map(|p| {
+                    let Verdict::Violation {
+                        error,
+                        reason,
+                        previous,
+                    } = &p.verdict
+                    else {
+                        return None;
+                    };
+                    Some(NewEvent {
+                        tag: Some(p.tag.as_str()),
+                        digest: Some(digest.as_str()),
+                        previous_digest: previous.as_deref(),
+                        class: Some(p.decision.class),
+                        rule: Some(&p.decision.rule),
+                        reason: Some(reason),
+                        detail: error.detail.clone(),
+                        ..NewEvent::new(Action::Refuse, repo)
+                    })
+                });
             self.record_refusal(tx, events.collect(), &actor).await;
             tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, reason = %error.message, "refused a manifest write");
             return Err(error);
+        }
+
+        if let Some(resp) = self
+            .answer_identical_repush(
+                &mut tx, name, reference, &plan, digest, &parts, client, &mut actor,
+            )
+            .await?
+        {
+            tx.commit().await.map_err(ledger_down)?;
+            self.metrics.decision("accepted");
+            return Ok(resp);
         }
 
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
@@ -286,7 +364,7 @@ impl Guard {
         let applied = applied_tags(&resp, reference);
         plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
 
-        actor.verified = actor.identity.is_some();
+        actor.verified = self.verified(&actor).await;
         let mut warnings = Vec::new();
         for p in &plan {
             let (action, previous, reason) = match &p.verdict {
@@ -325,6 +403,11 @@ impl Guard {
             })
             .await
             .map_err(ledger_down)?;
+            if action == Action::Repush
+                && !self.first_repush(&mut tx, repo, p, digest, &actor).await?
+            {
+                continue;
+            }
             tx.append(&event, &actor).await.map_err(ledger_down)?;
         }
         tx.commit().await.map_err(|e| {
@@ -358,6 +441,121 @@ impl Guard {
             }
         }
         Ok(out)
+    }
+
+    /// An identical re-push of a release that the registry already serves is answered
+    /// here, as the registry would (201, `Location`, `Docker-Content-Digest`), without
+    /// rewriting the registry: distribution 2.8 rewrites a tag's link files in place on
+    /// every PUT, and pulls racing that rewrite fail with 500.
+    ///
+    /// Only for a write of one immutable tag by its path; the client must have push
+    /// access (asked of the upstream), and the registry must serve the tag at this
+    /// digest now. Otherwise the write is forwarded as usual.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_identical_repush(
+        &self,
+        tx: &mut LedgerTx,
+        name: &Name,
+        reference: &Reference,
+        plan: &[Planned],
+        digest: &Digest,
+        parts: &Parts,
+        client: &Client,
+        actor: &mut Actor,
+    ) -> Result<Option<Response>, OciError> {
+        let [p] = plan else { return Ok(None) };
+        if !matches!(reference, Reference::Tag(_))
+            || !matches!(p.verdict, Verdict::Repush)
+            || p.decision.class != TagClass::Immutable
+        {
+            return Ok(None);
+        }
+        match probe::resolve(
+            &self.forwarder,
+            name,
+            p.tag.as_str(),
+            &parts.headers,
+            client,
+        )
+        .await?
+        {
+            Probe::Present(d) if d == *digest => {}
+            _ => return Ok(None),
+        }
+        match self.check_access(name, parts, client).await {
+            Ok(()) => {}
+            Err(Denied::Upstream(resp)) => return Ok(Some(*resp)),
+            // The registry will decide when it gets the write.
+            Err(Denied::Unchecked(_)) => return Ok(None),
+        }
+        actor.verified = self.verified(actor).await;
+        let repo = name.as_str();
+        if self.first_repush(tx, repo, p, digest, actor).await? {
+            let event = NewEvent {
+                tag: Some(p.tag.as_str()),
+                digest: Some(digest.as_str()),
+                class: Some(p.decision.class),
+                rule: Some(&p.decision.rule),
+                ..NewEvent::new(Action::Repush, repo)
+            };
+            tx.append(&event, actor).await.map_err(ledger_down)?;
+        }
+        tracing::info!(repository = repo, tag = p.tag.as_str(), %digest, "identical re-push of a release answered without rewriting the registry");
+        let mut resp = StatusCode::CREATED.into_response();
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("/v2/{name}/manifests/{digest}")) {
+            h.insert(header::LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(digest.as_str()) {
+            h.insert("docker-content-digest", v);
+        }
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+        h.insert(
+            "docker-distribution-api-version",
+            HeaderValue::from_static(crate::oci::error::API_VERSION),
+        );
+        Ok(Some(resp))
+    }
+
+    /// Count a re-push; true if it is the first of its tag, digest, identity and hour,
+    /// the only one appended to the history.
+    async fn first_repush(
+        &self,
+        tx: &mut LedgerTx,
+        repo: &str,
+        p: &Planned,
+        digest: &Digest,
+        actor: &Actor,
+    ) -> Result<bool, OciError> {
+        let count = tx
+            .tally_repush(
+                repo,
+                p.tag.as_str(),
+                digest.as_str(),
+                actor.identity.as_deref(),
+            )
+            .await
+            .map_err(ledger_down)?;
+        Ok(count == 1)
+    }
+
+    /// Whether to record a refusal of `tag` for this client, or only count it.
+    fn admit_refusal(&self, repo: &str, tag: &str, actor: &Actor) -> bool {
+        let who = actor
+            .identity
+            .as_deref()
+            .or(actor.remote_addr.as_deref())
+            .unwrap_or("");
+        match self.refusals.admit(repo, tag, who) {
+            Admit::Record => true,
+            Admit::Skip { first } => {
+                self.metrics.refusal_unrecorded();
+                if first {
+                    tracing::warn!(repository = repo, tag, client = who, "refusals of this tag for this client exceed {} a minute; further ones this minute are answered but not recorded", limiter::PER_WINDOW);
+                }
+                false
+            }
+        }
     }
 
     /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,
@@ -615,6 +813,28 @@ impl Guard {
         }
         if let Err(e) = tx.commit().await {
             tracing::error!(error = %e, "could not record a refusal in the ledger");
+        }
+    }
+}
+
+/// Run an enforcement future to its end even if the client goes away.
+///
+/// Once a write is forwarded, "upstream answer → bind → record → commit" must not be
+/// stopped halfway: a client that resets its stream or connection drops the request
+/// future, and with it the commit, while the registry keeps what it stored. A spawned
+/// task is not dropped with the request; every step in it is bounded by its own
+/// timeouts (upstream, ledger statements).
+async fn detached(fut: impl Future<Output = Response> + Send + 'static) -> Response {
+    match tokio::spawn(fut).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "a manifest write or delete task failed");
+            OciError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "UNKNOWN",
+                "tagwarden failed while handling this manifest request; nothing was bound; retry",
+            )
+            .into_response()
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod queries;
+mod repush;
 pub mod store;
 
 use chrono::{DateTime, Utc};

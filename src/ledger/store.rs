@@ -281,7 +281,7 @@ fn hashed_fields(e: &StoredEvent) -> HashedFields<'_> {
 /// rollback, and are released by the database if tagwarden dies, so a crash can never
 /// leave a tag blocked.
 pub struct LedgerTx {
-    tx: Transaction<'static, Postgres>,
+    pub(super) tx: Transaction<'static, Postgres>,
 }
 
 /// The advisory-lock key of a `(repository, tag-or-digest)` pair.

@@ -1,0 +1,30 @@
+//! Coalescing identical re-pushes (see `migrations/0006_repush_tally.sql`).
+
+use super::store::{LedgerError, LedgerTx};
+
+impl LedgerTx {
+    /// Count a re-push of `digest` under `tag` by `identity` in the current hour and
+    /// return how many there were this hour, this one included: only the first is
+    /// appended to the history.
+    pub async fn tally_repush(
+        &mut self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        identity: Option<&str>,
+    ) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO repush_tally (repository, tag, digest, identity, hour)
+             VALUES ($1, $2, $3, $4, date_trunc('hour', now()))
+             ON CONFLICT (repository, tag, digest, identity, hour)
+             DO UPDATE SET count = repush_tally.count + 1, last_at = now()
+             RETURNING count",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(digest)
+        .bind(identity.unwrap_or(""))
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+}
