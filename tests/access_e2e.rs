@@ -368,3 +368,63 @@ async fn a_delete_that_announces_a_body_is_refused_before_anything_is_deleted() 
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     assert!(live_bindings(ledger(&stack), repo).is_empty());
 }
+
+#[tokio::test]
+async fn pulls_of_a_release_never_fail_while_a_client_loops_identical_repushes() {
+    let stack = Stack::start().await;
+    let repo = "busy/app";
+    let image = Image::random(&[512]);
+    push(
+        &image,
+        &stack.front.docker_ref(&format!("{repo}:1.0.0")),
+        None,
+    )
+    .await
+    .assert_success();
+    let base = stack.front.url();
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let pusher = {
+        let (base, manifest) = (base.clone(), image.manifest.clone());
+        tokio::spawn(async move {
+            let mut pushed = 0;
+            while std::time::Instant::now() < until {
+                let resp = put_manifest(&base, repo, "1.0.0", &manifest).await;
+                assert_eq!(resp.status(), StatusCode::CREATED);
+                pushed += 1;
+            }
+            pushed
+        })
+    };
+    let mut pullers = Vec::new();
+    for _ in 0..4 {
+        let base = base.clone();
+        pullers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while std::time::Instant::now() < until {
+                let resp = client()
+                    .get(format!("{base}/v2/{repo}/manifests/1.0.0"))
+                    .header("accept", support::http::MANIFEST_ACCEPT)
+                    .send()
+                    .await
+                    .expect("GET manifest");
+                statuses.push(resp.status());
+            }
+            statuses
+        }));
+    }
+    let pushed = pusher.await.unwrap();
+    let mut pulls = 0;
+    for p in pullers {
+        let statuses = p.await.unwrap();
+        pulls += statuses.len();
+        let failed: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
+        assert!(
+            failed.is_empty(),
+            "pulls failed during re-pushes: {failed:?}"
+        );
+    }
+    assert!(
+        pushed > 10 && pulls > 40,
+        "{pushed} re-pushes, {pulls} pulls"
+    );
+}
