@@ -7,11 +7,12 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::{check_stored_digest, ledger_down, refusal, Guard, Verdict};
+use super::plan::{self, Verdict};
+use super::{check_stored_digest, ledger_down, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
 use crate::oci::media::ACCEPT_ALL_MANIFESTS;
 use crate::oci::{Digest, Name, OciError, Tag};
-use crate::policy::advance::{self as rules, Series};
+use crate::policy::advance as rules;
 use crate::policy::{Decision, TagClass};
 use crate::proxy::body::Activity;
 
@@ -55,10 +56,9 @@ impl Guard {
         current: Option<&str>,
         target: &Target<'_>,
     ) -> Result<Option<Verdict>, OciError> {
-        let Some(advance) = decision.advance else {
+        if decision.advance.is_none() {
             return Ok(None);
-        };
-        let series = Series::of(tag);
+        }
         let current_releases = match current {
             Some(d) => tx.release_tags(repo, d).await.map_err(ledger_down)?,
             None => Vec::new(),
@@ -68,34 +68,15 @@ impl Guard {
             .await
             .map_err(ledger_down)?;
         target_releases.extend(target.releases_in_request.iter().map(|t| (*t).to_owned()));
-        let best_current = rules::best_release(
-            current_releases.iter().map(String::as_str),
-            series,
-            advance.allow_prerelease,
-        );
-        let best_target = rules::best_release(
-            target_releases.iter().map(String::as_str),
-            series,
-            advance.allow_prerelease,
-        );
-        match rules::check(series, best_current.as_ref(), best_target.as_ref()) {
-            Ok(()) => Ok(None),
-            Err(why) => Ok(Some(Verdict::Violation {
-                reason: match why {
-                    rules::Refusal::Backwards { .. } => "moving-tag-backwards",
-                    rules::Refusal::NotARelease { .. } => "moving-tag-not-a-release",
-                },
-                error: refusal::not_forward(
-                    repo,
-                    tag,
-                    &why,
-                    current,
-                    target.digest,
-                    &decision.rule,
-                ),
-                previous: current.map(str::to_owned),
-            })),
-        }
+        Ok(plan::advance(
+            repo,
+            tag,
+            decision,
+            current,
+            target.digest,
+            &current_releases,
+            &target_releases,
+        ))
     }
 
     /// After a new release is bound, move the tags whose rules follow it (`1.4`, `1`,

@@ -4,10 +4,12 @@
 //! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`);
 //! 2. open a ledger transaction and take advisory locks on the tags and the digest, so
 //!    that every tagwarden process sharing the database serialises on them;
-//! 3. decide each tag from its binding; an immutable tag the ledger has never seen is
-//!    first looked up in the upstream (it may predate tagwarden, or a crash may have
-//!    left the upstream ahead of the ledger);
-//! 4. refuse (recording the refusal) or forward the manifest, and bind only once the
+//! 3. read what each tag's decision needs: its binding; for an immutable tag the ledger
+//!    has never seen, what the upstream holds under it (it may predate tagwarden, or a
+//!    crash may have left the upstream ahead of the ledger); for an advancing tag, the
+//!    releases involved;
+//! 4. decide, with no I/O ([`plan`]);
+//! 5. refuse (recording the refusal), or forward the manifest and bind only once the
 //!    upstream accepted it with the digest tagwarden computed; then commit.
 //!
 //! If tagwarden dies anywhere in between, the database drops the locks and the
@@ -19,6 +21,7 @@ mod advance;
 mod identity;
 mod limiter;
 mod manifest;
+mod plan;
 mod probe;
 mod refusal;
 
@@ -42,8 +45,8 @@ pub use advance::Rewound;
 pub use probe::Probe;
 
 use self::access::Denied;
-use self::advance::Target;
 use self::limiter::{Admit, RefusalLimiter};
+use self::plan::{Facts, Planned, Releases, Verdict};
 
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
@@ -59,31 +62,6 @@ pub struct Guard {
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
-}
-
-/// The decision for one tag of a write.
-#[derive(Debug)]
-enum Verdict {
-    Create,
-    Repush,
-    Move {
-        previous: String,
-    },
-    /// A write the policy forbids: refused when its rule enforces, allowed with a
-    /// warning when the rule is in warn mode.
-    Violation {
-        error: OciError,
-        /// Recorded with the event, e.g. `immutable-tag-rebind`.
-        reason: &'static str,
-        previous: Option<String>,
-    },
-}
-
-/// One tag of a write, classified and decided.
-struct Planned {
-    tag: Tag,
-    decision: Decision,
-    verdict: Verdict,
 }
 
 impl Guard {
@@ -224,115 +202,19 @@ impl Guard {
         lock_items.push(digest.as_str());
         tx.lock(repo, &lock_items).await.map_err(ledger_down)?;
 
-        // Releases this very request creates count as releases for advancing tags.
-        let request_releases: Vec<&str> = tags
-            .iter()
-            .map(Tag::as_str)
-            .filter(|t| self.policy.classify(repo, t).class == TagClass::Immutable)
-            .collect();
-        let mut plan: Vec<Planned> = Vec::with_capacity(tags.len());
+        let mut facts = Vec::with_capacity(tags.len());
         for tag in &tags {
-            let decision = self.policy.classify(repo, tag.as_str());
-            let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
-            let current_live = current
-                .as_ref()
-                .filter(|b| b.deleted_at.is_none())
-                .map(|b| b.digest.clone());
-            let rebind = |bound: &Binding| Verdict::Violation {
-                error: refusal::rebind(repo, tag.as_str(), bound, digest.as_str()),
-                reason: "immutable-tag-rebind",
-                previous: Some(bound.digest.clone()),
-            };
-            let mut verdict = match (decision.class, current) {
-                (TagClass::Immutable, Some(b)) if b.digest == digest.as_str() => Verdict::Repush,
-                (TagClass::Immutable, Some(b)) => rebind(&b),
-                (TagClass::Immutable, None) => {
-                    // Never seen: ask the upstream before claiming the name.
-                    match self
-                        .adopt_existing(&mut tx, name, tag, &decision, &parts, client)
-                        .await?
-                    {
-                        Some(b) if b.digest != digest.as_str() => rebind(&b),
-                        _ => Verdict::Create,
-                    }
-                }
-                (_, Some(b)) if b.deleted_at.is_none() && b.digest == digest.as_str() => {
-                    Verdict::Repush
-                }
-                (_, Some(b)) if b.deleted_at.is_none() => Verdict::Move { previous: b.digest },
-                (_, _) => Verdict::Create,
-            };
-            if decision.advance.is_some()
-                && matches!(verdict, Verdict::Create | Verdict::Move { .. })
-            {
-                let target = Target {
-                    digest: digest.as_str(),
-                    releases_in_request: &request_releases,
-                };
-                if let Some(v) = self
-                    .check_advance(
-                        &mut tx,
-                        repo,
-                        tag.as_str(),
-                        &decision,
-                        current_live.as_deref(),
-                        &target,
-                    )
-                    .await?
-                {
-                    verdict = v;
-                }
-            }
-            plan.push(Planned {
-                tag: tag.clone(),
-                decision,
-                verdict,
-            });
+            facts.push(
+                self.read_facts(&mut tx, name, tag, digest, &parts, client)
+                    .await?,
+            );
         }
+        let mut plan = plan::decide(repo, digest.as_str(), facts);
 
-        let refused: Vec<&Planned> = plan
-            .iter()
-            .filter(|p| {
-                matches!(p.verdict, Verdict::Violation { .. }) && p.decision.mode == Mode::Enforce
-            })
-            .collect();
-        if let Some(first) = refused.first() {
-            match self.check_access(name, &parts, client).await {
-                Ok(()) => {}
-                Err(Denied::Upstream(resp)) => return Ok(*resp),
-                Err(Denied::Unchecked(e)) => return Err(e),
-            }
-            actor.verified = self.verified(&actor).await;
-            let Verdict::Violation { error, .. } = &first.verdict else {
-                unreachable!("filtered on violations")
-            };
-            let error = error.clone();
-            let events = refused
-                .iter()
-                .filter(|p| self.admit_refusal(repo, p.tag.as_str(), &actor))
-                .filter_map(|p| {
-                    let Verdict::Violation {
-                        error,
-                        reason,
-                        previous,
-                    } = &p.verdict
-                    else {
-                        return None;
-                    };
-                    Some(NewEvent {
-                        tag: Some(p.tag.as_str()),
-                        digest: Some(digest.as_str()),
-                        previous_digest: previous.as_deref(),
-                        class: Some(p.decision.class),
-                        rule: Some(&p.decision.rule),
-                        reason: Some(reason),
-                        detail: error.detail.clone(),
-                        ..NewEvent::new(Action::Refuse, repo)
-                    })
-                });
-            self.record_refusal(tx, events.collect(), &actor).await;
-            tracing::info!(repository = repo, tag = first.tag.as_str(), attempted = %digest, reason = %error.message, "refused a manifest write");
-            return Err(error);
+        if plan.iter().any(Planned::refuses) {
+            return self
+                .refuse(tx, name, &plan, digest, &parts, client, &mut actor)
+                .await;
         }
 
         if let Some(resp) = self
@@ -365,51 +247,9 @@ impl Guard {
         plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
 
         actor.verified = self.verified(&actor).await;
-        let mut warnings = Vec::new();
-        for p in &plan {
-            let (action, previous, reason) = match &p.verdict {
-                Verdict::Create => (Action::Create, None, None),
-                Verdict::Repush => (Action::Repush, None, None),
-                Verdict::Move { previous } => (Action::Move, Some(previous.as_str()), None),
-                Verdict::Violation {
-                    error,
-                    reason,
-                    previous,
-                } => {
-                    warnings.push(format!(
-                        "{} (rule {} is in warn mode, so the write was allowed)",
-                        error.message, p.decision.rule
-                    ));
-                    (Action::Warn, previous.as_deref(), Some(*reason))
-                }
-            };
-            let event = NewEvent {
-                tag: Some(p.tag.as_str()),
-                digest: Some(digest.as_str()),
-                previous_digest: previous,
-                class: Some(p.decision.class),
-                rule: Some(&p.decision.rule),
-                reason,
-                ..NewEvent::new(action, repo)
-            };
-            // Bind first: the append locks the repository's chain head until commit.
-            tx.bind(&NewBinding {
-                repository: repo,
-                tag: p.tag.as_str(),
-                digest: digest.as_str(),
-                class: p.decision.class,
-                rule: &p.decision.rule,
-                bound_by: actor.identity.as_deref(),
-            })
-            .await
-            .map_err(ledger_down)?;
-            if action == Action::Repush
-                && !self.first_repush(&mut tx, repo, p, digest, &actor).await?
-            {
-                continue;
-            }
-            tx.append(&event, &actor).await.map_err(ledger_down)?;
-        }
+        let warnings = self
+            .record_accepted(&mut tx, repo, &plan, digest, &actor)
+            .await?;
         tx.commit().await.map_err(|e| {
             // The upstream holds the manifest but the ledger does not: the client sees
             // a failure and retries; the retry adopts what the upstream holds.
@@ -441,6 +281,118 @@ impl Guard {
             }
         }
         Ok(out)
+    }
+
+    /// Refuse a write one of whose tags an enforcing rule forbids, and record why.
+    /// Only a client that may push to the repository learns anything, or gets a record:
+    /// everyone else gets the upstream's own answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn refuse(
+        &self,
+        tx: LedgerTx,
+        name: &Name,
+        plan: &[Planned],
+        digest: &Digest,
+        parts: &Parts,
+        client: &Client,
+        actor: &mut Actor,
+    ) -> Result<Response, OciError> {
+        match self.check_access(name, parts, client).await {
+            Ok(()) => {}
+            Err(Denied::Upstream(resp)) => return Ok(*resp),
+            Err(Denied::Unchecked(e)) => return Err(e),
+        }
+        actor.verified = self.verified(actor).await;
+        let repo = name.as_str();
+        let mut first = None;
+        let mut events = Vec::new();
+        for p in plan.iter().filter(|p| p.refuses()) {
+            let Verdict::Violation {
+                error,
+                reason,
+                previous,
+            } = &p.verdict
+            else {
+                continue;
+            };
+            first.get_or_insert((p.tag.as_str(), error));
+            if !self.admit_refusal(repo, p.tag.as_str(), actor) {
+                continue;
+            }
+            events.push(NewEvent {
+                tag: Some(p.tag.as_str()),
+                digest: Some(digest.as_str()),
+                previous_digest: previous.as_deref(),
+                class: Some(p.decision.class),
+                rule: Some(&p.decision.rule),
+                reason: Some(reason),
+                detail: error.detail.clone(),
+                ..NewEvent::new(Action::Refuse, repo)
+            });
+        }
+        let Some((tag, error)) = first else {
+            unreachable!("refuse is called for plans with a refusal")
+        };
+        let error = error.clone();
+        self.record_refusal(tx, events, actor).await;
+        tracing::info!(repository = repo, tag, attempted = %digest, reason = %error.message, "refused a manifest write");
+        Err(error)
+    }
+
+    /// Bind and record each tag of an accepted write; the warnings of rules in warn
+    /// mode, for the client.
+    async fn record_accepted(
+        &self,
+        tx: &mut LedgerTx,
+        repo: &str,
+        plan: &[Planned],
+        digest: &Digest,
+        actor: &Actor,
+    ) -> Result<Vec<String>, OciError> {
+        let mut warnings = Vec::new();
+        for p in plan {
+            let (action, previous, reason) = match &p.verdict {
+                Verdict::Create => (Action::Create, None, None),
+                Verdict::Repush => (Action::Repush, None, None),
+                Verdict::Move { previous } => (Action::Move, Some(previous.as_str()), None),
+                Verdict::Violation {
+                    error,
+                    reason,
+                    previous,
+                } => {
+                    warnings.push(format!(
+                        "{} (rule {} is in warn mode, so the write was allowed)",
+                        error.message, p.decision.rule
+                    ));
+                    (Action::Warn, previous.as_deref(), Some(*reason))
+                }
+            };
+            // Bind first: the append locks the repository's chain head until commit.
+            tx.bind(&NewBinding {
+                repository: repo,
+                tag: p.tag.as_str(),
+                digest: digest.as_str(),
+                class: p.decision.class,
+                rule: &p.decision.rule,
+                bound_by: actor.identity.as_deref(),
+            })
+            .await
+            .map_err(ledger_down)?;
+            if action == Action::Repush && !self.first_repush(tx, repo, p, digest, actor).await? {
+                continue;
+            }
+            let event = NewEvent {
+                tag: Some(p.tag.as_str()),
+                digest: Some(digest.as_str()),
+                previous_digest: previous,
+                class: Some(p.decision.class),
+                rule: Some(&p.decision.rule),
+                reason,
+                ..NewEvent::new(action, repo)
+            };
+            tx.append(&event, actor).await.map_err(ledger_down)?;
+        }
+        Ok(warnings)
     }
 
     /// An identical re-push of a release that the registry already serves is answered
@@ -556,6 +508,59 @@ impl Guard {
                 false
             }
         }
+    }
+
+    /// Everything the decision of one tag needs, read under the write's locks: its
+    /// binding; for an immutable tag the ledger never saw, what the registry holds
+    /// under it (adopted); for a tag that only moves forward, the releases of the
+    /// digests it would move between.
+    async fn read_facts(
+        &self,
+        tx: &mut LedgerTx,
+        name: &Name,
+        tag: &Tag,
+        digest: &Digest,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Facts, OciError> {
+        let repo = name.as_str();
+        let decision = self.policy.classify(repo, tag.as_str());
+        let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+        let adopted = if decision.class == TagClass::Immutable && current.is_none() {
+            // Never seen: ask the upstream before claiming the name.
+            self.adopt_existing(tx, name, tag, &decision, parts, client)
+                .await?
+        } else {
+            None
+        };
+        let releases = match decision.advance {
+            Some(_) => {
+                let live = current.as_ref().filter(|b| b.deleted_at.is_none());
+                let of_current = match live {
+                    Some(b) => tx
+                        .release_tags(repo, &b.digest)
+                        .await
+                        .map_err(ledger_down)?,
+                    None => Vec::new(),
+                };
+                let of_target = tx
+                    .release_tags(repo, digest.as_str())
+                    .await
+                    .map_err(ledger_down)?;
+                Some(Releases {
+                    of_current,
+                    of_target,
+                })
+            }
+            None => None,
+        };
+        Ok(Facts {
+            tag: tag.clone(),
+            decision,
+            current,
+            adopted,
+            releases,
+        })
     }
 
     /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,

@@ -1,0 +1,378 @@
+//! The decision of a manifest write, with no I/O: given each tag's class, its binding,
+//! what the registry held for a tag the ledger never saw, and the releases of the
+//! digests an advancing tag would move between, what happens to each tag.
+//!
+//! Everything this needs is read first (under the tags' locks) by the write handler in
+//! `mod.rs`; everything it decides is carried out there. Keeping the matrix here makes
+//! it testable row by row without a registry or a database.
+
+use crate::ledger::Binding;
+use crate::oci::{OciError, Tag};
+use crate::policy::advance::{self as rules, Series};
+use crate::policy::{Decision, Mode, TagClass};
+
+use super::refusal;
+
+/// The decision for one tag of a write.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    Create,
+    Repush,
+    Move {
+        previous: String,
+    },
+    /// A write the policy forbids: refused when its rule enforces, allowed with a
+    /// warning when the rule is in warn mode.
+    Violation {
+        error: OciError,
+        /// Recorded with the event, e.g. `immutable-tag-rebind`.
+        reason: &'static str,
+        previous: Option<String>,
+    },
+}
+
+/// One tag of a write, classified and decided.
+#[derive(Debug)]
+pub(super) struct Planned {
+    pub tag: Tag,
+    pub decision: Decision,
+    pub verdict: Verdict,
+}
+
+impl Planned {
+    /// A violation of a rule that enforces: the write must be refused.
+    pub fn refuses(&self) -> bool {
+        matches!(self.verdict, Verdict::Violation { .. }) && self.decision.mode == Mode::Enforce
+    }
+}
+
+/// What was read about one tag before deciding.
+#[derive(Debug, Clone)]
+pub(super) struct Facts {
+    pub tag: Tag,
+    pub decision: Decision,
+    /// The ledger's binding, deleted or not.
+    pub current: Option<Binding>,
+    /// For an immutable tag the ledger had no binding for: what the registry held
+    /// under it, now recorded as adopted.
+    pub adopted: Option<Binding>,
+    /// For a tag that only moves forward: the releases of the digests it would move
+    /// between.
+    pub releases: Option<Releases>,
+}
+
+/// Live immutable tags of the repository bound to a digest.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Releases {
+    /// ... to the digest the tag names now.
+    pub of_current: Vec<String>,
+    /// ... to the digest of this write.
+    pub of_target: Vec<String>,
+}
+
+/// Decide every tag of a write of `digest` to `repo`.
+pub(super) fn decide(repo: &str, digest: &str, facts: Vec<Facts>) -> Vec<Planned> {
+    // Release tags this very request creates count as releases of its digest.
+    let in_request: Vec<String> = facts
+        .iter()
+        .filter(|f| f.decision.class == TagClass::Immutable)
+        .map(|f| f.tag.as_str().to_owned())
+        .collect();
+    facts
+        .into_iter()
+        .map(|f| {
+            let verdict = verdict(repo, digest, &f, &in_request);
+            Planned {
+                tag: f.tag,
+                decision: f.decision,
+                verdict,
+            }
+        })
+        .collect()
+}
+
+fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdict {
+    let tag = f.tag.as_str();
+    let rebind = |bound: &Binding| Verdict::Violation {
+        error: refusal::rebind(repo, tag, bound, digest),
+        reason: "immutable-tag-rebind",
+        previous: Some(bound.digest.clone()),
+    };
+    let live = f.current.as_ref().filter(|b| b.deleted_at.is_none());
+    let verdict = match (f.decision.class, &f.current) {
+        // An immutable tag stays reserved for its digest, deleted or not.
+        (TagClass::Immutable, Some(b)) if b.digest == digest => Verdict::Repush,
+        (TagClass::Immutable, Some(b)) => rebind(b),
+        (TagClass::Immutable, None) => match &f.adopted {
+            Some(b) if b.digest != digest => rebind(b),
+            _ => Verdict::Create,
+        },
+        (_, _) => match live {
+            Some(b) if b.digest == digest => Verdict::Repush,
+            Some(b) => Verdict::Move {
+                previous: b.digest.clone(),
+            },
+            None => Verdict::Create,
+        },
+    };
+    if !matches!(verdict, Verdict::Create | Verdict::Move { .. }) {
+        return verdict;
+    }
+    let empty = Releases::default();
+    let releases = f.releases.as_ref().unwrap_or(&empty);
+    let mut of_target = releases.of_target.clone();
+    of_target.extend(in_request.iter().cloned());
+    advance(
+        repo,
+        tag,
+        &f.decision,
+        live.map(|b| b.digest.as_str()),
+        digest,
+        &releases.of_current,
+        &of_target,
+    )
+    .unwrap_or(verdict)
+}
+
+/// Whether a tag that only moves forward may move from `current` to `target`, given
+/// the release tags of each; `Some(violation)` when it may not.
+pub(super) fn advance(
+    repo: &str,
+    tag: &str,
+    decision: &Decision,
+    current: Option<&str>,
+    target: &str,
+    current_releases: &[String],
+    target_releases: &[String],
+) -> Option<Verdict> {
+    let advance = decision.advance?;
+    let series = Series::of(tag);
+    let best_current = rules::best_release(
+        current_releases.iter().map(String::as_str),
+        series,
+        advance.allow_prerelease,
+    );
+    let best_target = rules::best_release(
+        target_releases.iter().map(String::as_str),
+        series,
+        advance.allow_prerelease,
+    );
+    let why = rules::check(series, best_current.as_ref(), best_target.as_ref()).err()?;
+    Some(Verdict::Violation {
+        reason: match why {
+            rules::Refusal::Backwards { .. } => "moving-tag-backwards",
+            rules::Refusal::NotARelease { .. } => "moving-tag-not-a-release",
+        },
+        error: refusal::not_forward(repo, tag, &why, current, target, &decision.rule),
+        previous: current.map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyConfig;
+    use crate::policy::{AdvanceKind, Policy, RuleConfig};
+    use chrono::Utc;
+
+    const REPO: &str = "team/app";
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// The ledger's state of a tag before the write, in the matrix's words.
+    #[derive(Clone, Copy, Debug)]
+    enum Bound {
+        None,
+        Same,
+        Other,
+        DeletedSame,
+        DeletedOther,
+    }
+
+    /// What a row expects.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Create,
+        Repush,
+        Move,
+        Refuse(&'static str),
+        Warn(&'static str),
+    }
+
+    fn binding(tag: &str, digest: &str, deleted: bool) -> Binding {
+        let now = Utc::now();
+        Binding {
+            repository: REPO.into(),
+            tag: tag.into(),
+            digest: digest.into(),
+            class: "immutable".into(),
+            rule: "r".into(),
+            bound_by: Some("alice".into()),
+            first_bound_at: now,
+            last_changed_at: now,
+            deleted_at: deleted.then_some(now),
+        }
+    }
+
+    fn policy(warn: bool) -> Policy {
+        let rule = |name: &str, tag: &str, class: TagClass| RuleConfig {
+            name: name.into(),
+            tag: tag.into(),
+            repository: None,
+            class,
+            mode: Mode::Enforce,
+            advance: None,
+            allow_prerelease: false,
+            follow: false,
+        };
+        let config = PolicyConfig {
+            include_defaults: false,
+            rules: vec![
+                RuleConfig {
+                    mode: if warn { Mode::Warn } else { Mode::Enforce },
+                    ..rule("releases", r"v?\d+\.\d+\.\d+", TagClass::Immutable)
+                },
+                RuleConfig {
+                    advance: Some(AdvanceKind::Semver),
+                    ..rule("minor", r"\d+\.\d+", TagClass::Moving)
+                },
+                rule("sigs", r"sha256-[0-9a-f]{64}(\.sig)?", TagClass::Exempt),
+            ],
+        };
+        Policy::from_config(&config).expect("valid policy")
+    }
+
+    fn facts(policy: &Policy, tag: &str, bound: Bound, adopted: Option<&str>) -> Facts {
+        let current = match bound {
+            Bound::None => None,
+            Bound::Same => Some(binding(tag, A, false)),
+            Bound::Other => Some(binding(tag, B, false)),
+            Bound::DeletedSame => Some(binding(tag, A, true)),
+            Bound::DeletedOther => Some(binding(tag, B, true)),
+        };
+        Facts {
+            tag: Tag::parse(tag).unwrap(),
+            decision: policy.classify(REPO, tag),
+            current,
+            adopted: adopted.map(|d| binding(tag, d, false)),
+            releases: None,
+        }
+    }
+
+    fn outcome(p: &Planned) -> Expect {
+        match &p.verdict {
+            Verdict::Create => Expect::Create,
+            Verdict::Repush => Expect::Repush,
+            Verdict::Move { .. } => Expect::Move,
+            Verdict::Violation { reason, .. } if p.refuses() => Expect::Refuse(reason),
+            Verdict::Violation { reason, .. } => Expect::Warn(reason),
+        }
+    }
+
+    /// Class × current binding × mode, for a write of digest A.
+    #[test]
+    fn the_decision_matrix_for_one_tag() {
+        use Bound::*;
+        use Expect::*;
+        const REBIND: &str = "immutable-tag-rebind";
+        #[rustfmt::skip]
+        let rows: &[(&str, Bound, bool, Expect)] = &[
+            // immutable, enforced
+            ("1.4.0", None,         false, Create),
+            ("1.4.0", Same,         false, Repush),
+            ("1.4.0", Other,        false, Refuse(REBIND)),
+            ("1.4.0", DeletedSame,  false, Repush),
+            ("1.4.0", DeletedOther, false, Refuse(REBIND)),
+            // immutable, warn mode: the same violations, allowed
+            ("1.4.0", None,         true,  Create),
+            ("1.4.0", Same,         true,  Repush),
+            ("1.4.0", Other,        true,  Warn(REBIND)),
+            ("1.4.0", DeletedOther, true,  Warn(REBIND)),
+            // moving (advancing, but these rows give it no releases to compare:
+            // see the advance rows below)
+            ("latest", None,         false, Create),
+            ("latest", Same,         false, Repush),
+            ("latest", Other,        false, Move),
+            ("latest", DeletedSame,  false, Create),
+            ("latest", DeletedOther, false, Create),
+            // exempt
+            ("sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sig", Other, false, Move),
+            ("sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sig", Same,  false, Repush),
+        ];
+        for (tag, bound, warn, expect) in rows {
+            let p = policy(*warn);
+            let plan = decide(REPO, A, vec![facts(&p, tag, *bound, Option::None)]);
+            assert_eq!(&outcome(&plan[0]), expect, "{tag} {bound:?} warn={warn}");
+        }
+    }
+
+    #[test]
+    fn an_unrecorded_release_is_decided_by_what_the_registry_held() {
+        let p = policy(false);
+        for (held, expect) in [
+            (None, Expect::Create),
+            (Some(A), Expect::Create),
+            (Some(B), Expect::Refuse("immutable-tag-rebind")),
+        ] {
+            let plan = decide(REPO, A, vec![facts(&p, "2.0.0", Bound::None, held)]);
+            assert_eq!(outcome(&plan[0]), expect, "registry held {held:?}");
+        }
+    }
+
+    #[test]
+    fn advancing_tags_move_only_forward_over_releases() {
+        let p = policy(false);
+        let with = |current: &[&str], target: &[&str]| {
+            let mut f = facts(&p, "1.4", Bound::Other, None);
+            f.releases = Some(Releases {
+                of_current: current.iter().map(|s| s.to_string()).collect(),
+                of_target: target.iter().map(|s| s.to_string()).collect(),
+            });
+            outcome(&decide(REPO, A, vec![f])[0])
+        };
+        assert_eq!(with(&["1.4.0"], &["1.4.1"]), Expect::Move);
+        assert_eq!(
+            with(&["1.4.1"], &["1.4.0"]),
+            Expect::Refuse("moving-tag-backwards")
+        );
+        assert_eq!(
+            with(&["1.4.0"], &[]),
+            Expect::Refuse("moving-tag-not-a-release")
+        );
+        assert_eq!(
+            with(&["1.4.0"], &["1.5.0"]),
+            Expect::Refuse("moving-tag-not-a-release"),
+            "1.4 names only 1.4.x releases"
+        );
+    }
+
+    #[test]
+    fn a_release_created_by_the_same_request_counts_for_its_followers() {
+        // PUT by digest ?tag=1.4.2&tag=1.4: 1.4.2 is not bound yet, but this write
+        // makes it a release of the digest.
+        let p = policy(false);
+        let mut minor = facts(&p, "1.4", Bound::Other, None);
+        minor.releases = Some(Releases {
+            of_current: vec!["1.4.1".into()],
+            of_target: vec![],
+        });
+        let plan = decide(REPO, A, vec![facts(&p, "1.4.2", Bound::None, None), minor]);
+        let outcomes: Vec<Expect> = plan.iter().map(outcome).collect();
+        assert_eq!(outcomes, [Expect::Create, Expect::Move]);
+    }
+
+    #[test]
+    fn one_refused_tag_refuses_the_whole_write() {
+        let p = policy(false);
+        let plan = decide(
+            REPO,
+            A,
+            vec![
+                facts(&p, "1.4.0", Bound::Other, None),
+                facts(&p, "latest", Bound::Other, None),
+            ],
+        );
+        assert!(plan.iter().any(Planned::refuses));
+        assert_eq!(plan.iter().filter(|p| p.refuses()).count(), 1);
+    }
+}
