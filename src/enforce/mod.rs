@@ -180,21 +180,37 @@ impl Guard {
                 .as_ref()
                 .filter(|b| b.deleted_at.is_none())
                 .map(|b| b.digest.clone());
-            let rebind = |bound: &Binding| Verdict::Violation {
-                error: refusal::rebind(repo, tag.as_str(), bound, digest.as_str()),
+            let rebind = |bound: &Binding, taken: Option<Vec<String>>| Verdict::Violation {
+                error: refusal::rebind(
+                    repo,
+                    tag.as_str(),
+                    bound,
+                    digest.as_str(),
+                    taken.as_deref(),
+                ),
                 reason: "immutable-tag-rebind",
                 previous: Some(bound.digest.clone()),
             };
             let mut verdict = match (decision.class, current) {
                 (TagClass::Immutable, Some(b)) if b.digest == digest.as_str() => Verdict::Repush,
-                (TagClass::Immutable, Some(b)) => rebind(&b),
+                (TagClass::Immutable, Some(b)) => rebind(
+                    &b,
+                    refusal::taken_in_series(&mut tx, repo, tag.as_str())
+                        .await
+                        .map_err(ledger_down)?,
+                ),
                 (TagClass::Immutable, None) => {
                     // Never seen: ask the upstream before claiming the name.
                     match self
                         .adopt_existing(&mut tx, name, tag, &decision, &parts, client)
                         .await?
                     {
-                        Some(b) if b.digest != digest.as_str() => rebind(&b),
+                        Some(b) if b.digest != digest.as_str() => rebind(
+                            &b,
+                            refusal::taken_in_series(&mut tx, repo, tag.as_str())
+                                .await
+                                .map_err(ledger_down)?,
+                        ),
                         _ => Verdict::Create,
                     }
                 }
