@@ -65,7 +65,7 @@ impl Registry {
         let bytes = Limited::new(body, limit)
             .collect()
             .await
-            .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?
+            .map_err(|e| anyhow::anyhow!("reading {path} (at most {limit} bytes): {e}"))?
             .to_bytes();
         Ok((parts.status, parts.headers, bytes))
     }

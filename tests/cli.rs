@@ -166,6 +166,7 @@ async fn import_adopts_only_manifests_the_registry_answers_with_200() {
     assert!(shown.contains("skipped: old/app:1.0.0"), "{shown}");
     assert!(shown.contains("500"), "the reason is shown: {shown}");
     assert!(shown.contains("skipped: old/app:1.0.2"), "{shown}");
+    assert!(shown.contains("at most 4194304 bytes"), "{shown}");
 
     let bound = db.query_column(
         "SELECT tag || ' ' || digest FROM tag_bindings WHERE repository = 'old/app' ORDER BY tag",
