@@ -37,13 +37,17 @@ pub struct Summary {
 struct Registry {
     upstream: Upstream,
     authorization: Option<HeaderValue>,
+    /// `limits.max_manifest_bytes`: a manifest read to hash it is bounded like a push.
+    max_manifest_bytes: usize,
 }
 
 impl Registry {
+    /// One request; the answer's body is read up to `limit` bytes (an error beyond).
     async fn get(
         &self,
         method: Method,
         path: &str,
+        limit: usize,
     ) -> anyhow::Result<(StatusCode, http::HeaderMap, bytes::Bytes)> {
         let mut req = Request::new(Body::empty());
         *req.method_mut() = method;
@@ -58,10 +62,10 @@ impl Registry {
         }
         let resp = self.upstream.send(req, &Activity::new()).await?;
         let (parts, body) = resp.into_parts();
-        let bytes = Limited::new(body, MAX_PAGE_BYTES)
+        let bytes = Limited::new(body, limit)
             .collect()
             .await
-            .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?
+            .map_err(|e| anyhow::anyhow!("reading {path} (at most {limit} bytes): {e}"))?
             .to_bytes();
         Ok((parts.status, parts.headers, bytes))
     }
@@ -71,7 +75,7 @@ impl Registry {
         let mut out = Vec::new();
         let mut path = first.to_owned();
         for _ in 0..MAX_PAGES {
-            let (status, headers, body) = self.get(Method::GET, &path).await?;
+            let (status, headers, body) = self.get(Method::GET, &path, MAX_PAGE_BYTES).await?;
             if status == StatusCode::NOT_FOUND {
                 return Ok(out);
             }
@@ -90,9 +94,13 @@ impl Registry {
         anyhow::bail!("{first}: more than {MAX_PAGES} pages")
     }
 
+    /// The digest `tag` names in the registry, `None` if it names nothing. Without a
+    /// `Docker-Content-Digest` on the HEAD, the digest is the hash of the manifest a GET
+    /// answers with 200: anything else (an error page, a body over the manifest limit)
+    /// is an error, so that the tag is skipped rather than bound to the wrong bytes.
     async fn resolve(&self, name: &Name, tag: &Tag) -> anyhow::Result<Option<Digest>> {
         let path = format!("/v2/{name}/manifests/{tag}");
-        let (status, headers, _) = self.get(Method::HEAD, &path).await?;
+        let (status, headers, _) = self.get(Method::HEAD, &path, 0).await?;
         match status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
@@ -104,7 +112,15 @@ impl Registry {
         {
             return Ok(Some(Digest::parse(d)?));
         }
-        let (_, _, body) = self.get(Method::GET, &path).await?;
+        let (status, _, body) = self
+            .get(Method::GET, &path, self.max_manifest_bytes)
+            .await?;
+        if status != StatusCode::OK {
+            anyhow::bail!(
+                "HEAD {path} named no digest and GET answered {status}{}",
+                hint(status)
+            );
+        }
         Ok(Some(Digest::of(
             crate::oci::reference::Algorithm::Sha256,
             &body,
@@ -127,6 +143,7 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     let registry = Registry {
         upstream: Upstream::new(&config.upstream)?,
         authorization,
+        max_manifest_bytes: config.limits.max_manifest_bytes,
     };
     let actor = Actor {
         identity: config

@@ -285,6 +285,14 @@ async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token(
         resolve(midpoint(created, moved_to_b)).await["digest"],
         a.digest()
     );
+    // After the identical re-push, the binding in force is still the one the create
+    // started: the re-push did not begin a new period.
+    let repushed = at(&history[1]);
+    let r = resolve(midpoint(repushed, moved_to_b)).await;
+    assert_eq!(r["digest"], a.digest());
+    assert_eq!(r["event"]["action"], "create", "{r}");
+    assert_eq!(r["event"]["id"], history[0]["id"], "{r}");
+    assert_eq!(time(&r["event"]["at"]), created);
     assert_eq!(
         resolve(midpoint(moved_to_c, deleted_at)).await["digest"],
         c.digest()
@@ -515,6 +523,10 @@ async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token(
         let out = run(&["resolve", "driftwood/web:1.4", "--at", &between]).await;
         assert!(out.status.success(), "{}", shown(&out));
         assert!(stdout(&out).contains(b.digest()), "{}", shown(&out));
+        let after_repush = rfc3339(midpoint(repushed, moved_to_b));
+        let out = run(&["resolve", "driftwood/web:1.4", "--at", &after_repush]).await;
+        let set_by = format!("set by create (event {})", history[0]["id"]);
+        assert!(stdout(&out).contains(&set_by), "{set_by}: {}", shown(&out));
         let out = run(&["resolve", "driftwood/web:1.4", "--json"]).await;
         assert_eq!(out.status.code(), Some(1), "gone now: {}", shown(&out));
         let json: Value = serde_json::from_slice(&out.stdout).unwrap();

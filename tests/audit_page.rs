@@ -2,7 +2,8 @@
 //! release, a refused re-push of other bytes, a moving tag moved twice, a delete), then
 //! the pages fetched as a browser would: nothing but the sign-in page without a token,
 //! the timeline in order with digests and identities once signed in, links between
-//! tags and digests that resolve, and hostile identities shown escaped.
+//! tags and digests that resolve, signing out that ends the session for every copy of
+//! its cookie, and hostile identities shown escaped.
 
 mod support;
 
@@ -137,7 +138,17 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
 
     // ---- without a token: the sign-in page, never data ----
     let forged = format!("tagwarden_session=v1.9999999999.{}", "A".repeat(43));
-    for cookie in [None, Some(forged.as_str()), Some("tagwarden_session=")] {
+    let forged_v2 = format!(
+        "tagwarden_session=v2.{}.9999999999.{}",
+        "A".repeat(22),
+        "A".repeat(43)
+    );
+    for cookie in [
+        None,
+        Some(forged.as_str()),
+        Some(forged_v2.as_str()),
+        Some("tagwarden_session="),
+    ] {
         let anonymous = Browser {
             base: base.clone(),
             cookie: cookie.map(str::to_string),
@@ -339,7 +350,17 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
         ["create", "move", "move", "delete"]
     );
 
-    // ---- signing out clears the cookie ----
+    // ---- signing out clears the cookie and ends the session on the server ----
+    let other_session = Browser {
+        base: base.clone(),
+        cookie: Some(cookie_pair(
+            &header(&sign_in(&base, TOKEN, "/ui/", None).await, "set-cookie").unwrap(),
+        )),
+    };
+    let copied = Browser {
+        base: base.clone(),
+        cookie: browser.cookie.clone(),
+    };
     let resp = client()
         .post(format!("{base}/ui/logout"))
         .header("cookie", browser.cookie.as_deref().unwrap())
@@ -350,6 +371,17 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
     assert_eq!(header(&resp, "location").as_deref(), Some("/ui/login"));
     let clear = header(&resp, "set-cookie").unwrap();
     assert!(clear.starts_with("tagwarden_session=;") && clear.contains("Max-Age=0"));
+    // A copy of the cookie, kept by whoever copied it, no longer opens any page.
+    for path in &pages {
+        let resp = copied.get(path).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("Your session has ended"), "{path}: {body}");
+        assert_no_ledger_data(&body, &[&a, &b, &c], path);
+    }
+    // Another session of the same token goes on.
+    let page = other_session.page(latest).await;
+    assert_eq!(timeline(&page), ["create", "move", "move", "delete"]);
     let logs = tw.logs();
     assert!(!logs.contains(TOKEN), "the token is never logged");
 }

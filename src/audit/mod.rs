@@ -27,6 +27,8 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// Events per database round trip while exporting.
 const EXPORT_BATCH: i64 = 1000;
+/// Events per round trip while walking back to the start of a binding.
+const PERIOD_BATCH: u32 = 1000;
 
 /// Why a question could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -145,8 +147,9 @@ pub struct Resolution {
     /// Whether the tag named anything then.
     pub exists: bool,
     pub digest: Option<String>,
-    /// The last event at or before `at` that set the tag's binding: the one that bound
-    /// it to `digest`, or the delete that removed it. None: the tag did not exist yet.
+    /// The event that started the binding in force at `at` (a create, move, adopt,
+    /// warned rebind, or re-push after a delete; never an identical re-push within
+    /// the binding), or the delete that removed the tag. None: the tag did not exist yet.
     pub event: Option<BindingChange>,
 }
 
@@ -250,7 +253,8 @@ impl Audit {
         Ok(Page::from_rows(rows, limit, |e| Cursor::Event(e.id)))
     }
 
-    /// The digest the tag named at `at`, or that it did not exist then.
+    /// The digest the tag named at `at`, and the event that bound it (or the delete
+    /// that removed it), or that it did not exist then.
     pub async fn resolve(
         &self,
         repository: &str,
@@ -258,7 +262,7 @@ impl Audit {
         at: DateTime<Utc>,
     ) -> Result<Resolution, AuditError> {
         let (repository, tag) = (name(repository)?, tag_name(tag)?);
-        let event = self
+        let mut event = self
             .ledger
             .binding_change_at(repository.as_str(), tag.as_str(), at)
             .await?;
@@ -266,6 +270,12 @@ impl Audit {
             Some(Effect::Bind(d)) => Some(d.to_owned()),
             _ => None,
         };
+        if let (Some(d), Some(latest)) = (&digest, event.as_ref()) {
+            event = Some(
+                self.period_start(repository.as_str(), tag.as_str(), d, latest.clone())
+                    .await?,
+            );
+        }
         Ok(Resolution {
             repository: repository.as_str().to_owned(),
             tag: tag.as_str().to_owned(),
@@ -274,6 +284,45 @@ impl Audit {
             digest,
             event,
         })
+    }
+
+    /// The event that began the binding to `digest` that `latest` continues: walks the
+    /// tag's history back, one page at a time, past identical re-pushes and refusals.
+    async fn period_start(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        latest: BindingChange,
+    ) -> Result<BindingChange, AuditError> {
+        let mut start = latest;
+        let mut before = start.id;
+        loop {
+            let older = self
+                .ledger
+                .history_page(
+                    repository,
+                    tag,
+                    Order::Desc,
+                    Some(before),
+                    i64::from(PERIOD_BATCH),
+                )
+                .await?;
+            let effects: Vec<Effect<'_>> = older
+                .iter()
+                .map(|e| timeline::effect(e.action, e.reason.as_deref(), e.digest.as_deref()))
+                .collect();
+            let (earliest, begins_here) = timeline::period_start(digest, &effects);
+            if let Some(i) = earliest {
+                start = binding_change(&older[i]);
+            }
+            match older.last() {
+                Some(last) if !begins_here && older.len() == PERIOD_BATCH as usize => {
+                    before = last.id
+                }
+                _ => return Ok(start),
+            }
+        }
     }
 
     /// Every tag of every repository that ever named `digest`, with the periods.
@@ -358,6 +407,19 @@ impl Audit {
                 }
             },
         ))
+    }
+}
+
+/// The fields of an event that say what it did to its tag's binding.
+fn binding_change(e: &StoredEvent) -> BindingChange {
+    BindingChange {
+        id: e.id,
+        at: e.at,
+        action: e.action,
+        digest: e.digest.clone(),
+        reason: e.reason.clone(),
+        identity: e.identity.clone(),
+        class: e.class.clone(),
     }
 }
 

@@ -39,6 +39,23 @@ impl BindingChange {
     }
 }
 
+/// Walking a tag's history back from an event that bound it to `digest`, through
+/// `older` (the effects of the events before it, newest first): the index of the oldest
+/// that still belongs to the same period (identical re-pushes and adoptions continue a
+/// period, refusals change nothing), and whether the period begins within `older`,
+/// that is, an event before it bound the tag elsewhere or removed it.
+pub fn period_start(digest: &str, older: &[Effect<'_>]) -> (Option<usize>, bool) {
+    let mut start = None;
+    for (i, e) in older.iter().enumerate() {
+        match e {
+            Effect::Bind(d) if *d == digest => start = Some(i),
+            Effect::Unchanged => {}
+            Effect::Bind(_) | Effect::Unbind => return (start, true),
+        }
+    }
+    (start, false)
+}
+
 /// A span of time during which a tag named a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Period {
@@ -187,6 +204,27 @@ mod tests {
         );
         assert_eq!(effect(Action::Delete, None, Some(D)), Effect::Unbind);
         assert_eq!(effect(Action::Refuse, None, Some(D)), Effect::Unchanged);
+    }
+
+    #[test]
+    fn a_period_starts_after_the_last_event_that_bound_the_tag_elsewhere_or_removed_it() {
+        use Effect::{Bind, Unbind, Unchanged};
+        // Newest first: repush, refusal, create — the create started it.
+        assert_eq!(
+            period_start(D, &[Bind(D), Unchanged, Bind(D)]),
+            (Some(2), false)
+        );
+        // ... unless a move from E came before it: the move (index 1) started it.
+        assert_eq!(
+            period_start(D, &[Unchanged, Bind(D), Bind(E), Bind(D)]),
+            (Some(1), true)
+        );
+        // The event walked back from started it: it follows a delete or a move.
+        assert_eq!(period_start(D, &[Unbind, Bind(D)]), (None, true));
+        assert_eq!(period_start(D, &[Bind(E)]), (None, true));
+        // Nothing older (or only refusals): the period may begin further back.
+        assert_eq!(period_start(D, &[]), (None, false));
+        assert_eq!(period_start(D, &[Unchanged]), (None, false));
     }
 
     #[test]

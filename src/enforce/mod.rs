@@ -533,6 +533,17 @@ impl Guard {
         } else {
             None
         };
+        // Names a refusal must not suggest as the next version: read only when this
+        // write would re-point a release.
+        let bound = current.as_ref().or(adopted.as_ref());
+        let taken = match bound {
+            Some(b) if decision.class == TagClass::Immutable && b.digest != digest.as_str() => {
+                refusal::taken_in_series(tx, repo, tag.as_str())
+                    .await
+                    .map_err(ledger_down)?
+            }
+            _ => None,
+        };
         let releases = match decision.advance {
             Some(_) => {
                 let live = current.as_ref().filter(|b| b.deleted_at.is_none());
@@ -559,6 +570,7 @@ impl Guard {
             decision,
             current,
             adopted,
+            taken,
             releases,
         })
     }

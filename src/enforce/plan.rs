@@ -56,6 +56,9 @@ pub(super) struct Facts {
     /// For an immutable tag the ledger had no binding for: what the registry held
     /// under it, now recorded as adopted.
     pub adopted: Option<Binding>,
+    /// For a release this write would re-point: the tag names of its series already
+    /// in the ledger, so that the refusal suggests a free version.
+    pub taken: Option<Vec<String>>,
     /// For a tag that only moves forward: the releases of the digests it would move
     /// between.
     pub releases: Option<Releases>,
@@ -94,7 +97,7 @@ pub(super) fn decide(repo: &str, digest: &str, facts: Vec<Facts>) -> Vec<Planned
 fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdict {
     let tag = f.tag.as_str();
     let rebind = |bound: &Binding| Verdict::Violation {
-        error: refusal::rebind(repo, tag, bound, digest),
+        error: refusal::rebind(repo, tag, bound, digest, f.taken.as_deref()),
         reason: "immutable-tag-rebind",
         previous: Some(bound.digest.clone()),
     };
@@ -255,6 +258,7 @@ mod tests {
             decision: policy.classify(REPO, tag),
             current,
             adopted: adopted.map(|d| binding(tag, d, false)),
+            taken: None,
             releases: None,
         }
     }

@@ -5,12 +5,20 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::ledger::Binding;
+use semver::Version;
+
+use crate::ledger::{Binding, LedgerError, LedgerTx};
 use crate::oci::OciError;
 use crate::policy::advance::Refusal;
 
-/// A push of other bytes under an immutable tag.
-pub fn rebind(repository: &str, tag: &str, bound: &Binding, attempted: &str) -> OciError {
+/// A push of other bytes under an immutable tag; `taken` as for [`advice`].
+pub fn rebind(
+    repository: &str,
+    tag: &str,
+    bound: &Binding,
+    attempted: &str,
+    taken: Option<&[String]>,
+) -> OciError {
     let by = bound
         .bound_by
         .as_deref()
@@ -20,7 +28,7 @@ pub fn rebind(repository: &str, tag: &str, bound: &Binding, attempted: &str) -> 
         "tag {repository}:{tag} is immutable: bound to {digest} since {since}{by}; {advice}",
         digest = bound.digest,
         since = bound.first_bound_at.format("%Y-%m-%dT%H:%M:%SZ"),
-        advice = advice(tag),
+        advice = advice(tag, taken),
     );
     OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
         "repository": repository,
@@ -91,56 +99,194 @@ pub fn not_forward(
     }))
 }
 
-/// What to push instead of re-pointing `tag`.
-pub fn advice(tag: &str) -> String {
-    match next_version(tag) {
+/// The most tag names of one series read to find a free version: past that, the
+/// advice names no version rather than one that might be taken.
+const MAX_SERIES_TAGS: i64 = 1000;
+
+/// The tags of `repository` in the same minor series as `tag` (`v1.4.` for `v1.4.0`),
+/// live or deleted, whatever their class: names a suggestion must avoid. `None` when
+/// `tag` is not a version or the series is too long to read.
+pub async fn taken_in_series(
+    tx: &mut LedgerTx,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<Vec<String>>, LedgerError> {
+    let Some(prefix) = series_prefix(tag) else {
+        return Ok(None);
+    };
+    let names = tx
+        .tags_with_prefix(repository, &prefix, MAX_SERIES_TAGS)
+        .await?;
+    Ok((names.len() < MAX_SERIES_TAGS as usize).then_some(names))
+}
+
+/// What to push instead of re-pointing `tag`, given the tag names already `taken` in
+/// its series (`None`: unknown, so no version is named).
+pub fn advice(tag: &str, taken: Option<&[String]>) -> String {
+    match taken.and_then(|t| next_free_version(tag, t.iter().map(String::as_str))) {
         Some(next) => format!("publish a new version such as {next} instead"),
         None => "push the new build under a new tag instead".to_owned(),
     }
 }
 
-/// The next patch (or prerelease) version after a semver-looking tag.
-fn next_version(tag: &str) -> Option<String> {
+/// A tag read as a `v` prefix (or none) and a semver version.
+fn parse(tag: &str) -> Option<(&str, Version)> {
     let (prefix, rest) = match tag.strip_prefix('v') {
         Some(r) => ("v", r),
         None => ("", tag),
     };
-    let (core, pre) = match rest.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (rest, None),
+    let v = Version::parse(rest).ok()?;
+    v.build.is_empty().then_some((prefix, v))
+}
+
+/// The name prefix shared by the tags of `tag`'s minor series: `v1.4.` for `v1.4.0-rc.1`.
+fn series_prefix(tag: &str) -> Option<String> {
+    let (prefix, v) = parse(tag)?;
+    Some(format!("{prefix}{}.{}.", v.major, v.minor))
+}
+
+/// A version to publish instead of re-pointing `tag` that no name in `taken` uses: for a
+/// release, the next patch after the highest release of its minor series (`1.4.0` with
+/// `1.4.1` taken: `1.4.2`); for a prerelease ending in a number, the next free number
+/// (`v2.4.1-rc.1` with `v2.4.1-rc.2` taken: `v2.4.1-rc.3`), or, once that version is
+/// itself released, the first such prerelease of the next free patch. Only names with
+/// the same `v` prefix count. `None` when `tag` is not such a version.
+pub fn next_free_version<'a>(
+    tag: &str,
+    taken: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let (prefix, v) = parse(tag)?;
+    let series: Vec<Version> = taken
+        .into_iter()
+        .filter_map(parse)
+        .filter(|(p, t)| *p == prefix && (t.major, t.minor) == (v.major, v.minor))
+        .map(|(_, t)| t)
+        .chain(std::iter::once(v.clone()))
+        .collect();
+    let released = |patch: u64| series.iter().any(|t| t.patch == patch && t.pre.is_empty());
+    let highest = series
+        .iter()
+        .filter(|t| t.pre.is_empty())
+        .map(|t| t.patch)
+        .max()
+        .unwrap_or(v.patch);
+    let next_patch = highest.checked_add(1)?;
+    let core = |patch: u64| format!("{prefix}{}.{}.{patch}", v.major, v.minor);
+    if v.pre.is_empty() {
+        return Some(core(next_patch));
+    }
+    // 1.4.0-rc.1: the identifiers before a trailing number, and that number.
+    let (head, number) = match v.pre.as_str().rsplit_once('.') {
+        Some((head, last)) => (Some(head), last),
+        None => (None, v.pre.as_str()),
     };
-    let nums: Vec<u64> = core
-        .split('.')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if nums.len() != 3 {
-        return None;
-    }
-    if let Some(pre) = pre {
-        // 1.4.0-rc.1 -> 1.4.0-rc.2 when the last identifier is numeric.
-        let (head, last) = pre.rsplit_once('.').unwrap_or(("", pre));
-        let n: u64 = last.parse().ok()?;
-        let head = if head.is_empty() {
-            String::new()
-        } else {
-            format!("{head}.")
-        };
-        return Some(format!("{prefix}{core}-{head}{}", n + 1));
-    }
-    Some(format!("{prefix}{}.{}.{}", nums[0], nums[1], nums[2] + 1))
+    number.parse::<u64>().ok()?;
+    let patch = if released(v.patch) {
+        next_patch
+    } else {
+        v.patch
+    };
+    let used = series
+        .iter()
+        .filter(|t| t.patch == patch)
+        .filter_map(|t| match t.pre.as_str().rsplit_once('.') {
+            Some((h, last)) if Some(h) == head => last.parse::<u64>().ok(),
+            None if head.is_none() => t.pre.as_str().parse::<u64>().ok(),
+            _ => None,
+        })
+        .max();
+    let n = used.map_or(Some(1), |n| n.checked_add(1))?;
+    Some(match head {
+        Some(head) => format!("{}-{head}.{n}", core(patch)),
+        None => format!("{}-{n}", core(patch)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn next(tag: &str, taken: &[&str]) -> Option<String> {
+        next_free_version(tag, taken.iter().copied())
+    }
+
     #[test]
-    fn suggests_the_next_version() {
-        assert_eq!(next_version("1.4.0").as_deref(), Some("1.4.1"));
-        assert_eq!(next_version("v2.4.1").as_deref(), Some("v2.4.2"));
-        assert_eq!(next_version("v2.4.1-rc.1").as_deref(), Some("v2.4.1-rc.2"));
-        assert_eq!(next_version("1.0.0-alpha"), None);
-        assert_eq!(next_version("git-9f3c2a1"), None);
-        assert!(advice("git-9f3c2a1").contains("new tag"));
+    fn suggests_the_next_version_when_nothing_else_is_bound() {
+        assert_eq!(next("1.4.0", &[]).as_deref(), Some("1.4.1"));
+        assert_eq!(next("1.4.0", &["1.4.0"]).as_deref(), Some("1.4.1"));
+        assert_eq!(next("v2.4.1", &[]).as_deref(), Some("v2.4.2"));
+        assert_eq!(next("v2.4.1-rc.1", &[]).as_deref(), Some("v2.4.1-rc.2"));
+        assert_eq!(next("1.0.0-7", &[]).as_deref(), Some("1.0.0-8"));
+        assert_eq!(next("1.0.0-alpha", &[]), None);
+        assert_eq!(next("git-9f3c2a1", &[]), None);
+        assert_eq!(next("1.4", &[]), None);
+        assert_eq!(next("01.4.0", &[]), None, "not semver: a leading zero");
+        assert_eq!(next("1.4.18446744073709551615", &[]), None, "no next patch");
+        assert_eq!(next("1.4.0-rc.18446744073709551615", &[]), None);
+    }
+
+    #[test]
+    fn skips_versions_already_bound_in_the_series() {
+        assert_eq!(next("1.4.0", &["1.4.0", "1.4.1"]).as_deref(), Some("1.4.2"));
+        assert_eq!(
+            next("1.4.1", &["1.4.0", "1.4.5", "1.4.1"]).as_deref(),
+            Some("1.4.6"),
+            "after the highest release, not the tag"
+        );
+        // Other series, other prefixes and prereleases do not count.
+        assert_eq!(
+            next(
+                "1.4.0",
+                &["1.5.0", "v1.4.3", "1.4.7-rc.1", "2.4.9", "latest"]
+            )
+            .as_deref(),
+            Some("1.4.1")
+        );
+        assert_eq!(
+            next("v1.4.0", &["v1.4.1", "1.4.2"]).as_deref(),
+            Some("v1.4.2")
+        );
+    }
+
+    #[test]
+    fn a_prerelease_gets_the_next_free_number() {
+        let taken = ["v2.4.1-rc.1", "v2.4.1-rc.2", "v2.4.1-rc.4", "v2.4.1-beta.9"];
+        assert_eq!(next("v2.4.1-rc.1", &taken).as_deref(), Some("v2.4.1-rc.5"));
+        assert_eq!(
+            next("v2.4.1-beta.1", &taken).as_deref(),
+            Some("v2.4.1-beta.10")
+        );
+        assert_eq!(
+            next("v2.4.1-rc.1", &["2.4.1-rc.7"]).as_deref(),
+            Some("v2.4.1-rc.2"),
+            "another prefix"
+        );
+        // Once 2.4.1 is released, its prereleases are past: the next patch's first.
+        assert_eq!(
+            next("v2.4.1-rc.1", &["v2.4.1", "v2.4.2-rc.1"]).as_deref(),
+            Some("v2.4.2-rc.2")
+        );
+        assert_eq!(
+            next("v2.4.1-rc.1", &["v2.4.1"]).as_deref(),
+            Some("v2.4.2-rc.1")
+        );
+    }
+
+    #[test]
+    fn the_advice_names_a_version_only_when_the_taken_names_are_known() {
+        let taken = ["1.4.0".to_string(), "1.4.1".to_string()];
+        assert_eq!(
+            advice("1.4.0", Some(&taken)),
+            "publish a new version such as 1.4.2 instead"
+        );
+        assert!(advice("1.4.0", None).contains("new tag"));
+        assert!(advice("git-9f3c2a1", Some(&[])).contains("new tag"));
+    }
+
+    #[test]
+    fn the_series_is_read_by_its_name_prefix() {
+        assert_eq!(series_prefix("v1.4.0-rc.1").as_deref(), Some("v1.4."));
+        assert_eq!(series_prefix("10.0.3").as_deref(), Some("10.0."));
+        assert_eq!(series_prefix("latest"), None);
     }
 }

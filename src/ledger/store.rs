@@ -498,6 +498,25 @@ impl LedgerTx {
         self.tx.rollback().await?;
         Ok(())
     }
+
+    /// Up to `limit` tag names of a repository that start with `prefix`, live or
+    /// deleted, of any class: names a refusal must not suggest as free.
+    pub async fn tags_with_prefix(
+        &mut self,
+        repository: &str,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT tag FROM tag_bindings
+             WHERE repository = $1 AND starts_with(tag, $2) LIMIT $3",
+        )
+        .bind(repository)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
 }
 
 pub(super) fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {

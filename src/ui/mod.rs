@@ -79,7 +79,8 @@ pub fn router(state: UiState) -> Router {
 pub enum Refusal {
     /// No cookie and no `Authorization` header.
     NoCredentials,
-    /// A session cookie that expired, or that this process did not issue.
+    /// A session cookie that expired, was signed out, or that this process did not
+    /// issue.
     SessionEnded,
     /// An `Authorization` header that is not `Bearer <token>`.
     MalformedToken,

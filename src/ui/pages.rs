@@ -349,7 +349,16 @@ pub async fn login(
     }
 }
 
-pub async fn logout() -> Response {
+/// Ends the session on the server, so that a copy of the cookie stops working too, and
+/// clears the cookie. Without a live session there is nothing to end.
+pub async fn logout(State(s): State<UiState>, headers: HeaderMap) -> Response {
+    if let Some(caller) = s
+        .sessions
+        .from_headers(&headers)
+        .and_then(|value| s.sessions.sign_out(value, Utc::now()))
+    {
+        tracing::info!(token = caller.name, "audit page: signed out");
+    }
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
