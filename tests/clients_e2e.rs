@@ -109,6 +109,11 @@ fn read_digest_file(path: &std::path::Path) -> String {
 async fn docker_pushes_repushes_pulls_and_shows_why_a_release_is_refused() {
     let stack = Stack::start().await;
     let docker = Docker::start().await;
+    let (client, engine) = docker.versions().await;
+    assert_eq!(
+        client, engine,
+        "the CLI of the engine's own release drives it"
+    );
     let image = format!("{}/dock/app", stack.front.addr());
     let release = format!("{image}:1.0.0");
 

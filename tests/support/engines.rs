@@ -175,15 +175,6 @@ fn engine_dir(prefix: &str) -> TempDir {
         .expect("create engine temp dir")
 }
 
-/// `program` in `PATH`, as a path.
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    })
-}
-
 /// Unmounts, deepest first, whatever is still mounted under `dir` (overlay layers,
 /// containerd's temporary mounts), so the directory can be removed.
 fn unmount_under(dir: &Path) {
@@ -350,17 +341,19 @@ impl Docker {
         self.run(&args).await.ok().trim().to_string()
     }
 
-    /// The `Server.Version` of the daemon and the client version, for reports.
-    pub async fn versions(&self) -> String {
-        self.run(&[
-            "version",
-            "--format",
-            "client {{.Client.Version}}, engine {{.Server.Version}}",
-        ])
-        .await
-        .ok()
-        .trim()
-        .to_string()
+    /// `(client, engine)` versions, as the daemon reports them.
+    pub async fn versions(&self) -> (String, String) {
+        let out = self
+            .run(&[
+                "version",
+                "--format",
+                "{{.Client.Version}} {{.Server.Version}}",
+            ])
+            .await
+            .ok();
+        let mut words = out.split_whitespace().map(str::to_string);
+        let client = words.next().unwrap_or_default();
+        (client, words.next().unwrap_or_default())
     }
 
     pub fn logs(&self) -> String {
@@ -368,12 +361,36 @@ impl Docker {
     }
 }
 
-/// The docker CLI shipped next to `dockerd` (Debian's /usr/bin/docker), so the client
-/// and engine are one release even when another `docker` comes first in `PATH`.
+/// The docker CLI of the same release as `dockerd` (Debian's /usr/bin/docker), so client
+/// and engine match even when another `docker` comes first in `PATH`; the first `docker`
+/// in `PATH` if none matches.
 fn docker_cli() -> PathBuf {
-    which("dockerd")
-        .and_then(|d| d.parent().map(|p| p.join("docker")))
-        .filter(|p| p.is_file())
+    let version = |program: &Path| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .and_then(|v| {
+                v.split_whitespace()
+                    .nth(2)
+                    .map(|w| w.trim_end_matches(',').to_string())
+            })
+    };
+    let engine = version(Path::new("dockerd"));
+    let candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("docker"))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates
+        .iter()
+        .find(|cli| engine.is_some() && version(cli) == engine)
+        .or(candidates.first())
+        .cloned()
         .unwrap_or_else(|| PathBuf::from("docker"))
 }
 
