@@ -64,6 +64,10 @@ async fn registry_digest(stack: &Stack, name_and_tag: &str) -> String {
 #[track_caller]
 fn assert_refusal_shown(output: &str, repo: &str, tag: &str, digest: &str) {
     let expected = format!("tag {repo}:{tag} is immutable: bound to {digest} since");
+    eprintln!(
+        "refusal of {repo}:{tag} as the client shows it:\n{}",
+        output.trim()
+    );
     assert!(
         output.contains(&expected),
         "the client shows why {repo}:{tag} was refused ({expected:?}):\n{output}"
