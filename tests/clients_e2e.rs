@@ -384,6 +384,21 @@ async fn docker_release_tagging_strategy_with_all_tags() {
     assert_refusal_shown(&out, "driftwood/web", "1.4.0", &d140);
     assert_eq!(registry_digest(&stack, "driftwood/web:1.4.0").await, d140);
 
+    // The same hotfix with `--all-tags`: docker pushes the tags in name order and stops at
+    // the refused one, so `1.4` (before it) is re-pushed and `latest` (after) is not.
+    let latest_events = actions(&stack, "driftwood/web", "latest").len();
+    let out = docker.run(&["push", "--all-tags", &image]).await.failed();
+    assert_refusal_shown(&out, "driftwood/web", "1.4.0", &d140);
+    assert_eq!(
+        actions(&stack, "driftwood/web", "1.4"),
+        ["create", "move", "repush"]
+    );
+    assert_eq!(
+        actions(&stack, "driftwood/web", "latest").len(),
+        latest_events,
+        "docker stopped at the refused tag: {out}"
+    );
+
     // What shipped as 1.4, before and after 1.4.1, from the ledger.
     let before = resolve(&stack, "driftwood/web:1.4", Some(&between));
     assert_eq!(before["digest"], d140.as_str(), "{before}");
