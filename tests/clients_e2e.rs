@@ -566,6 +566,8 @@ async fn podman_pushes_repushes_pulls_and_shows_refusals() {
     podman.run(&push).await.ok();
     let digest = read_digest_file(&digest_file);
     assert_eq!(registry_digest(&stack, "pod/app:1.0.0").await, digest);
+    let agent = created(&stack, "pod/app", "1.0.0", "user_agent");
+    assert!(agent.contains("containers/"), "pushed by podman: {agent}");
     podman.run(&push).await.ok();
     assert_eq!(read_digest_file(&digest_file), digest, "identical re-push");
     assert!(!actions(&stack, "pod/app", "1.0.0").contains(&"refuse".to_string()));
@@ -840,7 +842,7 @@ async fn ctr_status_line_carries_the_refusal_message() {
         .map(str::to_string)
         .unwrap_or_else(|| panic!("ctr prints the status line: {refused:?}"));
     assert!(
-        status_line.contains("409 tag ctr/app:1.0.0 is immutable"),
+        status_line.contains("409") && status_line.contains("tag ctr/app:1.0.0 is immutable"),
         "the reason phrase names the refusal: {status_line}"
     );
 }
