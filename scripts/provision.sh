@@ -4,6 +4,9 @@
 #
 #   scripts/provision.sh              tools + Postgres check
 #   scripts/provision.sh --with-oras  also the oras Python client in .tmp/venv
+#   scripts/provision.sh --with-engines
+#                                     also docker.io, podman, buildah and containerd
+#                                     (for tests/clients_e2e.rs), checked to start
 #
 # Environment:
 #   DATABASE_URL   Postgres to check (default postgres://postgres@127.0.0.1:5432/postgres).
@@ -11,7 +14,7 @@
 #                  stopped, the cluster is started.
 #
 # Exits non-zero, saying what is missing and how to get it, when something cannot be
-# provided.
+# provided. Flags combine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -181,13 +184,139 @@ ensure_oras() {
     "$ORAS_VENV/bin/python" -c 'import oras' || die "oras installed but cannot be imported"
 }
 
+# The container engines tests/clients_e2e.rs drives. The tests start their own daemons
+# on private sockets; nothing here enables a service. As root no rootless helpers
+# (uidmap for podman, slirp4netns, fuse-overlayfs) are needed beyond what the packages
+# depend on, so recommends stay out.
+#   dockerd, docker  docker.io (Debian's 20.10, with the classic builder)
+#   podman           podman
+#   buildah          buildah
+#   containerd, ctr  containerd (also a dependency of docker.io)
+ENGINES=(
+    "dockerd:docker.io"
+    "podman:podman"
+    "buildah:buildah"
+    "containerd:containerd"
+    "ctr:containerd"
+)
+
+ensure_engines() {
+    local entry cmd pkg missing=()
+    for entry in "${ENGINES[@]}"; do
+        cmd=${entry%%:*}
+        pkg=${entry#*:}
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+    for entry in "${ENGINES[@]}"; do
+        cmd=${entry%%:*}
+        command -v "$cmd" >/dev/null 2>&1 ||
+            die "'$cmd' is still missing after installing ${entry#*:}"
+    done
+    check_engines_start
+}
+
+# Start each daemon once on a private socket, the way the tests do, so a machine that
+# cannot run them fails here with the daemon's own error rather than in every test.
+check_engines_start() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/tw-provision-engines.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: the trap must clean up this directory
+    trap "stop_engine_check '$dir'" EXIT
+    mkdir -p "$dir/docker/data" "$dir/docker/exec" "$dir/ctrd"
+    echo '{}' >"$dir/docker/daemon.json"
+    # No CRI and private sockets: nothing may reach the machine's own containerd.
+    cat >"$dir/ctrd/config.toml" <<EOF
+version = 2
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[ttrpc]
+  address = "$dir/ctrd/containerd.sock.ttrpc"
+[debug]
+  address = "$dir/ctrd/debug.sock"
+EOF
+    dockerd --iptables=false --ip6tables=false --bridge=none \
+        --config-file "$dir/docker/daemon.json" \
+        --data-root "$dir/docker/data" --exec-root "$dir/docker/exec" \
+        --host "unix://$dir/docker/docker.sock" --pidfile "$dir/docker/docker.pid" \
+        >"$dir/docker/dockerd.log" 2>&1 &
+    echo $! >"$dir/docker/daemon.pid"
+    containerd --config "$dir/ctrd/config.toml" --root "$dir/ctrd/root" --state "$dir/ctrd/state" \
+        --address "$dir/ctrd/containerd.sock" \
+        >"$dir/ctrd/containerd.log" 2>&1 &
+    echo $! >"$dir/ctrd/daemon.pid"
+    local docker
+    docker=$(docker_cli)
+    wait_for_engine dockerd "$dir/docker/dockerd.log" \
+        "$docker" --host "unix://$dir/docker/docker.sock" version
+    wait_for_engine containerd "$dir/ctrd/containerd.log" \
+        ctr --address "$dir/ctrd/containerd.sock" version
+    local tool
+    for tool in podman buildah; do
+        "$tool" --root "$dir/$tool/root" --runroot "$dir/$tool/run" --storage-driver vfs \
+            images >/dev/null 2>"$dir/$tool.err" ||
+            die "$tool cannot open a private store: $(cat "$dir/$tool.err")"
+    done
+    log "engines: $("$docker" --version), $(podman --version), $(buildah --version | cut -d' ' -f1-3), $(containerd --version | awk '{print $1, $3}')"
+    stop_engine_check "$dir"
+    trap - EXIT
+}
+
+# The docker CLI of dockerd's own release (another docker may come first in PATH), else
+# the first in PATH; tests/support/engines.rs picks it the same way.
+docker_cli() {
+    local engine cli
+    engine=$(dockerd --version | awk '{print $3}')
+    for cli in $(type -ap docker); do
+        if [ "$("$cli" --version | awk '{print $3}')" = "$engine" ]; then
+            printf '%s' "$cli"
+            return
+        fi
+    done
+    cli=$(command -v docker) || die "no docker CLI in PATH (docker.io provides it)"
+    log "note: no docker CLI of dockerd's release ${engine%,}; using $cli"
+    printf '%s' "$cli"
+}
+
+# wait_for_engine NAME LOG PROBE...: up to 30 s for PROBE to succeed.
+wait_for_engine() {
+    local name=$1 logfile=$2 _
+    shift 2
+    for _ in $(seq 1 60); do
+        "$@" >/dev/null 2>&1 && return
+        sleep 0.5
+    done
+    die "$name did not start; its log ends with:
+$(tail -n 20 "$logfile" 2>/dev/null)"
+}
+
+stop_engine_check() {
+    local dir=$1 pidfile pid mount
+    for pidfile in "$dir/docker/daemon.pid" "$dir/ctrd/daemon.pid"; do
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 40); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    # Deepest first, whatever the daemons left mounted under the directory.
+    awk -v d="$dir" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+        while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
+    rm -rf "$dir"
+}
+
 main() {
-    local with_oras=0 arg
+    local with_oras=0 with_engines=0 arg
     for arg in "$@"; do
         case "$arg" in
             --with-oras) with_oras=1 ;;
+            --with-engines) with_engines=1 ;;
             -h | --help)
-                sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+                sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
             *) die "unknown argument: $arg (try --help)" ;;
@@ -198,11 +327,13 @@ main() {
     ensure_rust
     ensure_postgres
     [ "$with_oras" -eq 0 ] || ensure_oras
+    [ "$with_engines" -eq 0 ] || ensure_engines
     local summary
     summary="docker-registry $(docker-registry --version | awk '{print $NF}')"
     summary+=", skopeo $(skopeo --version | awk '{print $NF}')"
     summary+=", PostgreSQL $(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'show server_version' | awk '{print $1}')"
     [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
+    [ "$with_engines" -eq 0 ] || summary+=", docker/podman/buildah/containerd"
     log "ok: $summary"
 }
 

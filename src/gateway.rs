@@ -149,7 +149,7 @@ fn check_request(parts: &http::request::Parts) -> Result<(Route, Option<String>)
             ));
         }
     }
-    let route = route::parse(parts.uri.path()).map_err(route_error)?;
+    let route = route::parse(parts.uri.path()).map_err(|e| route_error(e, &parts.method))?;
     Ok((route, host))
 }
 
@@ -174,9 +174,19 @@ fn check_framing(parts: &mut http::request::Parts, body: &Incoming) -> Result<()
     Ok(())
 }
 
-fn route_error(e: RouteError) -> OciError {
+/// A read of a manifest whose reference is outside the tag grammar answers 404
+/// `MANIFEST_UNKNOWN`, as the registry does and as the spec allows (conformance lists only
+/// 404 there); writes keep 400, so a pusher learns why. Only manifest paths carry tags,
+/// so a tag error is always one. A malformed digest stays 400 `DIGEST_INVALID` on reads
+/// too: the registry answers some of those with 500.
+fn route_error(e: RouteError, method: &Method) -> OciError {
     let message = e.to_string();
     let (status, code) = match e {
+        RouteError::Reference(ReferenceError::Tag(_))
+            if matches!(*method, Method::GET | Method::HEAD) =>
+        {
+            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+        }
         RouteError::NotDistributionApi | RouteError::UnknownEndpoint => {
             (StatusCode::NOT_FOUND, "UNSUPPORTED")
         }

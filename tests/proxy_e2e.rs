@@ -480,3 +480,73 @@ async fn non_registry_paths_on_the_proxy_port_are_not_found() {
         .await;
     }
 }
+
+/// Conformance (distribution-spec v1.1.1): a GET or HEAD of a manifest whose reference is
+/// outside the grammar is simply unknown, as the registry itself answers; a write with
+/// such a reference still gets 400 `TAG_INVALID`, which tells a pusher why.
+#[tokio::test]
+async fn reads_of_a_reference_outside_the_grammar_are_unknown_as_at_the_registry() {
+    let stack = Stack::start().await;
+    let image = Image::random(&[KIB]);
+    push(&stack, &image, "conf/app:base").await;
+    let http = client();
+
+    for reference in [".INVALID_MANIFEST_NAME", "-leading-dash", &"t".repeat(129)] {
+        let path = format!("/v2/conf/app/manifests/{reference}");
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let upstream = http
+                .request(method.clone(), format!("{}{path}", stack.registry.url()))
+                .header("accept", MANIFEST_ACCEPT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                upstream.status(),
+                StatusCode::NOT_FOUND,
+                "the registry itself: {method} {path}"
+            );
+            let resp = http
+                .request(method.clone(), format!("{}{path}", stack.front.url()))
+                .header("accept", MANIFEST_ACCEPT)
+                .send()
+                .await
+                .unwrap();
+            if method == reqwest::Method::HEAD {
+                assert_eq!(resp.status(), StatusCode::NOT_FOUND, "HEAD {path}");
+            } else {
+                let error =
+                    expect_oci_error(resp, StatusCode::NOT_FOUND, &format!("GET {path}")).await;
+                assert_eq!(error.code, "MANIFEST_UNKNOWN", "GET {path}");
+                assert!(error.message.contains("is not valid"), "{error:?}");
+            }
+        }
+        let resp = http
+            .put(format!("{}{path}", stack.front.url()))
+            .header("content-type", OCI_MANIFEST)
+            .body(image.manifest.bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        let error = expect_oci_error(resp, StatusCode::BAD_REQUEST, &format!("PUT {path}")).await;
+        assert_eq!(error.code, "TAG_INVALID", "PUT {path}");
+        let resp = http
+            .delete(format!("{}{path}", stack.front.url()))
+            .send()
+            .await
+            .unwrap();
+        let error =
+            expect_oci_error(resp, StatusCode::BAD_REQUEST, &format!("DELETE {path}")).await;
+        assert_eq!(error.code, "TAG_INVALID", "DELETE {path}");
+    }
+
+    // A malformed digest stays a 400 on reads: the registry has no good answer for it.
+    let path = format!("/v2/conf/app/manifests/sha256:{}", "A".repeat(64));
+    let resp = http
+        .get(format!("{}{path}", stack.front.url()))
+        .send()
+        .await
+        .unwrap();
+    let error = expect_oci_error(resp, StatusCode::BAD_REQUEST, &format!("GET {path}")).await;
+    assert_eq!(error.code, "DIGEST_INVALID");
+    assert_eq!(api::tags(&stack.registry.url(), "conf/app").await, ["base"]);
+}

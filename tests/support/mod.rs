@@ -15,6 +15,7 @@ pub mod api;
 pub mod audit;
 pub mod consistency;
 pub mod database;
+pub mod engines;
 pub mod http;
 pub mod oci;
 pub mod postgres;
