@@ -15,9 +15,11 @@
 //! If the ledger cannot be reached, writes are refused with 503: fail closed.
 
 mod advance;
+mod blob;
 mod identity;
 mod manifest;
 mod probe;
+mod reach;
 mod refusal;
 
 use std::sync::Arc;
@@ -27,7 +29,9 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
-use crate::ledger::{Action, Actor, Binding, Ledger, LedgerError, LedgerTx, NewBinding, NewEvent};
+use crate::ledger::{
+    Action, Actor, Binding, Ledger, LedgerError, LedgerTx, NewBinding, NewEvent, RefKind,
+};
 use crate::oci::{Digest, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, Mode, Policy, TagClass};
 use crate::proxy::body::Activity;
@@ -268,6 +272,22 @@ impl Guard {
             return Err(error);
         }
 
+        // Read and lock what a release references before the upstream stores it, so a
+        // concurrent delete of one of its blobs waits for the binding (see `reach`).
+        let mut references = match plan.iter().any(|p| p.decision.class == TagClass::Immutable) {
+            true => Some(
+                self.release_references(
+                    &mut tx,
+                    name,
+                    digest,
+                    Some(&manifest.bytes),
+                    &parts.headers,
+                    client,
+                )
+                .await?,
+            ),
+            false => None,
+        };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let resp = self
             .send_manifest(parts, manifest.bytes.clone(), client)
@@ -325,6 +345,11 @@ impl Guard {
             })
             .await
             .map_err(ledger_down)?;
+            if let Some(refs) = references.take() {
+                tx.record_references(repo, digest.as_str(), &refs)
+                    .await
+                    .map_err(ledger_down)?;
+            }
             tx.append(&event, &actor).await.map_err(ledger_down)?;
         }
         tx.commit().await.map_err(|e| {
@@ -395,6 +420,12 @@ impl Guard {
         })
         .await
         .map_err(ledger_down)?;
+        let refs = self
+            .release_references(tx, name, &existing, None, &parts.headers, client)
+            .await?;
+        tx.record_references(repo, existing.as_str(), &refs)
+            .await
+            .map_err(ledger_down)?;
         tx.append(
             &NewEvent {
                 tag: Some(tag.as_str()),
@@ -426,7 +457,11 @@ impl Guard {
                 tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
                 (tx, Vec::new())
             }
-            Reference::Digest(digest) => self.lock_digest_with_tags(repo, digest.as_str()).await?,
+            Reference::Digest(digest) => {
+                self.record_older_releases(name, &parts.headers, client)
+                    .await?;
+                self.lock_digest_with_tags(repo, digest.as_str()).await?
+            }
         };
 
         // The tags this delete removes, with their decisions.
@@ -505,6 +540,35 @@ impl Guard {
             return Err(error);
         }
 
+        // Releases that reach the digest without naming it: an index that lists it.
+        let mut warned = Vec::new();
+        if let Reference::Digest(digest) = reference {
+            let reaching = self.releases_reaching(&mut tx, repo, digest).await?;
+            let (enforced, allowed) = self.split_by_mode(
+                repo,
+                reaching
+                    .into_iter()
+                    .filter(|r| r.kind != RefKind::Manifest)
+                    .collect(),
+            );
+            if !enforced.is_empty() {
+                let error = blob::refusal(repo, "manifest", digest.as_str(), &enforced);
+                let events = enforced.iter().map(|r| NewEvent {
+                    tag: Some(&r.tag),
+                    digest: Some(digest.as_str()),
+                    class: Some(TagClass::Immutable),
+                    rule: Some(&r.rule),
+                    reason: Some("release-manifest-delete"),
+                    detail: error.detail.clone(),
+                    ..NewEvent::new(Action::Refuse, repo)
+                });
+                self.record_refusal(tx, events.collect(), &actor).await;
+                tracing::info!(repository = repo, %digest, "refused deleting a manifest a release lists");
+                return Err(error);
+            }
+            warned = allowed;
+        }
+
         let req = self
             .forwarder
             .upstream_request(parts, Body::empty(), client);
@@ -534,7 +598,9 @@ impl Guard {
         }
         tx.commit().await.map_err(ledger_down)?;
         self.metrics.decision("deleted");
-        Ok(self.forwarder.downstream_response(resp))
+        let mut out = self.forwarder.downstream_response(resp);
+        blob::warn_header(&mut out, repo, "manifest", reference.as_str(), &warned);
+        Ok(out)
     }
 
     /// Lock a digest together with every tag bound to it, in one sorted call, so that

@@ -281,11 +281,11 @@ fn hashed_fields(e: &StoredEvent) -> HashedFields<'_> {
 /// rollback, and are released by the database if tagwarden dies, so a crash can never
 /// leave a tag blocked.
 pub struct LedgerTx {
-    tx: Transaction<'static, Postgres>,
+    pub(super) tx: Transaction<'static, Postgres>,
 }
 
 /// The advisory-lock key of a `(repository, tag-or-digest)` pair.
-fn lock_key(repository: &str, item: &str) -> i64 {
+pub(super) fn lock_key(repository: &str, item: &str) -> i64 {
     use sha2::{Digest as _, Sha256};
     let h = Sha256::new()
         .chain_update(repository.as_bytes())
