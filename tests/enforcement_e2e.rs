@@ -1158,3 +1158,67 @@ mode = "warn"
         Some(b.digest())
     );
 }
+
+#[tokio::test]
+async fn a_blob_delete_waits_for_a_concurrent_binding_of_a_release_that_references_it() {
+    use tagwarden::ledger::{Ledger, ManifestRef, NewBinding, RefKind};
+    use tagwarden::policy::TagClass;
+
+    let stack = Stack::start().await;
+    let a = Image::random(&[256]);
+    // The blobs and manifest are in the registry, but no release names them yet.
+    push_untagged(&stack.front.url(), "team/app", &a).await;
+    let db = ledger(&stack);
+
+    // Another tagwarden process is binding 1.0.0 to that manifest.
+    let other = Ledger::connect_lazy(db.url(), 1, Duration::from_secs(5)).unwrap();
+    let mut binding = other.begin().await.unwrap();
+    let layer = a.layers[0].digest.as_str();
+    binding
+        .lock_references_shared("team/app", &[layer, &a.config.digest])
+        .await
+        .unwrap();
+
+    let delete = tokio::spawn({
+        let base = stack.front.url();
+        let layer = layer.to_string();
+        async move { delete_blob(&base, "team/app", &layer).await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the release being bound"
+    );
+    binding
+        .bind(&NewBinding {
+            repository: "team/app",
+            tag: "1.0.0",
+            digest: a.digest(),
+            class: TagClass::Immutable,
+            rule: "releases",
+            bound_by: None,
+        })
+        .await
+        .unwrap();
+    let refs = [
+        ManifestRef {
+            digest: a.config.digest.clone(),
+            kind: RefKind::Config,
+        },
+        ManifestRef {
+            digest: layer.to_string(),
+            kind: RefKind::Layer,
+        },
+    ];
+    binding
+        .record_references("team/app", a.digest(), &refs)
+        .await
+        .unwrap();
+    binding.commit().await.unwrap();
+
+    assert_eq!(delete.await.unwrap(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        blob_status(&stack.registry.url(), "team/app", layer).await,
+        StatusCode::OK
+    );
+}
