@@ -541,6 +541,20 @@ async fn import_records_every_existing_tag_so_old_releases_are_protected() {
         Some(c.digest())
     );
     assert_eq!(actions(&db, "one/app", "1.0.0"), ["adopt"]);
+    let recorded = db.query_column(&format!(
+        "SELECT kind || ' ' || referenced_digest FROM manifest_references
+         WHERE repository = 'one/app' AND manifest_digest = '{}' ORDER BY kind",
+        a.digest()
+    ));
+    assert_eq!(
+        recorded,
+        [
+            Some(format!("config {}", a.config.digest)),
+            Some(format!("layer {}", a.layers[0].digest)),
+            Some(format!("manifest {}", a.digest())),
+        ],
+        "import records what a release references"
+    );
 
     // Importing again changes nothing.
     let out = tokio::task::spawn_blocking(import).await.unwrap();

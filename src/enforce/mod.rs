@@ -40,6 +40,7 @@ use crate::telemetry::Metrics;
 
 pub use advance::Rewound;
 pub use probe::Probe;
+pub use reach::collect as collect_references;
 
 use self::advance::Target;
 
