@@ -133,10 +133,10 @@ fn invalid(message: &str) -> OciError {
 }
 
 impl Guard {
-    /// What the release `digest` references, read from `bytes` (a push) or from the
-    /// registry, locked (shared) so that deletes of any of it wait for this
-    /// transaction. Call before the upstream stores the manifest; record the result
-    /// with [`LedgerTx::record_references`] after the binding.
+    /// What the release `digest` references (from the ledger when recorded, else from
+    /// `bytes` on a push or from the registry), locked (shared) so that deletes of any
+    /// of it wait for this transaction. Call before the upstream stores the manifest;
+    /// record the result with [`LedgerTx::record_references`] after the binding.
     pub(super) async fn release_references(
         &self,
         tx: &mut LedgerTx,
@@ -146,9 +146,17 @@ impl Guard {
         headers: &HeaderMap,
         client: &Client,
     ) -> Result<Vec<ManifestRef>, OciError> {
-        let refs = self
-            .read_references(name, digest, bytes, headers, client)
-            .await?;
+        let recorded = tx
+            .recorded_references(name.as_str(), digest.as_str())
+            .await
+            .map_err(ledger_down)?;
+        let refs = match recorded {
+            Some(refs) => refs,
+            None => {
+                self.read_references(name, digest, bytes, headers, client)
+                    .await?
+            }
+        };
         let mut locked: Vec<&str> = refs.iter().map(|r| r.digest.as_str()).collect();
         locked.push(digest.as_str());
         tx.lock_references_shared(name.as_str(), &locked)

@@ -130,21 +130,29 @@ impl LedgerTx {
         Ok(())
     }
 
-    /// Whether the references of `manifest_digest` are recorded.
-    pub async fn references_recorded(
+    /// The recorded references of `manifest_digest`, or `None` if they are not recorded.
+    pub async fn recorded_references(
         &mut self,
         repository: &str,
         manifest_digest: &str,
-    ) -> Result<bool, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM manifest_references
-                            WHERE repository = $1 AND manifest_digest = $2
-                              AND referenced_digest = $2 AND kind = 'manifest')",
+    ) -> Result<Option<Vec<ManifestRef>>, LedgerError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT referenced_digest, kind FROM manifest_references
+             WHERE repository = $1 AND manifest_digest = $2",
         )
         .bind(repository)
         .bind(manifest_digest)
-        .fetch_one(&mut *self.tx)
-        .await?)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut recorded = false;
+        let mut refs = Vec::with_capacity(rows.len());
+        for (digest, kind) in rows {
+            match RefKind::parse(&kind) {
+                RefKind::Manifest => recorded = true,
+                kind => refs.push(ManifestRef { digest, kind }),
+            }
+        }
+        Ok(recorded.then_some(refs))
     }
 
     /// Digests named by live immutable bindings whose references are not recorded yet
