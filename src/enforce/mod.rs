@@ -275,19 +275,15 @@ impl Guard {
 
         // Read and lock what a release references before the upstream stores it, so a
         // concurrent delete of one of its blobs waits for the binding (see `reach`).
-        let mut references = match plan.iter().any(|p| p.decision.class == TagClass::Immutable) {
-            true => Some(
-                self.release_references(
-                    &mut tx,
-                    name,
-                    digest,
-                    Some(&manifest.bytes),
-                    &parts.headers,
-                    client,
-                )
-                .await?,
-            ),
-            false => None,
+        let binds_release = plan.iter().any(|p| p.decision.class == TagClass::Immutable);
+        let mut references = if binds_release {
+            let bytes = Some(&manifest.bytes[..]);
+            Some(
+                self.release_references(&mut tx, name, digest, bytes, &parts.headers, client)
+                    .await?,
+            )
+        } else {
+            None
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let resp = self
