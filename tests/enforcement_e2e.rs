@@ -948,6 +948,20 @@ async fn a_multi_arch_release_keeps_its_platform_manifests_and_their_layers() {
     pull_all(&stack.registry.docker_ref("team/multi:2.0.0"))
         .await
         .assert_success();
+    // An identical re-push (CI retry) still works; its references are already recorded.
+    skopeo::copy(
+        &layout.reference(),
+        &stack.front.docker_ref("team/multi:2.0.0"),
+    )
+    .all()
+    .preserve_digests()
+    .run()
+    .await
+    .assert_success();
+    assert_eq!(
+        actions(ledger(&stack), "team/multi", "2.0.0"),
+        ["create", "refuse", "refuse", "refuse", "repush"]
+    );
     assert_eq!(
         refusals(ledger(&stack)),
         [
@@ -1234,5 +1248,25 @@ async fn a_blob_delete_waits_for_a_concurrent_binding_of_a_release_that_referenc
     assert_eq!(
         blob_status(&stack.registry.url(), "team/app", layer).await,
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_release_index_whose_children_are_not_in_the_registry_is_refused_before_it_is_forwarded()
+{
+    let stack = Stack::start().await;
+    let index = support::Index::random_multi_arch(&[256]);
+    let resp = put_manifest(&stack.front.url(), "team/multi", "4.0.0", &index.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::BAD_REQUEST, "index without children").await;
+    assert_eq!(err.code, "MANIFEST_BLOB_UNKNOWN");
+    assert!(
+        err.message.contains(index.images[0].digest()),
+        "{}",
+        err.message
+    );
+    assert_eq!(bound_digest(ledger(&stack), "team/multi", "4.0.0"), None);
+    assert_eq!(
+        support::api::resolve(&stack.registry.url(), "team/multi", "4.0.0").await,
+        None
     );
 }
