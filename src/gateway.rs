@@ -1,6 +1,6 @@
 //! The client-facing request handler: every request is checked here before anything
-//! reaches the upstream. Manifest writes and deletes go to the [`Guard`]; everything
-//! else under `/v2/` streams through the [`Forwarder`].
+//! reaches the upstream. Manifest writes and deletes, and blob deletes, go to the
+//! [`Guard`]; everything else under `/v2/` streams through the [`Forwarder`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,6 +96,9 @@ impl Gateway {
                 self.guard
                     .delete_manifest(name, reference, parts, &client)
                     .await
+            }
+            (Route::Blob { name, digest }, &Method::DELETE) => {
+                self.guard.delete_blob(name, digest, parts, &client).await
             }
             (Route::Manifest { .. }, m) if m != Method::GET && m != Method::HEAD => {
                 method_not_allowed(m, "manifests accept GET, HEAD, PUT and DELETE").into_response()

@@ -10,10 +10,10 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::config::Config;
-use crate::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
+use crate::ledger::{Action, Actor, Ledger, ManifestRef, NewBinding, NewEvent};
 use crate::oci::media::ACCEPT_ALL_MANIFESTS;
-use crate::oci::{Digest, Name, Tag};
-use crate::policy::Policy;
+use crate::oci::{Digest, Name, OciError, Tag};
+use crate::policy::{Policy, TagClass};
 use crate::proxy::body::Activity;
 use crate::proxy::Upstream;
 
@@ -128,6 +128,34 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// What the release `name@digest` references, for the delete checks; a manifest
+    /// the registry no longer holds references nothing.
+    async fn references(&self, name: &Name, digest: &Digest) -> anyhow::Result<Vec<ManifestRef>> {
+        let fetch = |d: Digest| async move {
+            let path = format!("/v2/{name}/manifests/{d}");
+            match self.get(Method::GET, &path, self.max_manifest_bytes).await {
+                Ok((StatusCode::OK, _, bytes)) => Ok(Some(bytes)),
+                Ok((StatusCode::NOT_FOUND, _, _)) => Ok(None),
+                Ok((s, _, _)) => Err(format!("GET {path}: the registry answered {s}")),
+                Err(e) => Err(format!("GET {path}: {e}")),
+            }
+            .map_err(|m| OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", m))
+        };
+        let top = match fetch(digest.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        {
+            Some(top) if Digest::of(digest.algorithm(), &top) == *digest => top,
+            Some(_) => anyhow::bail!("{name}@{digest}: the registry served other bytes"),
+            None => return Ok(Vec::new()),
+        };
+        crate::enforce::collect_references(&top, false, fetch)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))
+    }
+}
+
 fn hint(status: StatusCode) -> &'static str {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         " (set upstream.username and upstream.password to an account that can list the catalog)"
@@ -204,6 +232,18 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                         bound_by: None,
                     })
                     .await?;
+                    if decision.class == TagClass::Immutable {
+                        // Unread references are read at the first delete instead.
+                        match registry.references(&name, &digest).await {
+                            Ok(refs) => {
+                                tx.record_references(name.as_str(), digest.as_str(), &refs)
+                                    .await?
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "{name}:{tag}: references not recorded")
+                            }
+                        }
+                    }
                     tx.append(
                         &NewEvent {
                             tag: Some(tag.as_str()),

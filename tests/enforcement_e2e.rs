@@ -541,6 +541,20 @@ async fn import_records_every_existing_tag_so_old_releases_are_protected() {
         Some(c.digest())
     );
     assert_eq!(actions(&db, "one/app", "1.0.0"), ["adopt"]);
+    let recorded = db.query_column(&format!(
+        "SELECT kind || ' ' || referenced_digest FROM manifest_references
+         WHERE repository = 'one/app' AND manifest_digest = '{}' ORDER BY kind",
+        a.digest()
+    ));
+    assert_eq!(
+        recorded,
+        [
+            Some(format!("config {}", a.config.digest)),
+            Some(format!("layer {}", a.layers[0].digest)),
+            Some(format!("manifest {}", a.digest())),
+        ],
+        "import records what a release references"
+    );
 
     // Importing again changes nothing.
     let out = tokio::task::spawn_blocking(import).await.unwrap();
@@ -789,4 +803,470 @@ async fn a_delete_by_digest_waits_for_a_concurrent_move_of_one_of_its_tags() {
         "latest moved away before the delete and is still live"
     );
     assert_eq!(actions(db, "team/app", "latest"), ["create", "move"]);
+}
+
+/// `DELETE /v2/<repo>/blobs/<digest>` at `base`.
+async fn delete_blob(base: &str, repo: &str, digest: &str) -> reqwest::Response {
+    client()
+        .delete(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .expect("DELETE blob")
+}
+
+/// The status of `GET /v2/<repo>/blobs/<digest>` at `base`.
+async fn blob_status(base: &str, repo: &str, digest: &str) -> StatusCode {
+    client()
+        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .expect("GET blob")
+        .status()
+}
+
+/// Pull `reference` with every platform into a fresh layout; fails if any manifest or
+/// blob is missing.
+async fn pull_all(reference: &str) -> skopeo::SkopeoOutput {
+    let layout = OciLayout::empty();
+    skopeo::copy(reference, &layout.reference())
+        .all()
+        .preserve_digests()
+        .run()
+        .await
+}
+
+/// `(tag, digest, reason)` of every refusal in the ledger, oldest first.
+fn refusals(db: &Database) -> Vec<String> {
+    db.query_column(
+        "SELECT tag || ' ' || digest || ' ' || reason FROM tag_events WHERE action = 'refuse' ORDER BY id",
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+#[tokio::test]
+async fn deleting_a_release_s_config_or_layer_blob_is_refused_and_unreferenced_blobs_can_be() {
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let a = Image::random(&[512, 1024]);
+    push(&a, &stack.front.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+
+    for blob in [&a.config, &a.layers[1]] {
+        let resp = delete_blob(&base, "team/app", &blob.digest).await;
+        let err = expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "release blob").await;
+        assert_eq!(err.code, "UNSUPPORTED");
+        assert!(
+            err.message
+                .contains(&format!("blob team/app@{} cannot be deleted", blob.digest))
+                && err.message.contains("team/app:1.0.0"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            blob_status(&stack.registry.url(), "team/app", &blob.digest).await,
+            StatusCode::OK,
+            "the registry still holds {}",
+            blob.digest
+        );
+    }
+    pull_all(&stack.front.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+    let db = ledger(&stack);
+    assert_eq!(
+        refusals(db),
+        [
+            format!("1.0.0 {} release-blob-delete", a.config.digest),
+            format!("1.0.0 {} release-blob-delete", a.layers[1].digest),
+        ]
+    );
+    let protecting = db.query_column(
+        "SELECT detail->'immutable_tags'->>0 FROM tag_events WHERE action = 'refuse' LIMIT 1",
+    );
+    assert_eq!(protecting, [Some("1.0.0".to_string())]);
+
+    // A blob no release references is deleted as before.
+    let loose = support::Blob::new(support::oci::OCI_LAYER_TAR, support::oci::random_bytes(300));
+    upload_blob(&base, "team/app", &loose).await;
+    let resp = delete_blob(&base, "team/app", &loose.digest).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        blob_status(&stack.registry.url(), "team/app", &loose.digest).await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_multi_arch_release_keeps_its_platform_manifests_and_their_layers() {
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let index = support::Index::random_multi_arch(&[512]);
+    let layout = OciLayout::with_index(&index);
+    skopeo::copy(
+        &layout.reference(),
+        &stack.front.docker_ref("team/multi:2.0.0"),
+    )
+    .all()
+    .preserve_digests()
+    .run()
+    .await
+    .assert_success();
+    let (amd64, arm64) = (&index.images[0], &index.images[1]);
+
+    let resp = client()
+        .delete(format!("{base}/v2/team/multi/manifests/{}", arm64.digest()))
+        .send()
+        .await
+        .unwrap();
+    let err = expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "child manifest").await;
+    assert_eq!(err.code, "UNSUPPORTED");
+    assert!(
+        err.message.contains("team/multi:2.0.0")
+            && err.message.contains(index.digest().get(..19).unwrap()),
+        "{}",
+        err.message
+    );
+    let resp = delete_blob(&base, "team/multi", &amd64.layers[0].digest).await;
+    expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "child layer").await;
+    let resp = delete_blob(&base, "team/multi", &arm64.config.digest).await;
+    expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, "child config").await;
+
+    // Both platforms still pull, straight from the registry.
+    for image in [amd64, arm64] {
+        let served = skopeo::inspect_digest(
+            &stack
+                .registry
+                .docker_ref(&format!("team/multi@{}", image.digest())),
+        )
+        .await
+        .expect("the child manifest is still there");
+        assert_eq!(served, image.digest());
+    }
+    pull_all(&stack.registry.docker_ref("team/multi:2.0.0"))
+        .await
+        .assert_success();
+    // An identical re-push (CI retry) still works; its references are already recorded.
+    skopeo::copy(
+        &layout.reference(),
+        &stack.front.docker_ref("team/multi:2.0.0"),
+    )
+    .all()
+    .preserve_digests()
+    .run()
+    .await
+    .assert_success();
+    assert_eq!(
+        actions(ledger(&stack), "team/multi", "2.0.0"),
+        ["create", "refuse", "refuse", "refuse", "repush"]
+    );
+    assert_eq!(
+        refusals(ledger(&stack)),
+        [
+            format!("2.0.0 {} release-manifest-delete", arm64.digest()),
+            format!("2.0.0 {} release-blob-delete", amd64.layers[0].digest),
+            format!("2.0.0 {} release-blob-delete", arm64.config.digest),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn blobs_only_a_moving_tag_references_can_be_deleted() {
+    let stack = Stack::start().await;
+    let a = Image::random(&[512]);
+    push(&a, &stack.front.docker_ref("team/app:latest"))
+        .await
+        .assert_success();
+    for blob in a.blobs() {
+        let resp = delete_blob(&stack.front.url(), "team/app", &blob.digest).await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "{}", blob.digest);
+        assert_eq!(
+            blob_status(&stack.registry.url(), "team/app", &blob.digest).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert!(refusals(ledger(&stack)).is_empty());
+}
+
+#[tokio::test]
+async fn releases_bound_before_references_were_recorded_still_protect_their_content() {
+    let stack = Stack::start().await;
+    let base = stack.front.url();
+    let image = Image::random(&[256]);
+    push(&image, &stack.front.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+    let index = support::Index::random_multi_arch(&[256]);
+    skopeo::copy(
+        &OciLayout::with_index(&index).reference(),
+        &stack.front.docker_ref("team/app:2.0.0"),
+    )
+    .all()
+    .preserve_digests()
+    .run()
+    .await
+    .assert_success();
+    let db = ledger(&stack);
+    let count = || db.query_column("SELECT count(*)::text FROM manifest_references");
+    assert_ne!(count(), [Some("0".to_string())], "pushes record references");
+    // A database from before migration 0005 has no rows at all.
+    db.query_column("DELETE FROM manifest_references");
+    assert_eq!(count(), [Some("0".to_string())]);
+
+    let resp = delete_blob(&base, "team/app", &index.images[1].layers[0].digest).await;
+    expect_oci_error(
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "child layer of an old release",
+    )
+    .await;
+    let resp = delete_blob(&base, "team/app", &image.layers[0].digest).await;
+    expect_oci_error(
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "layer of an old release",
+    )
+    .await;
+    let resp = client()
+        .delete(format!(
+            "{base}/v2/team/app/manifests/{}",
+            index.images[0].digest()
+        ))
+        .send()
+        .await
+        .unwrap();
+    expect_oci_error(
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "child of an old release",
+    )
+    .await;
+    let recorded =
+        db.query_column("SELECT DISTINCT manifest_digest FROM manifest_references ORDER BY 1");
+    let mut expected = vec![
+        Some(image.digest().to_string()),
+        Some(index.digest().to_string()),
+    ];
+    expected.sort();
+    assert_eq!(
+        recorded, expected,
+        "both releases were read back from the registry"
+    );
+    pull_all(&stack.registry.docker_ref("team/app:2.0.0"))
+        .await
+        .assert_success();
+}
+
+/// Pushes `image` straight to the registry at `base` under its digest only.
+async fn push_untagged(base: &str, repo: &str, image: &Image) {
+    for blob in image.blobs() {
+        upload_blob(base, repo, blob).await;
+    }
+    let resp = put_manifest(base, repo, image.digest(), &image.manifest).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_delete_by_digest_ignores_unrecorded_releases_that_name_other_digests() {
+    let stack = Stack::start().await;
+    let (a, b, c) = (
+        Image::random(&[256]),
+        Image::random(&[256]),
+        Image::random(&[256]),
+    );
+    // Releases tagwarden never saw, and an untagged manifest.
+    push(&a, &stack.registry.docker_ref("team/app:1.0.0"))
+        .await
+        .assert_success();
+    push(&b, &stack.registry.docker_ref("team/app:1.1.0"))
+        .await
+        .assert_success();
+    push_untagged(&stack.registry.url(), "team/app", &c).await;
+
+    let resp = client()
+        .delete(format!(
+            "{}/v2/team/app/manifests/{}",
+            stack.front.url(),
+            c.digest()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let db = ledger(&stack);
+    for tag in ["1.0.0", "1.1.0"] {
+        assert!(
+            actions(db, "team/app", tag).is_empty(),
+            "{tag} was not touched"
+        );
+    }
+
+    // The release that does name a digest still refuses its delete.
+    let resp = client()
+        .delete(format!(
+            "{}/v2/team/app/manifests/{}",
+            stack.front.url(),
+            a.digest()
+        ))
+        .send()
+        .await
+        .unwrap();
+    expect_oci_error(
+        resp,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "an unrecorded release",
+    )
+    .await;
+    assert_eq!(actions(db, "team/app", "1.0.0"), ["adopt", "refuse"]);
+    assert!(actions(db, "team/app", "1.1.0").is_empty());
+    for (tag, image) in [("1.0.0", &a), ("1.1.0", &b)] {
+        assert_eq!(
+            support::api::resolve(&stack.registry.url(), "team/app", tag)
+                .await
+                .as_deref(),
+            Some(image.digest())
+        );
+    }
+}
+
+#[tokio::test]
+async fn in_warn_mode_a_delete_by_digest_marks_deleted_only_the_tags_naming_it() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(
+            r#"
+[[policy.rules]]
+name = "nightlies"
+tag = "nightly-[0-9]{8}"
+class = "immutable"
+mode = "warn"
+"#,
+        )
+        .start()
+        .await;
+    let (a, b, c) = (
+        Image::random(&[256]),
+        Image::random(&[256]),
+        Image::random(&[256]),
+    );
+    push(&a, &registry.docker_ref("team/app:nightly-20261201"))
+        .await
+        .assert_success();
+    push(&b, &registry.docker_ref("team/app:nightly-20261202"))
+        .await
+        .assert_success();
+    push_untagged(&registry.url(), "team/app", &c).await;
+
+    let delete = |digest: &str| {
+        client()
+            .delete(format!("{}/v2/team/app/manifests/{digest}", tw.url()))
+            .send()
+    };
+    let resp = delete(c.digest()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&resp, "warning"), None);
+    for tag in ["nightly-20261201", "nightly-20261202"] {
+        assert!(actions(&db, "team/app", tag).is_empty(), "{tag} untouched");
+    }
+
+    let resp = delete(a.digest()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        actions(&db, "team/app", "nightly-20261201"),
+        ["adopt", "warn"]
+    );
+    assert!(actions(&db, "team/app", "nightly-20261202").is_empty());
+    assert_eq!(
+        support::api::resolve(&registry.url(), "team/app", "nightly-20261202")
+            .await
+            .as_deref(),
+        Some(b.digest())
+    );
+}
+
+#[tokio::test]
+async fn a_blob_delete_waits_for_a_concurrent_binding_of_a_release_that_references_it() {
+    use tagwarden::ledger::{Ledger, ManifestRef, NewBinding, RefKind};
+    use tagwarden::policy::TagClass;
+
+    let stack = Stack::start().await;
+    let a = Image::random(&[256]);
+    // The blobs and manifest are in the registry, but no release names them yet.
+    push_untagged(&stack.front.url(), "team/app", &a).await;
+    let db = ledger(&stack);
+
+    // Another tagwarden process is binding 1.0.0 to that manifest.
+    let other = Ledger::connect_lazy(db.url(), 1, Duration::from_secs(5)).unwrap();
+    let mut binding = other.begin().await.unwrap();
+    let layer = a.layers[0].digest.as_str();
+    binding
+        .lock_references_shared("team/app", &[layer, &a.config.digest])
+        .await
+        .unwrap();
+
+    let delete = tokio::spawn({
+        let base = stack.front.url();
+        let layer = layer.to_string();
+        async move { delete_blob(&base, "team/app", &layer).await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !delete.is_finished(),
+        "the delete waits for the release being bound"
+    );
+    binding
+        .bind(&NewBinding {
+            repository: "team/app",
+            tag: "1.0.0",
+            digest: a.digest(),
+            class: TagClass::Immutable,
+            rule: "releases",
+            bound_by: None,
+        })
+        .await
+        .unwrap();
+    let refs = [
+        ManifestRef {
+            digest: a.config.digest.clone(),
+            kind: RefKind::Config,
+        },
+        ManifestRef {
+            digest: layer.to_string(),
+            kind: RefKind::Layer,
+        },
+    ];
+    binding
+        .record_references("team/app", a.digest(), &refs)
+        .await
+        .unwrap();
+    binding.commit().await.unwrap();
+
+    assert_eq!(delete.await.unwrap(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        blob_status(&stack.registry.url(), "team/app", layer).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_release_index_whose_children_are_not_in_the_registry_is_refused_before_it_is_forwarded()
+{
+    let stack = Stack::start().await;
+    let index = support::Index::random_multi_arch(&[256]);
+    let resp = put_manifest(&stack.front.url(), "team/multi", "4.0.0", &index.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::BAD_REQUEST, "index without children").await;
+    assert_eq!(err.code, "MANIFEST_BLOB_UNKNOWN");
+    assert!(
+        err.message.contains(index.images[0].digest()),
+        "{}",
+        err.message
+    );
+    assert_eq!(bound_digest(ledger(&stack), "team/multi", "4.0.0"), None);
+    assert_eq!(
+        support::api::resolve(&stack.registry.url(), "team/multi", "4.0.0").await,
+        None
+    );
 }

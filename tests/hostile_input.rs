@@ -448,6 +448,70 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
         Expect::OneOf(&[202, 404, 405]),
     )
     .await;
+    // The release's own blobs, in every spelling: refused, malformed, or with a body.
+    let config = a.config.digest.clone();
+    let config_hex = config.trim_start_matches("sha256:");
+    let layer = a.layers[0].digest.clone();
+    for (method, target, body, expect) in [
+        (
+            "DELETE",
+            format!("/v2/{REPO}/blobs/{config}"),
+            &b""[..],
+            not_allowed,
+        ),
+        (
+            "delete",
+            format!("/v2/{REPO}/blobs/{layer}"),
+            &b""[..],
+            not_allowed,
+        ),
+        // A DELETE has no body: refused for its framing before the policy is asked.
+        (
+            "DELETE",
+            format!("/v2/{REPO}/blobs/{layer}"),
+            &b"0123456789"[..],
+            Expect::Oci(400, "UNSUPPORTED"),
+        ),
+        (
+            "DELETE",
+            format!("/v2/{REPO}/blobs/sha256%3A{config_hex}"),
+            &b""[..],
+            bad_name,
+        ),
+        (
+            "DELETE",
+            format!("/v2/{REPO}/blobs/sha256:{}", config_hex.to_uppercase()),
+            &b""[..],
+            Expect::Oci(400, "DIGEST_INVALID"),
+        ),
+        (
+            "DELETE",
+            format!("/v2/corpus%2Fapp/blobs/{config}"),
+            &b""[..],
+            bad_name,
+        ),
+    ] {
+        let req = raw::request(method, target.as_bytes(), &host, &[], body);
+        c.raw(
+            &format!("{method} {target} ({} body bytes)", body.len()),
+            req,
+            expect,
+        )
+        .await;
+    }
+    for blob in a.blobs() {
+        assert_eq!(
+            client()
+                .get(format!("{registry}/v2/{REPO}/blobs/{}", blob.digest))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "the release's blob {} is still in the registry",
+            blob.digest
+        );
+    }
 
     // --- Method case and unknown methods -------------------------------------------------
     let release_target = format!("/v2/{REPO}/manifests/1.0.0");

@@ -18,11 +18,13 @@
 
 mod access;
 mod advance;
+mod blob;
 mod identity;
 mod limiter;
 mod manifest;
 mod plan;
 mod probe;
+mod reach;
 mod refusal;
 
 use std::future::Future;
@@ -33,7 +35,9 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
-use crate::ledger::{Action, Actor, Binding, Ledger, LedgerError, LedgerTx, NewBinding, NewEvent};
+use crate::ledger::{
+    Action, Actor, Binding, Ledger, LedgerError, LedgerTx, NewBinding, NewEvent, RefKind,
+};
 use crate::oci::{Digest, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, Mode, Policy, TagClass};
 use crate::proxy::body::Activity;
@@ -43,6 +47,7 @@ use crate::telemetry::Metrics;
 pub use access::UpstreamAuth;
 pub use advance::Rewound;
 pub use probe::Probe;
+pub use reach::collect as collect_references;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};
@@ -146,6 +151,26 @@ impl Guard {
         actor.identity.is_some() && self.auth.authenticates(&self.forwarder).await == Some(true)
     }
 
+    /// Before a refusal names bindings or is recorded: `Some(answer)` when the client may
+    /// not push to the repository, the upstream's own answer to hand on instead. A
+    /// client that may push counts as verified where the upstream authenticates.
+    pub(super) async fn before_refusing(
+        &self,
+        name: &Name,
+        parts: &Parts,
+        client: &Client,
+        actor: &mut Actor,
+    ) -> Result<Option<Response>, OciError> {
+        match self.check_access(name, parts, client).await {
+            Ok(()) => {
+                actor.verified = self.verified(actor).await;
+                Ok(None)
+            }
+            Err(Denied::Upstream(resp)) => Ok(Some(*resp)),
+            Err(Denied::Unchecked(e)) => Err(e),
+        }
+    }
+
     /// Before anything about a repository's bindings is disclosed or recorded: may this
     /// client write to it? Open upstreams let everyone write.
     async fn check_access(
@@ -228,6 +253,18 @@ impl Guard {
             return Ok(resp);
         }
 
+        // Read and lock what a release references before the upstream stores it, so a
+        // concurrent delete of one of its blobs waits for the binding (see `reach`).
+        let binds_release = plan.iter().any(|p| p.decision.class == TagClass::Immutable);
+        let mut references = if binds_release {
+            let bytes = Some(&manifest.bytes[..]);
+            Some(
+                self.release_references(&mut tx, name, digest, bytes, &parts.headers, client)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let resp = self
             .send_manifest(parts, manifest.bytes.clone(), client)
@@ -250,6 +287,13 @@ impl Guard {
         let warnings = self
             .record_accepted(&mut tx, repo, &plan, digest, &actor)
             .await?;
+        if let Some(refs) = references.take() {
+            if plan.iter().any(|p| p.decision.class == TagClass::Immutable) {
+                tx.record_references(repo, digest.as_str(), &refs)
+                    .await
+                    .map_err(ledger_down)?;
+            }
+        }
         tx.commit().await.map_err(|e| {
             // The upstream holds the manifest but the ledger does not: the client sees
             // a failure and retries; the retry adopts what the upstream holds.
@@ -297,12 +341,9 @@ impl Guard {
         client: &Client,
         actor: &mut Actor,
     ) -> Result<Response, OciError> {
-        match self.check_access(name, parts, client).await {
-            Ok(()) => {}
-            Err(Denied::Upstream(resp)) => return Ok(*resp),
-            Err(Denied::Unchecked(e)) => return Err(e),
+        if let Some(upstream_answer) = self.before_refusing(name, parts, client, actor).await? {
+            return Ok(upstream_answer);
         }
-        actor.verified = self.verified(actor).await;
         let repo = name.as_str();
         let mut first = None;
         let mut events = Vec::new();
@@ -610,6 +651,12 @@ impl Guard {
         })
         .await
         .map_err(ledger_down)?;
+        let refs = self
+            .release_references(tx, name, &existing, None, &parts.headers, client)
+            .await?;
+        tx.record_references(repo, existing.as_str(), &refs)
+            .await
+            .map_err(ledger_down)?;
         tx.append(
             &NewEvent {
                 tag: Some(tag.as_str()),
@@ -641,7 +688,11 @@ impl Guard {
                 tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
                 (tx, Vec::new())
             }
-            Reference::Digest(digest) => self.lock_digest_with_tags(repo, digest.as_str()).await?,
+            Reference::Digest(digest) => {
+                self.record_older_releases(name, &parts.headers, client)
+                    .await?;
+                self.lock_digest_with_tags(repo, digest.as_str()).await?
+            }
         };
 
         // The tags this delete removes, with their decisions.
@@ -697,20 +748,29 @@ impl Guard {
         }
 
         if !refused.is_empty() {
+            if let Some(upstream_answer) = self
+                .before_refusing(name, &parts, client, &mut actor)
+                .await?
+            {
+                return Ok(upstream_answer);
+            }
             let error = refusal::delete(
                 repo,
                 reference.as_str(),
                 &refused.iter().collect::<Vec<_>>(),
             );
-            let events = refused.iter().map(|b| NewEvent {
-                tag: Some(&b.tag),
-                digest: Some(&b.digest),
-                class: Some(TagClass::Immutable),
-                rule: Some(&b.rule),
-                reason: Some("immutable-tag-delete"),
-                detail: error.detail.clone(),
-                ..NewEvent::new(Action::Refuse, repo)
-            });
+            let events = refused
+                .iter()
+                .filter(|b| self.admit_refusal(repo, &b.tag, &actor))
+                .map(|b| NewEvent {
+                    tag: Some(&b.tag),
+                    digest: Some(&b.digest),
+                    class: Some(TagClass::Immutable),
+                    rule: Some(&b.rule),
+                    reason: Some("immutable-tag-delete"),
+                    detail: error.detail.clone(),
+                    ..NewEvent::new(Action::Refuse, repo)
+                });
             self.record_refusal(tx, events.collect(), &actor).await;
             tracing::info!(
                 repository = repo,
@@ -718,6 +778,44 @@ impl Guard {
                 "refused deleting an immutable tag"
             );
             return Err(error);
+        }
+
+        // Releases that reach the digest without naming it: an index that lists it.
+        let mut warned = Vec::new();
+        if let Reference::Digest(digest) = reference {
+            let reaching = self.releases_reaching(&mut tx, repo, digest).await?;
+            let (enforced, allowed) = self.split_by_mode(
+                repo,
+                reaching
+                    .into_iter()
+                    .filter(|r| r.kind != RefKind::Manifest)
+                    .collect(),
+            );
+            if !enforced.is_empty() {
+                if let Some(upstream_answer) = self
+                    .before_refusing(name, &parts, client, &mut actor)
+                    .await?
+                {
+                    return Ok(upstream_answer);
+                }
+                let error = blob::refusal(repo, "manifest", digest.as_str(), &enforced);
+                let events = enforced
+                    .iter()
+                    .filter(|r| self.admit_refusal(repo, &r.tag, &actor))
+                    .map(|r| NewEvent {
+                        tag: Some(&r.tag),
+                        digest: Some(digest.as_str()),
+                        class: Some(TagClass::Immutable),
+                        rule: Some(&r.rule),
+                        reason: Some("release-manifest-delete"),
+                        detail: error.detail.clone(),
+                        ..NewEvent::new(Action::Refuse, repo)
+                    });
+                self.record_refusal(tx, events.collect(), &actor).await;
+                tracing::info!(repository = repo, %digest, "refused deleting a manifest a release lists");
+                return Err(error);
+            }
+            warned = allowed;
         }
 
         let req = self
@@ -732,7 +830,7 @@ impl Guard {
             drop(tx);
             return Ok(self.forwarder.downstream_response(resp));
         }
-        actor.verified = actor.identity.is_some();
+        actor.verified = self.verified(&actor).await;
         for (b, decision) in &affected {
             let warned = decision.class == TagClass::Immutable;
             let event = NewEvent {
@@ -749,7 +847,9 @@ impl Guard {
         }
         tx.commit().await.map_err(ledger_down)?;
         self.metrics.decision("deleted");
-        Ok(self.forwarder.downstream_response(resp))
+        let mut out = self.forwarder.downstream_response(resp);
+        blob::warn_header(&mut out, repo, "manifest", reference.as_str(), &warned);
+        Ok(out)
     }
 
     /// Lock a digest together with every tag bound to it, in one sorted call, so that

@@ -25,6 +25,8 @@ pub enum Probe {
 const MAX_TAG_PAGES: usize = 1000;
 /// The largest tag-list page read.
 const MAX_TAG_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// The most unrecorded immutable tags resolved for one delete.
+const MAX_RESOLVED_TAGS: usize = 4096;
 
 /// What `name:tag` points to in the upstream. All four manifest media types are
 /// accepted (the registry answers 404 or 400 otherwise) and the client's
@@ -77,18 +79,21 @@ pub async fn resolve(
     )))
 }
 
-/// Tags of `name` in the upstream that policy makes immutable and the ledger has no
-/// binding for. A delete by digest must check them: they may name that digest.
+/// Tags of `name` in the upstream that policy makes immutable, that the ledger has no
+/// binding for, and that point at `digest`: a delete of that digest would remove them.
+/// Each candidate is resolved, so an unrecorded release naming some other digest
+/// neither refuses the delete nor is taken for one of the tags it removes.
 pub async fn unrecorded_immutable_tags(
     forwarder: &Forwarder,
     policy: &Policy,
     tx: &mut LedgerTx,
     name: &Name,
-    _digest: &Digest,
+    digest: &Digest,
     client_headers: &HeaderMap,
     client: &Client,
 ) -> Result<Vec<Tag>, OciError> {
     let mut found = Vec::new();
+    let mut resolved = 0usize;
     let mut path = format!("/v2/{name}/tags/list");
     for _ in 0..MAX_TAG_PAGES {
         let resp = request(forwarder, Method::GET, &path, client_headers, client).await?;
@@ -123,7 +128,18 @@ pub async fn unrecorded_immutable_tags(
                 .binding(name.as_str(), tag.as_str())
                 .await
                 .map_err(|e| cannot_check(&e.to_string()))?
-                .is_none()
+                .is_some()
+            {
+                continue;
+            }
+            resolved += 1;
+            if resolved > MAX_RESOLVED_TAGS {
+                return Err(cannot_check(&format!(
+                    "{name} has more than {MAX_RESOLVED_TAGS} immutable tags the ledger has not recorded; run tagwarden import"
+                )));
+            }
+            if resolve(forwarder, name, tag.as_str(), client_headers, client).await?
+                == Probe::Present(digest.clone())
             {
                 found.push(tag);
             }
@@ -136,6 +152,37 @@ pub async fn unrecorded_immutable_tags(
     Err(cannot_check(&format!(
         "the tag list of {name} has more than {MAX_TAG_PAGES} pages"
     )))
+}
+
+/// The bytes of `name@digest` in the upstream, checked against the digest; `None` if the
+/// registry does not hold it. Bounded by the manifest size limit.
+pub async fn fetch_manifest(
+    forwarder: &Forwarder,
+    name: &Name,
+    digest: &Digest,
+    max_bytes: usize,
+    client_headers: &HeaderMap,
+    client: &Client,
+) -> Result<Option<bytes::Bytes>, OciError> {
+    let path = format!("/v2/{name}/manifests/{digest}");
+    let doing = format!("reading {name}@{digest}");
+    let resp = request(forwarder, Method::GET, &path, client_headers, client).await?;
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Ok(None),
+        s => return Err(unexpected(s, &resp, &doing)),
+    }
+    let bytes = Limited::new(resp.into_body(), max_bytes)
+        .collect()
+        .await
+        .map_err(|e| cannot_check(&format!("{doing}: {e}")))?
+        .to_bytes();
+    if Digest::of(digest.algorithm(), &bytes) != *digest {
+        return Err(cannot_check(&format!(
+            "{doing}: the bytes served do not hash to the digest"
+        )));
+    }
+    Ok(Some(bytes))
 }
 
 async fn request(
@@ -192,7 +239,7 @@ fn unexpected(
     cannot_check(&format!("{doing}: the registry answered {status}"))
 }
 
-fn cannot_check(what: &str) -> OciError {
+pub(super) fn cannot_check(what: &str) -> OciError {
     OciError::new(
         StatusCode::BAD_GATEWAY,
         "UNAVAILABLE",

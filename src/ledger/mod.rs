@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod queries;
+pub mod references;
 mod repush;
 pub mod store;
 
@@ -18,6 +19,7 @@ use crate::policy::TagClass;
 pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
 };
+pub use references::{ManifestRef, Reach, RefKind};
 pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
 /// A tag's current binding.

@@ -285,7 +285,7 @@ pub struct LedgerTx {
 }
 
 /// The advisory-lock key of a `(repository, tag-or-digest)` pair.
-fn lock_key(repository: &str, item: &str) -> i64 {
+pub(super) fn lock_key(repository: &str, item: &str) -> i64 {
     use sha2::{Digest as _, Sha256};
     let h = Sha256::new()
         .chain_update(repository.as_bytes())
