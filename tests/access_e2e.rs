@@ -428,3 +428,60 @@ async fn pulls_of_a_release_never_fail_while_a_client_loops_identical_repushes()
         "{pushed} re-pushes, {pulls} pulls"
     );
 }
+
+#[tokio::test]
+async fn deletes_refused_for_a_release_tell_only_clients_the_registry_lets_push() {
+    let stack = Stack::start_with_htpasswd(USER, PASSWORD).await;
+    let repo = "locked/app";
+    let image = Image::random(&[512]);
+    push(
+        &image,
+        &stack.front.docker_ref(&format!("{repo}:1.0.0")),
+        Some(&format!("{USER}:{PASSWORD}")),
+    )
+    .await
+    .assert_success();
+    let base = stack.front.url();
+    let layer = &image.layers[0].digest;
+    let targets = [
+        format!("{base}/v2/{repo}/manifests/{}", image.digest()),
+        format!("{base}/v2/{repo}/blobs/{layer}"),
+    ];
+    for target in &targets {
+        for auth in [None, Some(basic(USER, "wrong"))] {
+            let mut req = client().delete(target);
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{target} {auth:?}");
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains("1.0.0"), "{target}: {body}");
+        }
+    }
+    let db = ledger(&stack);
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*)::text FROM tag_events WHERE action = 'refuse'"
+        ),
+        0
+    );
+    for target in &targets {
+        let resp = client()
+            .delete(target)
+            .header("authorization", basic(USER, PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        let err = expect_oci_error(resp, StatusCode::METHOD_NOT_ALLOWED, target).await;
+        assert!(err.message.contains("1.0.0"), "{}", err.message);
+    }
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*)::text FROM tag_events WHERE action = 'refuse' AND identity_verified"
+        ),
+        2
+    );
+}
