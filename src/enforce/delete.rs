@@ -1,0 +1,249 @@
+//! A manifest delete (`DELETE /v2/<name>/manifests/<reference>`): refused while an
+//! immutable tag names the manifest or a live release reaches it (an index listing it);
+//! otherwise forwarded, and every tag it removed marked deleted.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::request::Parts;
+use http::StatusCode;
+
+use super::{blob, identity, ledger_down, probe, refusal, Guard};
+use crate::ledger::{Action, Binding, LedgerTx, NewEvent, RefKind};
+use crate::oci::{Name, OciError, Reference};
+use crate::policy::{Decision, Mode, TagClass};
+use crate::proxy::body::Activity;
+use crate::proxy::Client;
+
+impl Guard {
+    pub(super) async fn try_delete(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        client: &Client,
+    ) -> Result<Response, OciError> {
+        let mut actor = identity::actor(&parts.headers, client);
+        let repo = name.as_str();
+        let (mut tx, digest_bindings) = match reference {
+            Reference::Tag(tag) => {
+                let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+                tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
+                (tx, Vec::new())
+            }
+            Reference::Digest(digest) => {
+                self.record_older_releases(name, &parts.headers, client)
+                    .await?;
+                self.lock_digest_with_tags(repo, digest.as_str()).await?
+            }
+        };
+
+        // The tags this delete removes, with their decisions.
+        let mut affected: Vec<(Binding, Decision)> = Vec::new();
+        let mut refused: Vec<Binding> = Vec::new();
+        match reference {
+            Reference::Tag(tag) => {
+                let decision = self.policy.classify(repo, tag.as_str());
+                let binding = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+                if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                    let b = binding.unwrap_or_else(|| unbound(repo, tag.as_str(), &decision));
+                    refused.push(b);
+                } else if let Some(b) = binding.filter(|b| b.deleted_at.is_none()) {
+                    affected.push((b, decision));
+                }
+            }
+            Reference::Digest(digest) => {
+                for b in digest_bindings {
+                    let decision = self.policy.classify(repo, &b.tag);
+                    if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                        refused.push(b);
+                    } else {
+                        affected.push((b, decision));
+                    }
+                }
+                // Immutable tags the ledger never saw may still name this digest.
+                if refused.is_empty() {
+                    for tag in probe::unrecorded_immutable_tags(
+                        &self.forwarder,
+                        &self.policy,
+                        &mut tx,
+                        name,
+                        digest,
+                        &parts.headers,
+                        client,
+                    )
+                    .await?
+                    {
+                        let decision = self.policy.classify(repo, tag.as_str());
+                        if let Some(b) = self
+                            .adopt_existing(&mut tx, name, &tag, &decision, &parts, client)
+                            .await?
+                        {
+                            if decision.mode == Mode::Enforce {
+                                refused.push(b);
+                            } else {
+                                affected.push((b, decision));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        if !refused.is_empty() {
+            if let Some(upstream_answer) = self
+                .before_refusing(name, &parts, client, &mut actor)
+                .await?
+            {
+                return Ok(upstream_answer);
+            }
+            let error = refusal::delete(
+                repo,
+                reference.as_str(),
+                &refused.iter().collect::<Vec<_>>(),
+            );
+            let events = refused
+                .iter()
+                .filter(|b| self.admit_refusal(repo, &b.tag, &actor))
+                .map(|b| NewEvent {
+                    tag: Some(&b.tag),
+                    digest: Some(&b.digest),
+                    class: Some(TagClass::Immutable),
+                    rule: Some(&b.rule),
+                    reason: Some("immutable-tag-delete"),
+                    detail: error.detail.clone(),
+                    ..NewEvent::new(Action::Refuse, repo)
+                });
+            self.record_refusal(tx, events.collect(), &actor).await;
+            tracing::info!(
+                repository = repo,
+                reference = reference.as_str(),
+                "refused deleting an immutable tag"
+            );
+            return Err(error);
+        }
+
+        // Releases that reach the digest without naming it: an index that lists it.
+        let mut warned = Vec::new();
+        if let Reference::Digest(digest) = reference {
+            let reaching = self.releases_reaching(&mut tx, repo, digest).await?;
+            let (enforced, allowed) = self.split_by_mode(
+                repo,
+                reaching
+                    .into_iter()
+                    .filter(|r| r.kind != RefKind::Manifest)
+                    .collect(),
+            );
+            if !enforced.is_empty() {
+                if let Some(upstream_answer) = self
+                    .before_refusing(name, &parts, client, &mut actor)
+                    .await?
+                {
+                    return Ok(upstream_answer);
+                }
+                let error = blob::refusal(repo, "manifest", digest.as_str(), &enforced);
+                let events = enforced
+                    .iter()
+                    .filter(|r| self.admit_refusal(repo, &r.tag, &actor))
+                    .map(|r| NewEvent {
+                        tag: Some(&r.tag),
+                        digest: Some(digest.as_str()),
+                        class: Some(TagClass::Immutable),
+                        rule: Some(&r.rule),
+                        reason: Some("release-manifest-delete"),
+                        detail: error.detail.clone(),
+                        ..NewEvent::new(Action::Refuse, repo)
+                    });
+                self.record_refusal(tx, events.collect(), &actor).await;
+                tracing::info!(repository = repo, %digest, "refused deleting a manifest a release lists");
+                return Err(error);
+            }
+            warned = allowed;
+        }
+
+        let req = self
+            .forwarder
+            .upstream_request(parts, Body::empty(), client);
+        let resp = self
+            .forwarder
+            .send(req, &Activity::new(), "manifest")
+            .await
+            .map_err(|e| e.to_oci())?;
+        if !resp.status().is_success() {
+            drop(tx);
+            return Ok(self.forwarder.downstream_response(resp));
+        }
+        actor.verified = self.verified(&actor).await;
+        for (b, decision) in &affected {
+            let warned = decision.class == TagClass::Immutable;
+            let event = NewEvent {
+                tag: Some(&b.tag),
+                digest: Some(&b.digest),
+                previous_digest: Some(&b.digest),
+                class: Some(decision.class),
+                rule: Some(&decision.rule),
+                reason: warned.then_some("immutable-tag-delete"),
+                ..NewEvent::new(if warned { Action::Warn } else { Action::Delete }, repo)
+            };
+            tx.mark_deleted(repo, &b.tag).await.map_err(ledger_down)?;
+            tx.append(&event, &actor).await.map_err(ledger_down)?;
+        }
+        tx.commit().await.map_err(ledger_down)?;
+        self.metrics.decision("deleted");
+        let mut out = self.forwarder.downstream_response(resp);
+        blob::warn_header(&mut out, repo, "manifest", reference.as_str(), &warned);
+        Ok(out)
+    }
+
+    /// Lock a digest together with every tag bound to it, in one sorted call, so that
+    /// a concurrent push moving one of those tags elsewhere serialises with the delete
+    /// (that push locks the tag, not this digest). If a tag was bound to the digest
+    /// between the look and the lock, start over.
+    async fn lock_digest_with_tags(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<(LedgerTx, Vec<Binding>), OciError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+            let seen = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            let mut items: Vec<&str> = seen.iter().map(|b| b.tag.as_str()).collect();
+            items.push(digest);
+            tx.lock(repo, &items).await.map_err(ledger_down)?;
+            let bound = tx
+                .bindings_for_digest(repo, digest)
+                .await
+                .map_err(ledger_down)?;
+            if bound.iter().all(|b| seen.iter().any(|s| s.tag == b.tag)) {
+                return Ok((tx, bound));
+            }
+            let _ = tx.rollback().await;
+        }
+        Err(OciError::new(
+            StatusCode::CONFLICT,
+            "UNSUPPORTED",
+            format!(
+                "the tags of {repo}@{digest} kept changing while the delete was checked; retry"
+            ),
+        ))
+    }
+}
+
+/// A stand-in binding for an immutable tag the ledger has not recorded, for messages.
+fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
+    let now = chrono::Utc::now();
+    Binding {
+        repository: repo.into(),
+        tag: tag.into(),
+        digest: "(not recorded)".into(),
+        class: decision.class.as_str().into(),
+        rule: decision.rule.clone(),
+        bound_by: None,
+        first_bound_at: now,
+        last_changed_at: now,
+        deleted_at: None,
+    }
+}
