@@ -35,6 +35,7 @@ use crate::proxy::{Client, Forwarder};
 use crate::telemetry::Metrics;
 
 pub use advance::Rewound;
+pub use manifest::ReadBounds;
 pub use probe::Probe;
 
 use self::advance::Target;
@@ -47,6 +48,7 @@ pub struct Guard {
     forwarder: Forwarder,
     metrics: Metrics,
     max_manifest_bytes: usize,
+    read_bounds: ReadBounds,
     /// tagwarden's own upstream credentials, for the writes it makes itself.
     own_authorization: Option<HeaderValue>,
 }
@@ -83,6 +85,7 @@ impl Guard {
         forwarder: Forwarder,
         metrics: Metrics,
         max_manifest_bytes: usize,
+        read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
         Guard {
@@ -91,6 +94,7 @@ impl Guard {
             forwarder,
             metrics,
             max_manifest_bytes,
+            read_bounds,
             own_authorization,
         }
     }
@@ -144,6 +148,7 @@ impl Guard {
             expected,
             self.max_manifest_bytes,
             self.forwarder.upstream().idle_timeout(),
+            &self.read_bounds,
         )
         .await?;
         let digest = &manifest.digest;
