@@ -203,8 +203,10 @@ fn media_type_of(content_type: &str) -> Result<&'static str, OciError> {
 
 /// Collect the body into one buffer whose every byte was first taken from the budget.
 ///
-/// With a `Content-Length` the buffer is reserved whole up front; without one it grows
-/// by doubling, each step taken from the budget before it is allocated.
+/// The budget is taken as bytes arrive, in doubling steps, so a client that announces
+/// a large body and sends nothing holds little of it. With a `Content-Length` the
+/// buffer is allocated once at that size; its pages only become resident as they are
+/// written, so what is resident stays within what was taken.
 async fn collect<B>(
     mut body: B,
     announced: Option<usize>,
@@ -216,10 +218,10 @@ where
     B::Error: std::fmt::Display,
 {
     const FIRST_STEP: usize = 16 * 1024;
-    let first = announced.unwrap_or(FIRST_STEP.min(max_bytes));
-    let mut held = Reservation::take(budget, first)?;
+    let ceiling = announced.unwrap_or(max_bytes);
+    let mut held = Reservation::take(budget, FIRST_STEP.min(ceiling))?;
     let mut buf: Vec<u8> = Vec::new();
-    buf.reserve_exact(first);
+    buf.reserve_exact(announced.unwrap_or(held.bytes));
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| invalid(&format!("the manifest body could not be read: {e}")))?;
@@ -231,9 +233,11 @@ where
             return Err(too_large(max_bytes));
         }
         if needed > held.bytes {
-            let target = needed.max(held.bytes * 2).min(max_bytes);
+            let target = needed.max(held.bytes * 2).min(ceiling.max(needed));
             held.grow(target - held.bytes)?;
-            buf.reserve_exact(target - buf.len());
+            if buf.capacity() < target {
+                buf.reserve_exact(target - buf.len());
+            }
         }
         buf.extend_from_slice(&data);
     }
