@@ -657,27 +657,23 @@ mod tests {
 
     #[test]
     fn bounds_are_checked() {
-        for (extra, key) in [
+        let upstream = "[upstream]\nurl = \"http://r:5000\"\nmanifest_timeout = \"0s\"\n[database]\nurl = \"postgres://x/y\"\n";
+        for (text, key) in [
             (
-                "[limits]\nmanifest_buffer_budget = 1024\n",
+                format!("{MINIMAL}[limits]\nmanifest_buffer_budget = 1024\n"),
                 "limits.manifest_buffer_budget",
             ),
+            (upstream.to_owned(), "upstream.manifest_timeout"),
             (
-                "[upstream]\nmanifest_timeout = \"0s\"\n",
-                "upstream.manifest_timeout",
+                format!("{MINIMAL}[server]\nmax_connections = 0\n"),
+                "server.max_connections",
             ),
-            ("[server]\nmax_connections = 0\n", "server.max_connections"),
         ] {
-            let text = if extra.starts_with("[upstream]") {
-                format!("[upstream]\nurl = \"http://r:5000\"\nmanifest_timeout = \"0s\"\n[database]\nurl = \"postgres://x/y\"\n")
-            } else {
-                format!("{MINIMAL}{extra}")
-            };
             let f = write(&text);
             let e = load_isolated(Some(f.path()), &Overrides::default())
                 .unwrap_err()
                 .to_string();
-            assert!(e.starts_with(key), "{extra} => {e}");
+            assert!(e.starts_with(key), "{text} => {e}");
         }
     }
 
