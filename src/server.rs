@@ -2,15 +2,14 @@
 //! headers may take, how long a connection may idle and how many may be open, and a
 //! graceful drain on shutdown. The client and admin listeners share this machinery.
 
+mod lifetime;
+mod write_deadline;
+
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -20,14 +19,14 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
+
+use self::lifetime::{drive, Bounds, Ended, Tracked, Tracker};
+use self::write_deadline::WriteDeadline;
 
 /// Per-connection facts handed to the request handler.
 #[derive(Debug, Clone, Copy)]
@@ -238,242 +237,6 @@ pub async fn serve<H, F>(
             listener = name,
             "shutdown grace period ended with requests still in flight"
         );
-    }
-}
-
-/// When a connection is closed for reasons of its own.
-struct Bounds {
-    first_request: Duration,
-    idle: Duration,
-    stop: watch::Receiver<bool>,
-}
-
-/// Why a connection ended.
-enum Ended<E> {
-    Done(Result<(), E>),
-    NoRequest,
-    Idle,
-}
-
-/// Drive a connection until it ends, closing it if no request starts within
-/// `first_request` of being accepted, gracefully once it has had no request in flight
-/// for `idle`, and gracefully when the server stops.
-///
-/// hyper's HTTP/1 header timeout only runs once its parser does: before that, protocol
-/// detection waits for the 24 bytes that might be an HTTP/2 preface, with no limit. An
-/// HTTP/2 connection may never open a stream, and hyper's keep-alive pings keep an idle
-/// one open forever. Without this, idle clients would hold connections indefinitely.
-async fn drive<C: GracefulConnection>(
-    conn: C,
-    tracker: &Tracker,
-    mut bounds: Bounds,
-) -> Ended<C::Error> {
-    tokio::pin!(conn);
-    let mut check = tokio::time::Instant::now() + bounds.first_request;
-    let idle = loop {
-        tokio::select! {
-            out = conn.as_mut() => return Ended::Done(out),
-            _ = bounds.stop.wait_for(|s| *s) => break false,
-            _ = tokio::time::sleep_until(check) => {
-                let Some(idle_since) = tracker.idle_since() else {
-                    check = tokio::time::Instant::now() + bounds.idle;
-                    continue;
-                };
-                let Some(idle_since) = idle_since else {
-                    return Ended::NoRequest;
-                };
-                if idle_since + bounds.idle <= tokio::time::Instant::now() {
-                    break true;
-                }
-                check = idle_since + bounds.idle;
-            }
-        }
-    };
-    conn.as_mut().graceful_shutdown();
-    if idle {
-        // Nothing is in flight: a peer that does not let go is cut.
-        match tokio::time::timeout(bounds.first_request, conn).await {
-            Ok(Ok(())) | Err(_) => Ended::Idle,
-            Ok(Err(e)) => Ended::Done(Err(e)),
-        }
-    } else {
-        // The server's drain bounds this wait.
-        Ended::Done(conn.await)
-    }
-}
-
-/// Requests in flight on one connection, and since when it has had none.
-struct Tracker {
-    origin: tokio::time::Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `origin` when the last request finished; `u64::MAX` until a
-    /// request has started.
-    idle_since_ms: AtomicU64,
-}
-
-impl Tracker {
-    fn new() -> Self {
-        Tracker {
-            origin: tokio::time::Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        // Marks the connection as having started a request.
-        let _ =
-            self.idle_since_ms
-                .compare_exchange(u64::MAX, 0, Ordering::AcqRel, Ordering::Acquire);
-        InFlight(self.clone())
-    }
-
-    /// `None` while a request is in flight; `Some(None)` if none ever started;
-    /// otherwise when the last one finished.
-    fn idle_since(&self) -> Option<Option<tokio::time::Instant>> {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        match self.idle_since_ms.load(Ordering::Acquire) {
-            u64::MAX => Some(None),
-            ms => Some(Some(self.origin + Duration::from_millis(ms))),
-        }
-    }
-}
-
-/// One request in flight; finished when dropped.
-struct InFlight(Arc<Tracker>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let ms = self.0.origin.elapsed().as_millis() as u64;
-        self.0.idle_since_ms.store(ms, Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is done.
-struct Tracked {
-    inner: Body,
-    _in_flight: InFlight,
-}
-
-impl http_body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A client connection whose writes make no progress for `limit` fails with `TimedOut`.
-///
-/// A client that stops reading a response would otherwise hold its connection, and the
-/// upstream connection feeding it, forever: once the socket buffer is full nothing is
-/// polled, so no body timer can fire. Here the wait itself is timed.
-struct WriteDeadline<T> {
-    inner: T,
-    limit: Duration,
-    /// Armed when a write first returns `Pending`; cleared by any write that progresses.
-    timer: Pin<Box<Sleep>>,
-    armed: bool,
-}
-
-impl<T> WriteDeadline<T> {
-    fn new(inner: T, limit: Duration) -> Self {
-        WriteDeadline {
-            inner,
-            limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
-            armed: false,
-        }
-    }
-
-    /// Called when the inner write is pending: wait, unless it has been pending too long.
-    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
-        if !self.armed {
-            self.armed = true;
-            let deadline = tokio::time::Instant::now() + self.limit;
-            self.timer.as_mut().reset(deadline);
-        }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn progressed<R>(
-        &mut self,
-        r: Poll<io::Result<R>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<R>> {
-        match r {
-            Poll::Pending => self.stalled(cx),
-            ready => {
-                self.armed = false;
-                ready
-            }
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progressed(r, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.progressed(r, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progressed(r, cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.progressed(r, cx)
     }
 }
 
