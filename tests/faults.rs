@@ -935,3 +935,82 @@ async fn stalled_pushes_beyond_the_manifest_buffer_budget_get_503_and_trickles_a
     assert_eq!(resolve(&registry.url(), REPO, "2.0.0").await, None);
     println!("RSS: {rss_before} KiB idle, {rss_stalled} KiB with two stalled 4 MiB pushes");
 }
+
+#[tokio::test]
+async fn one_http2_connection_gets_no_more_than_the_configured_streams() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    type Chunk = Result<Frame<bytes::Bytes>, std::convert::Infallible>;
+    fn channel_body() -> (
+        tokio::sync::mpsc::Sender<Chunk>,
+        StreamBody<impl futures_util::Stream<Item = Chunk> + Send + Unpin>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+        let stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        (tx, StreamBody::new(stream))
+    }
+
+    const REPO: &str = "streams/app";
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env("TAGWARDEN_SERVER__H2_MAX_CONCURRENT_STREAMS", "4")
+        .env("TAGWARDEN_UPSTREAM__IDLE_TIMEOUT", "3s")
+        .start()
+        .await;
+    let addr = tw.addr();
+    let stream = TcpStream::connect(&addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+
+    // Four manifest pushes whose bodies never come take every stream the connection has.
+    let mut stalled = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..4 {
+        let (tx, body) = channel_body();
+        keep.push(tx);
+        let req = http::Request::put(format!("http://{addr}/v2/{REPO}/manifests/s{i}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .expect("request");
+        stalled.push(tokio::spawn(sender.send_request(req)));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tx, body) = channel_body();
+    drop(tx);
+    let fifth = http::Request::get(format!("http://{addr}/v2/"))
+        .body(body)
+        .expect("request");
+    let started = Instant::now();
+    let fifth = tokio::spawn(sender.send_request(fifth));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !fifth.is_finished(),
+        "a fifth stream was served beside four open ones"
+    );
+    // Other connections are served meanwhile.
+    let r = client()
+        .get(format!("{}/v2/", tw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Once the stalled pushes give up (idle timeout), the fifth request is served.
+    for s in stalled {
+        let resp = s.await.unwrap().expect("an answer to the stalled push");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    let resp = fifth.await.unwrap().expect("the fifth answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(keep);
+}
