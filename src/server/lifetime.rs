@@ -149,3 +149,41 @@ impl http_body::Body for Tracked {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_from_when_its_last_request_finished() {
+        let tracker = Arc::new(Tracker::new());
+        assert_eq!(tracker.idle_since(), Some(None), "no request yet");
+        let first = tracker.begin();
+        let second = tracker.begin();
+        assert_eq!(tracker.idle_since(), None, "two in flight");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(first);
+        assert_eq!(tracker.idle_since(), None, "one still in flight");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(second);
+        let since = tracker.idle_since().flatten().expect("idle");
+        assert_eq!(since.duration_since(tracker.origin), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_response_body_keeps_its_request_in_flight_until_dropped() {
+        use http_body_util::BodyExt;
+        let tracker = Arc::new(Tracker::new());
+        let body = Tracked {
+            inner: Body::from("hello"),
+            _in_flight: tracker.begin(),
+        };
+        assert_eq!(tracker.idle_since(), None);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, "hello");
+        assert!(
+            tracker.idle_since().flatten().is_some(),
+            "done once dropped"
+        );
+    }
+}
