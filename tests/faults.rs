@@ -775,7 +775,7 @@ async fn manifest_writes_the_registry_never_answers_get_504_and_free_the_ledger(
     let status = r.status();
     let body = r.text().await.unwrap_or_default();
     assert!(
-        waited.elapsed() < Duration::from_millis(2500),
+        waited.elapsed() < Duration::from_secs(3),
         "a push waiting on a held tag lock took {:?}: {status} {body}",
         waited.elapsed()
     );
@@ -801,7 +801,7 @@ async fn manifest_writes_the_registry_never_answers_get_504_and_free_the_ledger(
         "a push after the held ones"
     );
     assert!(
-        pushed.elapsed() < Duration::from_secs(2),
+        pushed.elapsed() < Duration::from_secs(3),
         "{:?}",
         pushed.elapsed()
     );
@@ -871,7 +871,7 @@ async fn stalled_pushes_beyond_the_manifest_buffer_budget_get_503_and_trickles_a
     let busy = raw_put(&addr, REPO, "1.0.0", &images[0]).await;
     assert_eq!(busy.status, 503, "{}", busy.text);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
