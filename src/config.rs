@@ -44,9 +44,19 @@ pub struct ServerConfig {
     /// connection may go without starting a request (slowloris guard).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight (HTTP/1.1
+    /// keep-alive, or an HTTP/2 connection kept alive by pings) before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Client connections open at once; beyond it new ones are closed at once. Each
+    /// may also hold an upstream connection, so the process needs about twice this
+    /// many descriptors, plus the admin listener's and the database pools'.
+    pub max_connections: usize,
+    /// HTTP/2 streams (concurrent requests) one client connection may have open.
+    pub h2_max_concurrent_streams: u32,
     /// Peers (IPs or CIDRs) whose own `X-Forwarded-*` headers are believed and passed on.
     /// Everyone else's are replaced, so they cannot steer the registry's `Location`s.
     pub trusted_proxies: Vec<IpNet>,
@@ -59,7 +69,10 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 1024,
+            h2_max_concurrent_streams: 32,
             trusted_proxies: Vec::new(),
         }
     }
@@ -85,6 +98,9 @@ pub struct AdminConfig {
     /// Longest an audit query may run before the database cancels it.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// HTTP connections the admin listener holds at once (its header, idle and write
+    /// timeouts are the client listener's); beyond it new ones are closed at once.
+    pub max_open_connections: usize,
 }
 
 impl Default for AdminConfig {
@@ -94,6 +110,7 @@ impl Default for AdminConfig {
             tokens: Vec::new(),
             max_connections: 4,
             query_timeout: Duration::from_secs(10),
+            max_open_connections: 64,
         }
     }
 }
@@ -155,6 +172,12 @@ pub struct UpstreamConfig {
     /// if it stops reading its response for this long.
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Longest the upstream may take to answer a request made for a manifest (push,
+    /// delete, or a look-up before one), moving or not. A manifest write holds a
+    /// ledger connection and tag locks meanwhile, so this is much shorter than
+    /// `idle_timeout`; past it the client gets 504.
+    #[serde(default = "defaults::manifest_timeout", with = "humantime_serde")]
+    pub manifest_timeout: Duration,
     /// How long an unused upstream connection is kept for reuse.
     #[serde(default = "defaults::pool_idle_timeout", with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
@@ -223,6 +246,14 @@ pub struct DatabaseConfig {
     /// How long start-up keeps retrying an unreachable database before giving up.
     #[serde(default = "defaults::startup_timeout", with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Longest a manifest write waits for another write's tag lock (Postgres
+    /// `lock_timeout`) before it is refused with 503.
+    #[serde(default = "defaults::lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Longest one ledger statement of a manifest write may run (Postgres
+    /// `statement_timeout`).
+    #[serde(default = "defaults::statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,12 +262,21 @@ pub struct LimitsConfig {
     /// Largest manifest accepted, in bytes. The spec asks registries to take at least
     /// 4 MiB; larger ones get 413.
     pub max_manifest_bytes: usize,
+    /// Manifest bytes all pushes together may buffer at once. A push that does not
+    /// fit gets 503 with `Retry-After`; none waits.
+    pub manifest_buffer_budget: usize,
+    /// Longest a client may take to send a whole manifest body, however steadily it
+    /// trickles; past it the push gets 408.
+    #[serde(with = "humantime_serde")]
+    pub manifest_read_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
+            manifest_buffer_budget: 64 * 1024 * 1024,
+            manifest_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -306,6 +346,15 @@ mod defaults {
     }
     pub fn startup_timeout() -> Duration {
         Duration::from_secs(60)
+    }
+    pub fn manifest_timeout() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn lock_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn statement_timeout() -> Duration {
+        Duration::from_secs(5)
     }
 }
 
@@ -424,11 +473,74 @@ impl Config {
                 "timeouts must be greater than zero".into(),
             ));
         }
+        self.validate_bounds()?;
         self.admin.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),
         })?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The resource bounds: each must be positive, and a manifest must fit the budget.
+    fn validate_bounds(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        let durations = [
+            ("upstream.manifest_timeout", self.upstream.manifest_timeout),
+            ("database.lock_timeout", self.database.lock_timeout),
+            (
+                "database.statement_timeout",
+                self.database.statement_timeout,
+            ),
+            (
+                "limits.manifest_read_timeout",
+                self.limits.manifest_read_timeout,
+            ),
+            ("server.idle_timeout", self.server.idle_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+        ];
+        for (key, d) in durations {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        for (key, d) in [
+            ("database.lock_timeout", self.database.lock_timeout),
+            (
+                "database.statement_timeout",
+                self.database.statement_timeout,
+            ),
+        ] {
+            if d.as_millis() > i32::MAX as u128 {
+                return Err(invalid(key, "is too long for Postgres"));
+            }
+        }
+        if self.limits.manifest_buffer_budget < self.limits.max_manifest_bytes {
+            return Err(invalid(
+                "limits.manifest_buffer_budget",
+                "must be at least limits.max_manifest_bytes, or the largest manifest could never be pushed",
+            ));
+        }
+        if self.server.max_connections == 0 || self.admin.max_open_connections == 0 {
+            return Err(invalid(
+                "server.max_connections",
+                "server.max_connections and admin.max_open_connections must be at least 1",
+            ));
+        }
+        if self.server.h2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "server.h2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 }
@@ -543,6 +655,32 @@ mod tests {
         let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
         assert_eq!(c.limits.max_manifest_bytes, 4 * 1024 * 1024);
         assert_eq!(c.upstream.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.upstream.manifest_timeout, Duration::from_secs(15));
+        assert_eq!(c.limits.manifest_buffer_budget, 64 * 1024 * 1024);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.admin.max_open_connections, 64);
+    }
+
+    #[test]
+    fn bounds_are_checked() {
+        let upstream = "[upstream]\nurl = \"http://r:5000\"\nmanifest_timeout = \"0s\"\n[database]\nurl = \"postgres://x/y\"\n";
+        for (text, key) in [
+            (
+                format!("{MINIMAL}[limits]\nmanifest_buffer_budget = 1024\n"),
+                "limits.manifest_buffer_budget",
+            ),
+            (upstream.to_owned(), "upstream.manifest_timeout"),
+            (
+                format!("{MINIMAL}[server]\nmax_connections = 0\n"),
+                "server.max_connections",
+            ),
+        ] {
+            let f = write(&text);
+            let e = load_isolated(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{text} => {e}");
+        }
     }
 
     #[test]

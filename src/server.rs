@@ -1,16 +1,16 @@
-//! The client-facing listener: plain HTTP or TLS (rustls), HTTP/1.1 and HTTP/2, a bound
-//! on how long headers may take, and a graceful drain on shutdown.
+//! The listeners: plain HTTP or TLS (rustls), HTTP/1.1 and HTTP/2, bounds on how long
+//! headers may take, how long a connection may idle and how many may be open, and a
+//! graceful drain on shutdown. The client and admin listeners share this machinery.
+
+mod lifetime;
+mod write_deadline;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::body::Body;
@@ -19,13 +19,14 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::time::Sleep;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+
+use self::lifetime::{drive, Bounds, Ended, Tracked, Tracker};
+use self::write_deadline::WriteDeadline;
 
 /// Per-connection facts handed to the request handler.
 #[derive(Debug, Clone, Copy)]
@@ -68,16 +69,35 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// How a listener bounds its connections.
+#[derive(Clone)]
+pub struct Options {
+    /// Names the listener in logs ("client", "admin").
+    pub name: &'static str,
+    pub tls: Option<TlsAcceptor>,
+    /// How long request headers may take, and how long a new connection may go
+    /// without starting a request.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in flight before it is closed
+    /// (HTTP/2: GOAWAY). Pings do not count: they keep a dead peer from lingering, not
+    /// an idle one from being closed.
+    pub idle_timeout: Duration,
+    /// How long a write may make no progress (the client stopped reading).
+    pub write_timeout: Duration,
+    /// How long in-flight requests may run after shutdown begins.
+    pub grace: Duration,
+    /// Connections held at once; further ones are accepted and closed at once, so that
+    /// this listener cannot take every descriptor the process has.
+    pub max_connections: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
+}
+
 /// Serve `handler` on `listener` until `shutdown` resolves, then stop accepting and give
-/// in-flight requests up to `grace` to finish. A connection whose writes make no
-/// progress for `write_timeout` (the client stopped reading) is closed.
-#[allow(clippy::too_many_arguments)]
+/// in-flight requests up to `grace` to finish.
 pub async fn serve<H, F>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    header_read_timeout: Duration,
-    write_timeout: Duration,
-    grace: Duration,
+    options: Options,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -88,14 +108,18 @@ pub async fn serve<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(options.header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(options.h2_max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let name = options.name;
+    let mut last_refusal_logged: Option<Instant> = None;
     tokio::pin!(shutdown);
 
     loop {
@@ -104,53 +128,69 @@ pub async fn serve<H, F>(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %e, listener = name, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed at once: the descriptor comes back now, and the client learns at
+            // once rather than waiting in the backlog.
+            drop(stream);
+            if last_refusal_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_refusal_logged = Some(Instant::now());
+                tracing::warn!(
+                    listener = name,
+                    max = options.max_connections,
+                    "connection limit reached; closing new connections"
+                );
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let stream = WriteDeadline::new(stream, write_timeout);
+        let stream = WriteDeadline::new(stream, options.write_timeout);
         let conn = Connection {
             peer,
-            tls: tls.is_some(),
+            tls: options.tls.is_some(),
         };
-        let handler = handler.clone();
-        let started = Arc::new(AtomicBool::new(false));
+        let tracker = Arc::new(Tracker::new());
         let service = hyper::service::service_fn({
-            let started = started.clone();
+            let handler = handler.clone();
+            let tracker = tracker.clone();
             move |req: Request<Incoming>| {
-                started.store(true, Ordering::Release);
+                let in_flight = tracker.begin();
                 let fut = handler(req, conn);
-                async move { Ok::<Response<Body>, Infallible>(fut.await) }
+                async move {
+                    let resp = fut.await;
+                    // In flight until the response body is sent or dropped.
+                    Ok::<Response<Body>, Infallible>(resp.map(|b| {
+                        Body::new(Tracked {
+                            inner: b,
+                            _in_flight: in_flight,
+                        })
+                    }))
+                }
             }
         });
         let builder = builder.clone();
-        match &tls {
-            None => {
-                let watched = graceful.watch(
-                    builder
+        let tls = options.tls.clone();
+        let bounds = Bounds {
+            first_request: options.header_read_timeout,
+            idle: options.idle_timeout,
+            stop: stop_rx.clone(),
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            let outcome = match tls {
+                None => {
+                    let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
-                        .into_owned(),
-                );
-                tokio::spawn(async move {
-                    match first_request_within(watched, &started, header_read_timeout).await {
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error")
-                        }
-                        Some(Ok(())) => {}
-                        None => {
-                            tracing::debug!(%peer, "no request within the header timeout; closed")
-                        }
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                        .into_owned();
+                    drive(conn, &tracker, bounds).await
+                }
+                Some(acceptor) => {
                     let stream =
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                             .await
@@ -168,151 +208,36 @@ pub async fn serve<H, F>(
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
-                    match first_request_within(watcher.watch(conn), &started, header_read_timeout)
-                        .await
-                    {
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error")
-                        }
-                        Some(Ok(())) => {}
-                        None => {
-                            tracing::debug!(%peer, "no request within the header timeout; closed")
-                        }
-                    }
-                });
+                    drive(conn, &tracker, bounds).await
+                }
+            };
+            match outcome {
+                Ended::Done(Err(e)) => {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error")
+                }
+                Ended::Done(Ok(())) => {}
+                Ended::NoRequest => {
+                    tracing::debug!(%peer, "no request within the header timeout; closed")
+                }
+                Ended::Idle => tracing::debug!(%peer, "idle connection closed"),
             }
-        }
+        });
     }
 
     drop(listener);
-    tracing::info!(grace = ?grace, "no longer accepting connections; draining in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    tracing::info!(grace = ?options.grace, listener = name, "no longer accepting connections; draining in-flight requests");
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(options.grace, slots.acquire_many(all))
         .await
         .is_err()
     {
-        tracing::warn!("shutdown grace period ended with requests still in flight");
+        tracing::warn!(
+            listener = name,
+            "shutdown grace period ended with requests still in flight"
+        );
     }
-}
-
-/// A client connection whose writes make no progress for `limit` fails with `TimedOut`.
-///
-/// A client that stops reading a response would otherwise hold its connection, and the
-/// upstream connection feeding it, forever: once the socket buffer is full nothing is
-/// polled, so no body timer can fire. Here the wait itself is timed.
-struct WriteDeadline<T> {
-    inner: T,
-    limit: Duration,
-    /// Armed when a write first returns `Pending`; cleared by any write that progresses.
-    timer: Pin<Box<Sleep>>,
-    armed: bool,
-}
-
-impl<T> WriteDeadline<T> {
-    fn new(inner: T, limit: Duration) -> Self {
-        WriteDeadline {
-            inner,
-            limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
-            armed: false,
-        }
-    }
-
-    /// Called when the inner write is pending: wait, unless it has been pending too long.
-    fn stalled<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
-        if !self.armed {
-            self.armed = true;
-            let deadline = tokio::time::Instant::now() + self.limit;
-            self.timer.as_mut().reset(deadline);
-        }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client stopped reading",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn progressed<R>(
-        &mut self,
-        r: Poll<io::Result<R>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<R>> {
-        match r {
-            Poll::Pending => self.stalled(cx),
-            ready => {
-                self.armed = false;
-                ready
-            }
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progressed(r, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.progressed(r, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progressed(r, cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.progressed(r, cx)
-    }
-}
-
-/// Drive a connection, but drop (close) it if no request has started on it within
-/// `timeout` of being accepted.
-///
-/// hyper's HTTP/1 header timeout only runs once its parser does. Before that, the
-/// protocol detection waits for the 24 bytes that might be an HTTP/2 preface, with no
-/// limit; and an HTTP/2 connection may never open a stream. Without this, a client that
-/// connects and sends nothing (or half a preface) would hold a connection forever.
-async fn first_request_within<F: Future>(
-    conn: F,
-    started: &AtomicBool,
-    timeout: Duration,
-) -> Option<F::Output> {
-    tokio::pin!(conn);
-    tokio::select! {
-        out = &mut conn => return Some(out),
-        _ = tokio::time::sleep(timeout) => {}
-    }
-    if !started.load(Ordering::Acquire) {
-        return None;
-    }
-    Some(conn.await)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -5,13 +5,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 use crate::admin::{self, AdminState};
 use crate::api::{ApiState, Tokens};
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::enforce::{Guard, UpstreamAuth};
+use crate::enforce::{Guard, ReadBounds, UpstreamAuth};
 use crate::gateway::Gateway;
+use crate::ledger::store::StatementBounds;
 use crate::ledger::Ledger;
 use crate::policy::Policy;
 use crate::proxy::{Forwarder, Upstream};
@@ -21,16 +23,25 @@ use crate::ui::{Sessions, UiState};
 
 /// Connect to the ledger and apply migrations, retrying while the database is not up
 /// yet (containers start in any order), for at most `database.startup_timeout`.
+///
+/// Migrations run on a connection of their own, without the write pool's statement
+/// timeout: one may rightly take longer than any manifest write.
 pub async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
-    let ledger = Ledger::connect_lazy(
-        config.database.url.expose(),
+    let url = config.database.url.expose();
+    let migrator = Ledger::connect_lazy(url, 1, config.database.acquire_timeout)?;
+    let ledger = Ledger::connect_lazy_bounded(
+        url,
         config.database.max_connections,
         config.database.acquire_timeout,
+        Some(StatementBounds {
+            lock_timeout: config.database.lock_timeout,
+            statement_timeout: config.database.statement_timeout,
+        }),
     )?;
     let deadline = Instant::now() + config.database.startup_timeout;
     let mut delay = Duration::from_millis(200);
     loop {
-        match ledger.migrate().await {
+        match migrator.migrate().await {
             Ok(()) => return Ok(ledger),
             Err(e) if Instant::now() + delay < deadline => {
                 tracing::warn!(error = %e, "database not ready; retrying");
@@ -55,6 +66,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         forwarder.clone(),
         metrics.clone(),
         config.limits.max_manifest_bytes,
+        ReadBounds::new(
+            config.limits.manifest_read_timeout,
+            config.limits.manifest_buffer_budget,
+        ),
         config.upstream.authorization(),
     )
     .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates));
@@ -107,15 +122,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
 
+    let client_options = server::Options {
+        name: "client",
+        tls,
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        write_timeout: config.upstream.idle_timeout,
+        grace: config.server.shutdown_grace,
+        max_connections: config.server.max_connections,
+        h2_max_concurrent_streams: config.server.h2_max_concurrent_streams,
+    };
+    // The admin listener gets the same timeouts and its own connection cap, so neither
+    // listener can take the connections the other needs.
+    let admin_options = server::Options {
+        name: "admin",
+        tls: None,
+        max_connections: config.admin.max_open_connections,
+        ..client_options.clone()
+    };
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn({
         let mut stop = stop_rx.clone();
+        let handler = move |req: hyper::Request<hyper::body::Incoming>, _conn| {
+            let app = admin_app.clone();
+            async move {
+                match app.oneshot(req.map(axum::body::Body::new)).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        };
         async move {
-            axum::serve(admin_listener, admin_app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
+            server::serve(admin_listener, admin_options, handler, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
         }
     });
 
@@ -124,16 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    server::serve(
-        listener,
-        tls,
-        config.server.header_read_timeout,
-        config.upstream.idle_timeout,
-        config.server.shutdown_grace,
-        handler,
-        shutdown,
-    )
-    .await;
+    server::serve(listener, client_options, handler, shutdown).await;
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())

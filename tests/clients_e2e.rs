@@ -832,7 +832,6 @@ async fn ctr_pushes_pulls_and_prints_409_for_a_refused_release() {
 /// ctr shows only the status line of a refusal, so the message has to travel in the
 /// HTTP/1.1 reason phrase.
 #[tokio::test]
-#[ignore = "needs the reason-phrase change from the hardening work"]
 async fn ctr_status_line_carries_the_refusal_message() {
     let (_stack, refused) = ctr_refused_push().await;
     let status_line = refused

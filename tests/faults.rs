@@ -673,3 +673,344 @@ async fn a_client_that_stops_reading_a_download_is_cut_off_and_frees_its_connect
     assert_eq!(r.bytes().await.unwrap().len(), layer.size());
     drop(readers);
 }
+
+/// The status line of a raw HTTP/1.1 answer, e.g. `HTTP/1.1 409 tag a:1 is immutable`.
+fn status_line(answer: &support::raw::RawAnswer) -> &str {
+    answer.text.lines().next().unwrap_or("")
+}
+
+/// A raw HTTP/1.1 manifest PUT on its own connection.
+async fn raw_put(addr: &str, repo: &str, tag: &str, image: &Image) -> support::raw::RawAnswer {
+    let req = support::raw::request(
+        "PUT",
+        format!("/v2/{repo}/manifests/{tag}").as_bytes(),
+        addr,
+        &[("Content-Type", image.manifest.media_type.as_bytes())],
+        &image.manifest.bytes,
+    );
+    support::raw::exchange_within(addr, req, Duration::from_secs(15)).await
+}
+
+#[tokio::test]
+async fn refusals_and_a_ledger_outage_carry_their_message_in_the_status_line() {
+    const REPO: &str = "phrase/app";
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    // The ledger is reached through a relay, so that it can be cut.
+    let mut db_url = reqwest::Url::parse(db.url()).expect("database URL");
+    let target = format!(
+        "{}:{}",
+        db_url.host_str().expect("database host"),
+        db_url.port().unwrap_or(5432)
+    );
+    let relay = Relay::start(&target).await;
+    db_url.set_port(Some(relay.port())).expect("set port");
+    let tw = Tagwarden::start(&registry.url(), db_url.as_str()).await;
+    let images = images_in(&registry, REPO, 2).await;
+    let addr = tw.addr();
+    assert_eq!(raw_put(&addr, REPO, "1.0.0", &images[0]).await.status, 201);
+
+    // ctr shows only this line: it must say what happened.
+    let refused = raw_put(&addr, REPO, "1.0.0", &images[1]).await;
+    let line = status_line(&refused);
+    assert!(
+        line.starts_with(&format!(
+            "HTTP/1.1 409 tag {REPO}:1.0.0 is immutable: bound to sha256:"
+        )),
+        "{line:?}"
+    );
+    assert!(line.len() <= "HTTP/1.1 409 ".len() + 120, "{line:?}");
+    assert_eq!(parse_oci_error(refused.body(), "refusal").code, "DENIED");
+
+    // Every client drops the body of a 503; the status line still explains it.
+    relay.cut();
+    let down = raw_put(&addr, REPO, "2.0.0", &images[1]).await;
+    let line = status_line(&down);
+    assert!(
+        line.starts_with("HTTP/1.1 503 the tag ledger is unavailable"),
+        "{line:?}\n{}",
+        down.text
+    );
+    assert_eq!(parse_oci_error(down.body(), "outage").code, "UNAVAILABLE");
+    assert!(down.header("retry-after").is_some(), "{}", down.text);
+    relay.restore();
+}
+
+#[tokio::test]
+async fn manifest_writes_the_registry_never_answers_get_504_and_free_the_ledger() {
+    const REPO: &str = "held/app";
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let relay = Relay::start(&registry.addr()).await;
+    // Three ledger connections: two held writes, and one for a push that waits on a
+    // tag lock a held write has.
+    let tw = Tagwarden::builder(&format!("http://127.0.0.1:{}", relay.port()), db.url())
+        .env("TAGWARDEN_UPSTREAM__MANIFEST_TIMEOUT", "2s")
+        .env("TAGWARDEN_DATABASE__MAX_CONNECTIONS", "3")
+        .env("TAGWARDEN_DATABASE__LOCK_TIMEOUT", "1s")
+        .start()
+        .await;
+    let images = images_in(&registry, REPO, 3).await;
+
+    // The registry stores each manifest, and its answer never comes.
+    relay.hold_responses();
+    let started = Instant::now();
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let (base, manifest) = (tw.url(), images[i].manifest.clone());
+            tokio::spawn(async move {
+                let r = put_manifest(&base, REPO, &format!("{i}.0.0"), &manifest).await;
+                (
+                    r.status(),
+                    started.elapsed(),
+                    r.text().await.unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+    // Meanwhile a push of a tag a held write has locked waits at most the lock timeout.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waited = Instant::now();
+    let r = put_manifest(&tw.url(), REPO, "0.0.0", &images[0].manifest).await;
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert!(
+        waited.elapsed() < Duration::from_secs(3),
+        "a push waiting on a held tag lock took {:?}: {status} {body}",
+        waited.elapsed()
+    );
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    for h in held {
+        let (status, took, body) = h.await.unwrap();
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+        assert!(
+            took < Duration::from_secs(6),
+            "answered after {took:?}: {body}"
+        );
+        let e = parse_oci_error(&body, "held write");
+        assert!(e.message.contains("did not answer"), "{}", e.message);
+    }
+
+    // The ledger is free again: other pushes go through at once.
+    relay.restore();
+    let pushed = Instant::now();
+    let r = put_manifest(&tw.url(), REPO, "9.0.0", &images[2].manifest).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "a push after the held ones"
+    );
+    assert!(
+        pushed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        pushed.elapsed()
+    );
+    // The held writes reached the registry: retried, they are adopted and recorded.
+    for (i, image) in images.iter().take(2).enumerate() {
+        let r = put_manifest(&tw.url(), REPO, &format!("{i}.0.0"), &image.manifest).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "retry of {i}.0.0");
+    }
+    assert_ledger_matches_registry(&db, &registry.url(), &[REPO]).await;
+    assert_bindings_explained_by_history(&db);
+    assert_no_immutable_tag_had_two_digests(&db);
+}
+
+/// Read what the server sends on `s` until it closes or `within` passes.
+async fn answer_on(s: &mut TcpStream, within: Duration) -> String {
+    let mut answer = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn stalled_pushes_beyond_the_manifest_buffer_budget_get_503_and_trickles_are_cut() {
+    const REPO: &str = "budget/app";
+    const MAX: usize = 4 * 1024 * 1024;
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    // Room for two largest manifests at once.
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env(
+            "TAGWARDEN_LIMITS__MANIFEST_BUFFER_BUDGET",
+            &(2 * MAX).to_string(),
+        )
+        .env("TAGWARDEN_LIMITS__MANIFEST_READ_TIMEOUT", "4s")
+        .env("TAGWARDEN_UPSTREAM__IDLE_TIMEOUT", "3s")
+        .start()
+        .await;
+    let addr = tw.addr();
+    let images = images_in(&registry, REPO, 3).await;
+    let rss_before = tw.rss_kib();
+
+    // Two pushes send all but the last bytes of a 4 MiB manifest, then stall.
+    let mut stalled = Vec::new();
+    for i in 0..2 {
+        let mut s = idle_connection(
+            &addr,
+            format!(
+                "PUT /v2/{REPO}/manifests/big-{i} HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {MAX}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        s.write_all(&vec![b' '; MAX - 16]).await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_stalled = tw.rss_kib();
+
+    // The budget is spent: the next push is told to retry, at once.
+    let started = Instant::now();
+    let busy = raw_put(&addr, REPO, "1.0.0", &images[0]).await;
+    assert_eq!(busy.status, 503, "{}", busy.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(parse_oci_error(busy.body(), "busy").code, "TOOMANYREQUESTS");
+    assert!(busy.header("retry-after").is_some(), "{}", busy.text);
+    assert!(
+        status_line(&busy).contains("too many manifest pushes"),
+        "{}",
+        status_line(&busy)
+    );
+
+    // The stalled pushes are given up after the idle timeout; then pushes work again.
+    for s in &mut stalled {
+        let answer = answer_on(s, Duration::from_secs(8)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 408"),
+            "{answer:?}"
+        );
+    }
+    drop(stalled);
+    let r = put_manifest(&tw.url(), REPO, "1.0.0", &images[0].manifest).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "a push once the budget is back"
+    );
+
+    // One byte every half second never trips the idle timeout, but the read deadline
+    // ends it.
+    let body = &images[1].manifest.bytes;
+    let mut trickle = idle_connection(
+        &addr,
+        format!(
+            "PUT /v2/{REPO}/manifests/2.0.0 HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+            images[1].manifest.media_type,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let started = Instant::now();
+    let mut answer = String::new();
+    for byte in body.iter().take(40) {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        answer = answer_on(&mut trickle, Duration::from_millis(500)).await;
+        if !answer.is_empty() {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {took:?}: {answer:?}"
+    );
+    assert!(
+        took < Duration::from_secs(7),
+        "a trickling push was kept for {took:?}"
+    );
+    assert_eq!(resolve(&registry.url(), REPO, "2.0.0").await, None);
+    println!("RSS: {rss_before} KiB idle, {rss_stalled} KiB with two stalled 4 MiB pushes");
+}
+
+#[tokio::test]
+async fn one_http2_connection_gets_no_more_than_the_configured_streams() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    type Chunk = Result<Frame<bytes::Bytes>, std::convert::Infallible>;
+    fn channel_body() -> (
+        tokio::sync::mpsc::Sender<Chunk>,
+        StreamBody<impl futures_util::Stream<Item = Chunk> + Send + Unpin>,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+        let stream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        (tx, StreamBody::new(stream))
+    }
+
+    const REPO: &str = "streams/app";
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env("TAGWARDEN_SERVER__H2_MAX_CONCURRENT_STREAMS", "4")
+        .env("TAGWARDEN_UPSTREAM__IDLE_TIMEOUT", "3s")
+        .start()
+        .await;
+    let addr = tw.addr();
+    let stream = TcpStream::connect(&addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+
+    // Four manifest pushes whose bodies never come take every stream the connection has.
+    let mut stalled = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..4 {
+        let (tx, body) = channel_body();
+        keep.push(tx);
+        let req = http::Request::put(format!("http://{addr}/v2/{REPO}/manifests/s{i}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .expect("request");
+        stalled.push(tokio::spawn(sender.send_request(req)));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tx, body) = channel_body();
+    drop(tx);
+    let fifth = http::Request::get(format!("http://{addr}/v2/"))
+        .body(body)
+        .expect("request");
+    let started = Instant::now();
+    let fifth = tokio::spawn(sender.send_request(fifth));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !fifth.is_finished(),
+        "a fifth stream was served beside four open ones"
+    );
+    // Other connections are served meanwhile.
+    let r = client()
+        .get(format!("{}/v2/", tw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Once the stalled pushes give up (idle timeout), the fifth request is served.
+    for s in stalled {
+        let resp = s.await.unwrap().expect("an answer to the stalled push");
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+    let resp = fifth.await.unwrap().expect("the fifth answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(keep);
+}

@@ -775,22 +775,62 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
     }
     let req = raw::request("PUT", release_target.as_bytes(), &host, &[], &bm);
     c.raw("no Content-Type", req, invalid).await;
-    // Odd types on the release tag still meet the policy first.
+    // Types tagwarden does not understand are refused before anything else, on the
+    // release tag and on moving tags alike: the registry would read them as schema1
+    // (design notes §8). The final tag check shows none of them was stored.
     c.put(
         "text/plain on the release tag",
         &release_target,
         "text/plain",
         &bm,
-        conflict,
+        invalid,
     )
     .await;
-    // On moving tags they reach the registry, which must refuse or store them; the
-    // answer is never a 5xx.
-    for (i, content_type) in [
-        "text/plain",
-        "application/vnd.oci.image.index.v1+json",
-        ",application/vnd.docker.distribution.manifest.v1+prettyjws",
-        "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
+    let mut artifact: serde_json::Value = serde_json::from_slice(&bm).expect("manifest JSON");
+    artifact["artifactType"] = "application/vnd.example.sbom.v1+json".into();
+    let artifact = serde_json::to_vec(&artifact).expect("artifact JSON");
+    for (i, (content_type, body, expect)) in [
+        ("text/plain", &bm, invalid),
+        ("application/json", &bm, invalid),
+        ("application/json; charset=utf-8", &bm, invalid),
+        ("; charset=utf-8", &bm, invalid),
+        ("application/vnd.example.manifest.v9+json", &bm, invalid),
+        ("application/octet-stream", &bm, invalid),
+        ("*/*", &bm, invalid),
+        (
+            ",application/vnd.docker.distribution.manifest.v1+prettyjws",
+            &bm,
+            invalid,
+        ),
+        // The body says it is an OCI image manifest: sent as anything else, refused.
+        ("application/vnd.oci.image.index.v1+json", &bm, invalid),
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            &bm,
+            invalid,
+        ),
+        (
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            &bm,
+            invalid,
+        ),
+        // The four types are matched case-insensitively, parameters ignored; an OCI
+        // artifact is an image manifest and is accepted.
+        (
+            "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
+            &bm,
+            Expect::OneOf(&[201]),
+        ),
+        (
+            "APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON",
+            &bm,
+            Expect::OneOf(&[201]),
+        ),
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            &artifact,
+            Expect::OneOf(&[201]),
+        ),
     ]
     .iter()
     .enumerate()
@@ -800,11 +840,21 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
             &format!("Content-Type {content_type:?} on a moving tag"),
             &target,
             content_type,
-            &bm,
-            Expect::OneOf(&[201, 400, 415]),
+            body,
+            *expect,
         )
         .await;
     }
+    let stored: Vec<String> = tags(&registry, REPO)
+        .await
+        .into_iter()
+        .filter(|t| t.starts_with("odd-type-"))
+        .collect();
+    assert_eq!(
+        stored,
+        ["odd-type-11", "odd-type-12", "odd-type-13"],
+        "only the accepted media types reached the registry"
+    );
     let gz =
         b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\xae\x05\x00\x43\xbf\xa6\xa3\x02\x00\x00\x00";
     let req = raw::request(

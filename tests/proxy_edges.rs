@@ -417,3 +417,77 @@ async fn bearer_token_flow_passes_through_and_the_token_subject_is_the_identity(
         [Some("ci-bot true".to_string())]
     );
 }
+
+#[tokio::test]
+async fn manifest_requests_the_upstream_never_answers_end_at_the_manifest_timeout() {
+    use sha2::Digest as _;
+    let upstream = MockServer::start().await;
+    let never = ResponseTemplate::new(201).set_delay(Duration::from_secs(120));
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&upstream)
+        .await;
+    for (verb, p) in [
+        ("PUT", "/v2/a/manifests/1.0.0"),
+        ("DELETE", "/v2/a/manifests/latest"),
+    ] {
+        Mock::given(method(verb))
+            .and(path(p))
+            .respond_with(never.clone())
+            .mount(&upstream)
+            .await;
+    }
+    let body = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(body)));
+    Mock::given(method("PUT"))
+        .and(path("/v2/a/manifests/2.0.0"))
+        .respond_with(
+            ResponseTemplate::new(201).insert_header("docker-content-digest", digest.as_str()),
+        )
+        .mount(&upstream)
+        .await;
+    // One ledger connection: a write that kept it would block every other write.
+    let front = Front::builder(&upstream.uri())
+        .env("TAGWARDEN_UPSTREAM__MANIFEST_TIMEOUT", "1s")
+        .env("TAGWARDEN_DATABASE__MAX_CONNECTIONS", "1")
+        .start()
+        .await;
+    let put = |tag: &str| {
+        client()
+            .put(format!("{}/v2/a/manifests/{tag}", front.url()))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+    };
+    for (what, request) in [
+        ("PUT", put("1.0.0")),
+        (
+            "DELETE",
+            client().delete(format!("{}/v2/a/manifests/latest", front.url())),
+        ),
+    ] {
+        let started = Instant::now();
+        let resp = request.send().await.unwrap();
+        let elapsed = started.elapsed();
+        let error = expect_oci_error(resp, StatusCode::GATEWAY_TIMEOUT, what).await;
+        assert!(
+            error.message.contains("did not answer"),
+            "{what}: {error:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(4),
+            "{what}: the 1 s manifest timeout should end the wait, took {elapsed:?}"
+        );
+    }
+    let started = Instant::now();
+    let resp = put("2.0.0").send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "the ledger connection came back"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -299,3 +299,191 @@ async fn credentials_never_appear_in_the_logs() {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
 }
+
+/// Whether the server closes `s` within `within` (reading and discarding what it sends).
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// An HTTP/2 (prior knowledge) connection that makes one GET, then stays idle; resolves
+/// with the time from the answer until the server closed it, or `None` after `within`.
+async fn h2_idle_after_one_request(addr: &str, path: &str, within: Duration) -> Option<Duration> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(500))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("h2 answer");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    drop(resp);
+    let answered = Instant::now();
+    match tokio::time::timeout(within, conn).await {
+        Ok(_) => Some(answered.elapsed()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_on_both_listeners() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env("TAGWARDEN_SERVER__HEADER_READ_TIMEOUT", "2s")
+        .env("TAGWARDEN_SERVER__IDLE_TIMEOUT", "2s")
+        .start()
+        .await;
+    let admin = tw.admin_url().trim_start_matches("http://").to_string();
+
+    // A slowloris on the admin listener: a header byte every 300 ms.
+    let slowloris = tokio::spawn({
+        let admin = admin.clone();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut s = tokio::net::TcpStream::connect(&admin).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(12) {
+                if s.write_all(b"a").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            started.elapsed()
+        }
+    });
+    // A silent connection, and an HTTP/1.1 keep-alive connection after one request.
+    for addr in [admin.as_str(), &tw.addr()] {
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(5)).await,
+            "a silent connection to {addr} was kept open"
+        );
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        {
+            use tokio::io::AsyncWriteExt;
+            let path = if addr == admin { "/healthz" } else { "/v2/" };
+            kept.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+        }
+        assert!(
+            closed_within(&mut kept, Duration::from_secs(6)).await,
+            "an idle keep-alive connection to {addr} was kept open"
+        );
+    }
+    let trickled = slowloris.await.unwrap();
+    assert!(
+        trickled < Duration::from_secs(5),
+        "the admin listener kept a slowloris for {trickled:?}"
+    );
+
+    // Idle HTTP/2 connections, kept alive by pings, are closed after the idle timeout.
+    for (addr, path) in [(tw.addr(), "/v2/"), (admin.clone(), "/healthz")] {
+        let closed = h2_idle_after_one_request(&addr, path, Duration::from_secs(8)).await;
+        assert!(
+            closed.is_some_and(|d| d >= Duration::from_millis(1500)),
+            "idle h2c connection to {addr}: closed after {closed:?}"
+        );
+    }
+    // Both still serve.
+    let r = client()
+        .get(format!("{}/v2/", tw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn connections_beyond_one_listeners_cap_do_not_starve_the_other() {
+    require_tool("prlimit", "--version");
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .env("TAGWARDEN_SERVER__MAX_CONNECTIONS", "40")
+        .env("TAGWARDEN_ADMIN__MAX_OPEN_CONNECTIONS", "8")
+        .start()
+        .await;
+    // A low descriptor limit, as a small container would have.
+    let out = Command::new("prlimit")
+        .args(["--pid", &tw.pid().to_string(), "--nofile=160:160"])
+        .output()
+        .expect("run prlimit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = tw.admin_url().trim_start_matches("http://").to_string();
+
+    for (flooded, cap, other_url, other_path) in [
+        (tw.addr(), 40, tw.admin_url(), "/healthz"),
+        (admin.clone(), 8, tw.url(), "/v2/"),
+    ] {
+        // Far more silent connections than the cap (and than the descriptor limit).
+        let mut held = Vec::new();
+        for _ in 0..250 {
+            match tokio::net::TcpStream::connect(&flooded).await {
+                Ok(s) => held.push(s),
+                Err(e) => panic!("connect to {flooded}: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            tw.open_fds() < 140,
+            "{} descriptors open with {flooded} flooded",
+            tw.open_fds()
+        );
+        let r = client()
+            .get(format!("{other_url}{other_path}"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        assert!(
+            matches!(&r, Ok(r) if r.status() == StatusCode::OK),
+            "{other_url} with {flooded} flooded: {r:?}"
+        );
+        // Those beyond the cap were closed at once.
+        let mut closed = 0;
+        for s in &mut held {
+            if closed_within(s, Duration::from_millis(20)).await {
+                closed += 1;
+            }
+        }
+        assert!(
+            closed >= 250 - cap,
+            "{closed} of 250 connections to {flooded} closed (cap {cap})"
+        );
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let r = client()
+        .get(format!("{}/v2/", tw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the client listener, flood over"
+    );
+}

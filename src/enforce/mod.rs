@@ -40,6 +40,7 @@ use crate::telemetry::Metrics;
 
 pub use access::UpstreamAuth;
 pub use advance::Rewound;
+pub use manifest::ReadBounds;
 pub use probe::Probe;
 pub use reach::collect as collect_references;
 
@@ -54,6 +55,7 @@ pub struct Guard {
     forwarder: Forwarder,
     metrics: Metrics,
     max_manifest_bytes: usize,
+    read_bounds: ReadBounds,
     /// tagwarden's own upstream credentials, for the writes it makes itself.
     own_authorization: Option<HeaderValue>,
     /// Whether the upstream authenticates clients: decides whether an identity counts
@@ -69,6 +71,7 @@ impl Guard {
         forwarder: Forwarder,
         metrics: Metrics,
         max_manifest_bytes: usize,
+        read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
         Guard {
@@ -77,6 +80,7 @@ impl Guard {
             forwarder,
             metrics,
             max_manifest_bytes,
+            read_bounds,
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),

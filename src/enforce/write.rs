@@ -46,6 +46,7 @@ impl Guard {
             expected,
             self.max_manifest_bytes,
             self.forwarder.upstream().idle_timeout(),
+            &self.read_bounds,
         )
         .await?;
         let digest = &manifest.digest;

@@ -55,6 +55,13 @@ fn connection_lost(e: &sqlx::Error) -> bool {
     }
 }
 
+/// How long one statement of the write pool may wait for a lock, and run.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementBounds {
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
 /// A pool of connections to the ledger database.
 #[derive(Clone)]
 pub struct Ledger {
@@ -69,13 +76,34 @@ impl Ledger {
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, LedgerError> {
+        Self::connect_lazy_bounded(url, max_connections, acquire_timeout, None)
+    }
+
+    /// [`Ledger::connect_lazy`], with Postgres `lock_timeout` and `statement_timeout`
+    /// on every connection when `bounds` is given: the service's write pool, where a
+    /// request waiting on another's tag lock, or a stuck statement, must give its
+    /// connection back in seconds. Migrations need a pool without them.
+    pub fn connect_lazy_bounded(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        bounds: Option<StatementBounds>,
+    ) -> Result<Self, LedgerError> {
+        let mut settings = vec![("idle_in_transaction_session_timeout", "60000".to_owned())];
+        if let Some(b) = bounds {
+            settings.push(("lock_timeout", b.lock_timeout.as_millis().to_string()));
+            settings.push((
+                "statement_timeout",
+                b.statement_timeout.as_millis().to_string(),
+            ));
+        }
         let options: PgConnectOptions = url
             .parse::<PgConnectOptions>()
             .map_err(|e| LedgerError::Query(format!("database.url: {e}")))?
             // Statement logging would put binding values in the logs at info level.
             .disable_statement_logging()
             // A transaction left open by a stuck request must not hold tag locks forever.
-            .options([("idle_in_transaction_session_timeout", "60000")]);
+            .options(settings);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)

@@ -73,8 +73,45 @@ impl IntoResponse for OciError {
         for (name, value) in self.headers {
             h.append(name, value);
         }
+        if let Ok(phrase) =
+            hyper::ext::ReasonPhrase::try_from(reason_phrase(&self.message).as_bytes())
+        {
+            resp.extensions_mut().insert(phrase);
+        }
         resp
     }
+}
+
+/// Longest reason phrase sent, "..." included.
+const MAX_REASON_PHRASE: usize = 120;
+
+/// The message, shortened to fit an HTTP/1.1 status line.
+///
+/// Some clients (`ctr`, and every client on a 503) show only the status line, so the
+/// reason phrase carries the start of the message. It must be visible ASCII, spaces
+/// and tabs only (never CR or LF), and short; it is cut at a word boundary.
+pub fn reason_phrase(message: &str) -> String {
+    let clean: String = message
+        .chars()
+        .map(|c| match c {
+            ' ' | '!'..='~' => c,
+            '\t' | '\r' | '\n' => ' ',
+            _ => '?',
+        })
+        .collect();
+    let clean = clean.trim();
+    if clean.len() <= MAX_REASON_PHRASE {
+        return clean.to_owned();
+    }
+    const ELLIPSIS: &str = "...";
+    let room = MAX_REASON_PHRASE - ELLIPSIS.len();
+    // All ASCII now, so byte offsets are character boundaries.
+    let cut = clean[..=room]
+        .rfind(' ')
+        .filter(|&i| i > room / 2)
+        .unwrap_or(room);
+    let head = clean[..cut].trim_end_matches([' ', ',', ';', ':', '.']);
+    format!("{head}{ELLIPSIS}")
 }
 
 impl std::fmt::Display for OciError {
@@ -86,5 +123,63 @@ impl std::fmt::Display for OciError {
             self.code,
             self.message
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_message_is_the_reason_phrase() {
+        assert_eq!(
+            reason_phrase("tag a:1 is immutable"),
+            "tag a:1 is immutable"
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_at_a_word_boundary() {
+        let message = "tag team/app:1.0.0 is immutable: bound to sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef since 2024";
+        let phrase = reason_phrase(message);
+        assert!(phrase.len() <= MAX_REASON_PHRASE, "{phrase}");
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            phrase,
+            format!("tag team/app:1.0.0 is immutable: bound to {digest}...")
+        );
+    }
+
+    #[test]
+    fn the_phrase_is_always_valid_for_a_status_line() {
+        for message in [
+            "line one\r\nSet-Cookie: x=1",
+            "caf\u{e9} \u{1F600} \u{0} tab\there",
+            &"x".repeat(500),
+            "",
+        ] {
+            let phrase = reason_phrase(message);
+            assert!(phrase.len() <= MAX_REASON_PHRASE, "{phrase}");
+            assert!(
+                phrase.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+                "{phrase:?}"
+            );
+            assert!(
+                hyper::ext::ReasonPhrase::try_from(phrase.as_bytes()).is_ok(),
+                "{phrase:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_error_response_carries_the_phrase_and_keeps_the_body() {
+        let resp =
+            OciError::new(StatusCode::CONFLICT, "DENIED", "tag a:1 is immutable").into_response();
+        let phrase = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .expect("a reason phrase");
+        assert_eq!(phrase.as_bytes(), b"tag a:1 is immutable");
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
     }
 }

@@ -21,6 +21,9 @@ use self::headers::ForwardedFor;
 pub use self::upstream::{Upstream, UpstreamError};
 use crate::telemetry::Metrics;
 
+/// The route name of every request made for a manifest (see `Route::kind`).
+pub const MANIFEST_ROUTE: &str = "manifest";
+
 /// Who is on the other end of an inbound request, as tagwarden's listener saw it.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -71,6 +74,10 @@ impl Forwarder {
     }
 
     /// Send an already-prepared upstream request, recording latency.
+    ///
+    /// A request for a manifest must be answered within the manifest deadline,
+    /// however busy the exchange looks: the writes among them hold a ledger connection
+    /// and tag locks until the upstream answers.
     pub async fn send(
         &self,
         req: Request<Body>,
@@ -78,7 +85,14 @@ impl Forwarder {
         route: &'static str,
     ) -> Result<hyper::Response<Incoming>, UpstreamError> {
         let started = Instant::now();
-        let result = self.upstream.send(req, activity).await;
+        let result = if route == MANIFEST_ROUTE {
+            let limit = self.upstream.manifest_timeout();
+            tokio::time::timeout(limit, self.upstream.send(req, activity))
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout(limit)))
+        } else {
+            self.upstream.send(req, activity).await
+        };
         self.metrics.upstream_latency(route, started.elapsed());
         if let Err(e) = &result {
             tracing::warn!(error = %e, "upstream request failed");

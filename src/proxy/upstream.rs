@@ -25,6 +25,7 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     idle_timeout: Duration,
+    manifest_timeout: Duration,
 }
 
 /// Why the upstream could not answer.
@@ -85,6 +86,7 @@ impl Upstream {
             scheme,
             authority,
             idle_timeout: config.idle_timeout,
+            manifest_timeout: config.manifest_timeout,
         })
     }
 
@@ -94,6 +96,11 @@ impl Upstream {
 
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
+    }
+
+    /// Longest a request made for a manifest may wait for the upstream's answer.
+    pub fn manifest_timeout(&self) -> Duration {
+        self.manifest_timeout
     }
 
     /// The upstream URI for a path and query taken byte for byte from the client.
