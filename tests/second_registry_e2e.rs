@@ -20,7 +20,7 @@ use support::consistency::live_bindings;
 use support::http::{client, expect_oci_error, header};
 use support::skopeo::{self, SkopeoOutput};
 use support::zuul::{ro_creds, rw_creds, Zuul};
-use support::{Blob, Database, Image, OciLayout, Tagwarden};
+use support::{Blob, Database, Image, Index, OciLayout, Tagwarden};
 
 /// zuul-registry, a fresh ledger, and tagwarden in front with default settings.
 /// Fields drop in order: tagwarden stops before its database and registry go.
@@ -87,7 +87,14 @@ fn events(db: &Database, repo: &str) -> Vec<String> {
 async fn assert_ledger_matches_zuul(db: &Database, zuul: &Zuul, repos: &[&str]) {
     for repo in repos {
         let mut served = Vec::new();
-        for tag in zuul.tags(repo).await {
+        // zuul-registry lists a manifest pushed by digest as a "tag" named after the
+        // digest; no client can name it as a tag, so it is nobody's binding.
+        for tag in zuul
+            .tags(repo)
+            .await
+            .into_iter()
+            .filter(|t| !t.contains(':'))
+        {
             let digest = zuul
                 .resolve(repo, &tag)
                 .await
@@ -469,4 +476,79 @@ async fn deletes_from_clients_without_push_access_get_zuuls_challenge() {
         }
     }
     assert_eq!(count(&s.db, repo, "refuse"), 0, "{:?}", events(&s.db, repo));
+}
+
+/// An index goes through as on distribution: skopeo pushes the images by digest and the
+/// index by tag, pulls it back unchanged, and other bytes under the release are refused.
+/// zuul-registry lists each digest push as a tag named `sha256:<hex>`; the ledger
+/// comparison skips those, since no client can name them as tags.
+#[tokio::test]
+async fn an_index_and_its_images_go_through_to_zuul() {
+    let s = Stack::start().await;
+    let repo = "team/multi";
+    let (index, other) = (
+        Index::random_multi_arch(&[600]),
+        Index::random_multi_arch(&[600]),
+    );
+    let dest = s.tw.docker_ref(&format!("{repo}:2.0.0"));
+    let copy = |index: &Index| {
+        let layout = OciLayout::with_index(index);
+        let dest = dest.clone();
+        async move {
+            skopeo::copy(&layout.reference(), &dest)
+                .all()
+                .preserve_digests()
+                .dest_creds(&rw_creds())
+                .run()
+                .await
+        }
+    };
+    copy(&index).await.assert_success();
+    assert_eq!(
+        s.zuul.resolve(repo, "2.0.0").await.as_deref(),
+        Some(index.digest())
+    );
+    let pulled = OciLayout::empty();
+    skopeo::copy(&dest, &pulled.reference())
+        .all()
+        .preserve_digests()
+        .src_creds(&ro_creds())
+        .run()
+        .await
+        .assert_success();
+    assert_eq!(pulled.manifest_digest(), index.digest());
+    for image in &index.images {
+        assert!(pulled.blob(image.digest()).is_some(), "{}", image.digest());
+    }
+
+    // skopeo retries a refused index as a Docker list, which `--preserve-digests`
+    // forbids, so its last words hide the refusal; the ledger has it.
+    copy(&other).await.assert_failure();
+    assert_eq!(
+        s.db.query_column(&format!(
+            "SELECT digest FROM tag_events WHERE repository = '{repo}' AND action = 'refuse'"
+        )),
+        vec![Some(other.digest().to_string())],
+        "{}",
+        s.logs()
+    );
+    assert_eq!(
+        s.zuul.resolve(repo, "2.0.0").await.as_deref(),
+        Some(index.digest())
+    );
+    let digest_entries: Vec<String> = s
+        .zuul
+        .tags(repo)
+        .await
+        .into_iter()
+        .filter(|t| t.starts_with("sha256:"))
+        .collect();
+    assert!(
+        index
+            .images
+            .iter()
+            .all(|i| digest_entries.iter().any(|t| t == i.digest())),
+        "zuul-registry lists digest pushes as tags: {digest_entries:?}"
+    );
+    assert_ledger_matches_zuul(&s.db, &s.zuul, &[repo]).await;
 }
