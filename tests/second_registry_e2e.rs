@@ -312,6 +312,17 @@ async fn zuul_answers_the_access_check_the_way_tagwarden_expects() {
     let repo = "probe/app";
     let uploads = format!("{}/v2/{repo}/blobs/uploads/", zuul.url());
 
+    // What tagwarden's detection sees: an anonymous `GET /v2/` is challenged.
+    let resp = call(Method::GET, &format!("{}/v2/", zuul.url()), None).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&resp, "www-authenticate"),
+        Some(format!(
+            "Bearer realm=\"{}/auth/token\",scope=\"read\"",
+            zuul.url()
+        ))
+    );
+
     let rw = zuul.rw_bearer(repo).await;
     let resp = call(Method::POST, &uploads, Some(&rw)).await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
