@@ -7,6 +7,8 @@
 #   scripts/provision.sh --with-engines
 #                                     also docker.io, podman, buildah and containerd
 #                                     (for tests/clients_e2e.rs), checked to start
+#   scripts/provision.sh --with-zuul  also zuul-registry (a second, bearer-token registry
+#                                     for tests/second_registry_e2e.rs) in .tmp/zuul-venv
 #
 # Environment:
 #   DATABASE_URL   Postgres to check (default postgres://postgres@127.0.0.1:5432/postgres).
@@ -20,6 +22,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 ORAS_VENV="$ROOT/.tmp/venv"
+# A venv of its own: zuul-registry brings openstacksdk, boto3 and CherryPy, which the
+# oras venv has no use for.
+ZUUL_VENV="$ROOT/.tmp/zuul-venv"
+ZUUL_VERSION=1.3.0
 
 log() { printf 'provision: %s\n' "$*" >&2; }
 die() {
@@ -184,6 +190,30 @@ ensure_oras() {
     "$ORAS_VENV/bin/python" -c 'import oras' || die "oras installed but cannot be imported"
 }
 
+# zuul-registry, the second upstream tests/second_registry_e2e.rs runs tagwarden in front
+# of. Pinned: the tests assert what this version answers. Cheap when already there; tests
+# find it at .tmp/zuul-venv/bin/zuul-registry.
+ensure_zuul() {
+    local python="$ZUUL_VENV/bin/python"
+    if [ -x "$ZUUL_VENV/bin/zuul-registry" ] &&
+        [ "$("$python" -c 'import importlib.metadata as m; print(m.version("zuul-registry"))' 2>/dev/null)" = "$ZUUL_VERSION" ]; then
+        return
+    fi
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_install python3-venv
+    fi
+    log "installing zuul-registry $ZUUL_VERSION into $ZUUL_VENV"
+    mkdir -p "$(dirname "$ZUUL_VENV")"
+    [ -x "$python" ] || python3 -m venv "$ZUUL_VENV" ||
+        die "could not create a virtualenv at $ZUUL_VENV"
+    "$python" -m pip install -q --disable-pip-version-check "zuul-registry==$ZUUL_VERSION" >&2 ||
+        die "pip install zuul-registry==$ZUUL_VERSION failed (PyPI unreachable?)"
+    "$python" -c 'import zuul_registry.main' ||
+        die "zuul-registry installed but cannot be imported"
+    [ -x "$ZUUL_VENV/bin/zuul-registry" ] || die "zuul-registry installed without its command"
+}
+
 # The container engines tests/clients_e2e.rs drives. The tests start their own daemons
 # on private sockets; nothing here enables a service. As root no rootless helpers
 # (uidmap for podman, slirp4netns, fuse-overlayfs) are needed beyond what the packages
@@ -310,13 +340,14 @@ stop_engine_check() {
 }
 
 main() {
-    local with_oras=0 with_engines=0 arg
+    local with_oras=0 with_engines=0 with_zuul=0 arg
     for arg in "$@"; do
         case "$arg" in
             --with-oras) with_oras=1 ;;
             --with-engines) with_engines=1 ;;
+            --with-zuul) with_zuul=1 ;;
             -h | --help)
-                sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+                sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
             *) die "unknown argument: $arg (try --help)" ;;
@@ -328,12 +359,14 @@ main() {
     ensure_postgres
     [ "$with_oras" -eq 0 ] || ensure_oras
     [ "$with_engines" -eq 0 ] || ensure_engines
+    [ "$with_zuul" -eq 0 ] || ensure_zuul
     local summary
     summary="docker-registry $(docker-registry --version | awk '{print $NF}')"
     summary+=", skopeo $(skopeo --version | awk '{print $NF}')"
     summary+=", PostgreSQL $(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'show server_version' | awk '{print $1}')"
     [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
     [ "$with_engines" -eq 0 ] || summary+=", docker/podman/buildah/containerd"
+    [ "$with_zuul" -eq 0 ] || summary+=", zuul-registry $ZUUL_VERSION in $ZUUL_VENV"
     log "ok: $summary"
 }
 

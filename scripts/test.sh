@@ -22,9 +22,9 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 TEST_TIMEOUT=${TEST_TIMEOUT:-45m}
 
-# Extra provisioning for tests that need it: oras-py (tests/oras_e2e.rs) and the container
-# engines (tests/clients_e2e.rs).
-PROVISION_ARGS=(--with-oras --with-engines)
+# Extra provisioning for tests that need it: oras-py (tests/oras_e2e.rs), the container
+# engines (tests/clients_e2e.rs) and zuul-registry (tests/second_registry_e2e.rs).
+PROVISION_ARGS=(--with-oras --with-engines --with-zuul)
 
 LOG_DIR="$ROOT/.tmp/test-logs"
 mkdir -p "$LOG_DIR"

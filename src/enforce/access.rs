@@ -7,8 +7,11 @@
 //! answer (its 401 challenge), exactly as without tagwarden. The same holds for an
 //! identical re-push that tagwarden answers itself.
 //!
-//! The check starts a blob upload (`POST /v2/<name>/blobs/uploads/`, which needs push
-//! access on every registry) with the client's credentials, and cancels it at once.
+//! For a write, the check starts a blob upload (`POST /v2/<name>/blobs/uploads/`, which
+//! needs push access on every registry) with the client's credentials, and cancels it at
+//! once. For a delete, it reads what is to be deleted (`HEAD` of the same path): a delete
+//! refusal names only the release tags that reach the target, which a client that may
+//! read the repository can list itself, and a delete-scoped token need not carry push.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,6 +138,26 @@ pub async fn check_push(
     }
 }
 
+/// Ask the upstream whether the client may read `path` (a manifest or blob it asks to
+/// delete), with its own credentials.
+pub async fn check_read(
+    forwarder: &Forwarder,
+    path: &str,
+    client_headers: &HeaderMap,
+    client: &Client,
+) -> Result<(), Denied> {
+    let resp = send(forwarder, Method::HEAD, path, client_headers, client).await?;
+    match resp.status() {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Denied::Upstream(Box::new(
+            forwarder.downstream_response(resp),
+        ))),
+        s if s.is_server_error() => Err(Denied::Unchecked(cannot_check(&format!(
+            "reading {path} to check access answered {s}"
+        )))),
+        _ => Ok(()),
+    }
+}
+
 /// The path and query of an upload `Location`, relative or absolute.
 fn upload_path(location: &str) -> Option<String> {
     let rest = match location.find("://") {
@@ -165,6 +188,12 @@ async fn send(
     }
     req.headers_mut()
         .insert(header::CONTENT_LENGTH, http::HeaderValue::from(0));
+    // Registries answer a manifest read in a type the client does not accept with an
+    // error; every type is accepted so that only access decides.
+    req.headers_mut().insert(
+        header::ACCEPT,
+        http::HeaderValue::from_static(crate::oci::media::ACCEPT_ALL_MANIFESTS),
+    );
     let (parts, body): (Parts, Body) = req.into_parts();
     let req = forwarder.upstream_request(parts, body, client);
     forwarder

@@ -149,8 +149,9 @@ impl Guard {
     }
 
     /// Before a refusal names bindings or is recorded: `Some(answer)` when the client may
-    /// not push to the repository, the upstream's own answer to hand on instead. A
-    /// client that may push counts as verified where the upstream authenticates.
+    /// not push to the repository (a write) or read what it deletes (a delete), the
+    /// upstream's own answer to hand on instead. A client the upstream accepted counts as
+    /// verified where the upstream authenticates.
     pub(super) async fn before_refusing(
         &self,
         name: &Name,
@@ -169,7 +170,8 @@ impl Guard {
     }
 
     /// Before anything about a repository's bindings is disclosed or recorded: may this
-    /// client write to it? Open upstreams let everyone write.
+    /// client push to it (a write), or read what it deletes (a delete)? Open upstreams
+    /// let everyone do both.
     async fn check_access(
         &self,
         name: &Name,
@@ -178,6 +180,10 @@ impl Guard {
     ) -> Result<(), Denied> {
         if self.auth.authenticates(&self.forwarder).await == Some(false) {
             return Ok(());
+        }
+        if parts.method == http::Method::DELETE {
+            return access::check_read(&self.forwarder, parts.uri.path(), &parts.headers, client)
+                .await;
         }
         access::check_push(&self.forwarder, name, &parts.headers, client).await
     }

@@ -25,6 +25,7 @@ pub mod registry;
 pub mod relay;
 pub mod skopeo;
 pub mod tagwarden;
+pub mod zuul;
 
 pub use database::Database;
 pub use oci::{Blob, Image, Index, OciLayout};
