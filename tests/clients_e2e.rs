@@ -845,3 +845,78 @@ async fn ctr_status_line_carries_the_refusal_message() {
         "the reason phrase names the refusal: {status_line}"
     );
 }
+
+/// The shipped config's commented `snapshots` rule, uncommented: what a team that uses
+/// `v<N>` and `main-<sha>` as snapshots (Dokku, digger) puts in its configuration.
+fn snapshot_rule() -> String {
+    let config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/tagwarden.toml"
+    ))
+    .expect("read config/tagwarden.toml");
+    let start = config
+        .find("# [[policy.rules]]\n# name = \"snapshots\"")
+        .expect("the snapshots example in config/tagwarden.toml");
+    config[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# ") && !l.trim_end().eq("#"))
+        .map(|l| l.trim_start_matches("# "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// digger's `dg env push --tag v1` and Dokku's `tags:create app v1` retag a build and push
+/// it from CI. With the snapshot rule, `v1` and `main-<sha>` are bound once, by the CI
+/// identity; without it `v1` moves (the default, a major-version tag).
+#[tokio::test]
+async fn docker_snapshot_tags_pushed_from_a_ci_identity() {
+    const USER: &str = "ci-bot";
+    const PASSWORD: &str = "pipeline-secret-0123";
+    let registry = support::Registry::start_with_htpasswd(USER, PASSWORD).await;
+    let front = support::Front::builder(&registry.url())
+        .with(|b| b.config(&format!("[policy]\n{}\n", snapshot_rule())))
+        .start()
+        .await;
+    let stack = Stack { front, registry };
+    let docker = Docker::start().await;
+    let host = stack.front.addr().to_string();
+    docker
+        .run_with_stdin(
+            &["login", &host, "--username", USER, "--password-stdin"],
+            PASSWORD,
+        )
+        .await
+        .ok();
+    let (v1, branch) = (
+        format!("{host}/shop/app:v1"),
+        format!("{host}/shop/app:main-a3f2c8d"),
+    );
+    docker.build(&[&v1, &branch], &unique("snapshot one")).await;
+    let out = docker.run(&["push", &v1]).await.ok();
+    let digest = pushed_digest(&out, "v1");
+    docker.run(&["push", &branch]).await.ok();
+    for tag in ["v1", "main-a3f2c8d"] {
+        assert_eq!(actions(&stack, "shop/app", tag), ["create"], "{tag}");
+        assert_eq!(created(&stack, "shop/app", tag, "identity"), USER);
+        assert_eq!(
+            created(&stack, "shop/app", tag, "identity_verified::text"),
+            "true"
+        );
+        assert_eq!(created(&stack, "shop/app", tag, "class"), "immutable");
+    }
+
+    // The next build retagged as v1 is refused: the snapshot stays what it was.
+    docker.build(&[&v1], &unique("snapshot two")).await;
+    let out = docker.run(&["push", &v1]).await.failed();
+    assert_refusal_shown(&out, "shop/app", "v1", &digest);
+
+    // Without the rule, v1 is a moving major-version tag.
+    let moving = Stack::start().await;
+    let host = moving.front.addr().to_string();
+    let v1 = format!("{host}/shop/app:v1");
+    docker.build(&[&v1], &unique("moving one")).await;
+    docker.run(&["push", &v1]).await.ok();
+    docker.build(&[&v1], &unique("moving two")).await;
+    docker.run(&["push", &v1]).await.ok();
+    assert_eq!(actions(&moving, "shop/app", "v1"), ["create", "move"]);
+}
