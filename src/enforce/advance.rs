@@ -8,7 +8,7 @@ use http::{header, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use super::plan::{self, Verdict};
-use super::{check_stored_digest, ledger_down, Guard};
+use super::{check_stored_digest, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
 use crate::oci::media::ACCEPT_ALL_MANIFESTS;
 use crate::oci::{Digest, Name, OciError, Tag};
@@ -60,13 +60,10 @@ impl Guard {
             return Ok(None);
         }
         let current_releases = match current {
-            Some(d) => tx.release_tags(repo, d).await.map_err(ledger_down)?,
+            Some(d) => tx.release_tags(repo, d).await?,
             None => Vec::new(),
         };
-        let mut target_releases = tx
-            .release_tags(repo, target.digest)
-            .await
-            .map_err(ledger_down)?;
+        let mut target_releases = tx.release_tags(repo, target.digest).await?;
         target_releases.extend(target.releases_in_request.iter().map(|t| (*t).to_owned()));
         Ok(plan::advance(
             repo,
@@ -123,14 +120,11 @@ impl Guard {
         content_type: &HeaderValue,
     ) -> Result<bool, OciError> {
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-        tx.lock(repo, &[tag.as_str(), digest.as_str()])
-            .await
-            .map_err(ledger_down)?;
+        let mut tx = self.ledger.begin().await?;
+        tx.lock(repo, &[tag.as_str(), digest.as_str()]).await?;
         let current = tx
             .binding(repo, tag.as_str())
-            .await
-            .map_err(ledger_down)?
+            .await?
             .filter(|b| b.deleted_at.is_none());
         if current
             .as_ref()
@@ -174,7 +168,7 @@ impl Guard {
             reason: "follow",
         };
         self.record_own_move(&mut tx, &own, &actor).await?;
-        tx.commit().await.map_err(ledger_down)?;
+        tx.commit().await?;
         Ok(true)
     }
 
@@ -205,8 +199,7 @@ impl Guard {
         let release = self
             .ledger
             .binding(repo, to.as_str())
-            .await
-            .map_err(ledger_down)?
+            .await?
             .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable.as_str())
             .ok_or_else(|| {
                 OciError::new(
@@ -220,14 +213,11 @@ impl Guard {
         })?;
         let (manifest, content_type) = self.get_as_tagwarden(name, &digest).await?;
 
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-        tx.lock(repo, &[tag.as_str(), digest.as_str()])
-            .await
-            .map_err(ledger_down)?;
+        let mut tx = self.ledger.begin().await?;
+        tx.lock(repo, &[tag.as_str(), digest.as_str()]).await?;
         let previous = tx
             .binding(repo, tag.as_str())
-            .await
-            .map_err(ledger_down)?
+            .await?
             .filter(|b| b.deleted_at.is_none())
             .map(|b| b.digest);
         self.put_as_tagwarden(name, tag, &digest, manifest, content_type)
@@ -247,7 +237,7 @@ impl Guard {
             reason: &reason,
         };
         self.record_own_move(&mut tx, &own, &actor).await?;
-        tx.commit().await.map_err(ledger_down)?;
+        tx.commit().await?;
         tracing::info!(repository = repo, tag = %tag, release = %to, who, "rewound a moving tag");
         Ok(Rewound {
             repository: repo.to_owned(),
@@ -296,9 +286,8 @@ impl Guard {
             rule: &decision.rule,
             bound_by: actor.identity.as_deref(),
         })
-        .await
-        .map_err(ledger_down)?;
-        tx.append(&event, actor).await.map_err(ledger_down)
+        .await?;
+        Ok(tx.append(&event, actor).await?)
     }
 
     fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {

@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
-use super::{identity, ledger_down, Guard};
+use super::{identity, Guard};
 use crate::ledger::{Action, NewEvent, Reach};
 use crate::oci::{Digest, Name, OciError};
 use crate::policy::{Mode, TagClass};
@@ -47,7 +47,7 @@ impl Guard {
         let repo = name.as_str();
         self.record_older_releases(name, &parts.headers, client)
             .await?;
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        let mut tx = self.ledger.begin().await?;
         let reaching = self.releases_reaching(&mut tx, repo, digest).await?;
         let (enforced, warned) = self.split_by_mode(repo, reaching);
 

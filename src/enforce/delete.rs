@@ -7,7 +7,7 @@ use axum::response::Response;
 use http::request::Parts;
 use http::StatusCode;
 
-use super::{blob, identity, ledger_down, probe, refusal, Guard};
+use super::{blob, identity, probe, refusal, Guard};
 use crate::ledger::{Action, Binding, LedgerTx, NewEvent, RefKind};
 use crate::oci::{Name, OciError, Reference};
 use crate::policy::{Decision, Mode, TagClass};
@@ -26,8 +26,8 @@ impl Guard {
         let repo = name.as_str();
         let (mut tx, digest_bindings) = match reference {
             Reference::Tag(tag) => {
-                let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-                tx.lock(repo, &[tag.as_str()]).await.map_err(ledger_down)?;
+                let mut tx = self.ledger.begin().await?;
+                tx.lock(repo, &[tag.as_str()]).await?;
                 (tx, Vec::new())
             }
             Reference::Digest(digest) => {
@@ -43,7 +43,7 @@ impl Guard {
         match reference {
             Reference::Tag(tag) => {
                 let decision = self.policy.classify(repo, tag.as_str());
-                let binding = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+                let binding = tx.binding(repo, tag.as_str()).await?;
                 if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
                     let b = binding.unwrap_or_else(|| unbound(repo, tag.as_str(), &decision));
                     refused.push(b);
@@ -184,10 +184,10 @@ impl Guard {
                 reason: warned.then_some("immutable-tag-delete"),
                 ..NewEvent::new(if warned { Action::Warn } else { Action::Delete }, repo)
             };
-            tx.mark_deleted(repo, &b.tag).await.map_err(ledger_down)?;
-            tx.append(&event, &actor).await.map_err(ledger_down)?;
+            tx.mark_deleted(repo, &b.tag).await?;
+            tx.append(&event, &actor).await?;
         }
-        tx.commit().await.map_err(ledger_down)?;
+        tx.commit().await?;
         self.metrics.decision("deleted");
         let mut out = self.forwarder.downstream_response(resp);
         blob::warn_header(&mut out, repo, "manifest", reference.as_str(), &warned);
@@ -205,18 +205,12 @@ impl Guard {
     ) -> Result<(LedgerTx, Vec<Binding>), OciError> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-            let seen = tx
-                .bindings_for_digest(repo, digest)
-                .await
-                .map_err(ledger_down)?;
+            let mut tx = self.ledger.begin().await?;
+            let seen = tx.bindings_for_digest(repo, digest).await?;
             let mut items: Vec<&str> = seen.iter().map(|b| b.tag.as_str()).collect();
             items.push(digest);
-            tx.lock(repo, &items).await.map_err(ledger_down)?;
-            let bound = tx
-                .bindings_for_digest(repo, digest)
-                .await
-                .map_err(ledger_down)?;
+            tx.lock(repo, &items).await?;
+            let bound = tx.bindings_for_digest(repo, digest).await?;
             if bound.iter().all(|b| seen.iter().any(|s| s.tag == b.tag)) {
                 return Ok((tx, bound));
             }

@@ -289,12 +289,52 @@ fn check_stored_digest(
     }
 }
 
-fn ledger_down(e: LedgerError) -> OciError {
-    tracing::warn!(error = %e, "ledger unavailable; refusing a manifest write");
-    OciError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
-        "the tag ledger is unavailable, so manifest writes are refused until it is back (pulls are unaffected); retry shortly",
-    )
-    .with_retry_after(5)
+/// A ledger failure as the client sees it. The database being unreachable, shutting
+/// down, or too busy (a lock or statement timeout, a read-only server after a failover)
+/// is a 503 to retry; anything else is a fault of tagwarden's, a 500 that says so rather
+/// than inviting the client to retry into the same bug. Logged here, once.
+impl From<LedgerError> for OciError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unavailable(_) => {
+                tracing::warn!(error = %e, "ledger unavailable; refusing a manifest write");
+                OciError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the tag ledger is unavailable, so manifest writes are refused until it is back (pulls are unaffected); retry shortly",
+                )
+                .with_retry_after(5)
+            }
+            LedgerError::Query(_) => {
+                tracing::error!(error = %e, "a ledger statement failed");
+                OciError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "UNKNOWN",
+                    "tagwarden could not record this write in its ledger (an internal error, logged); nothing was bound",
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_ledger_is_a_503_to_retry_and_a_failed_statement_a_500() {
+        let down = OciError::from(LedgerError::Unavailable("connection refused".into()));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(down
+            .headers
+            .iter()
+            .any(|(n, _)| n == http::header::RETRY_AFTER));
+        let bug = OciError::from(LedgerError::Query("column \"x\" does not exist".into()));
+        assert_eq!(bug.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !bug.message.contains("column"),
+            "the statement's error is logged, not shown: {}",
+            bug.message
+        );
+    }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{ledger_down, probe, Guard};
+use super::{probe, Guard};
 use crate::ledger::{LedgerTx, ManifestRef, Reach, RefKind};
 use crate::oci::{Digest, Name, OciError};
 use crate::proxy::Client;
@@ -148,8 +148,7 @@ impl Guard {
     ) -> Result<Vec<ManifestRef>, OciError> {
         let recorded = tx
             .recorded_references(name.as_str(), digest.as_str())
-            .await
-            .map_err(ledger_down)?;
+            .await?;
         let refs = match recorded {
             Some(refs) => refs,
             None => {
@@ -159,9 +158,7 @@ impl Guard {
         };
         let mut locked: Vec<&str> = refs.iter().map(|r| r.digest.as_str()).collect();
         locked.push(digest.as_str());
-        tx.lock_references_shared(name.as_str(), &locked)
-            .await
-            .map_err(ledger_down)?;
+        tx.lock_references_shared(name.as_str(), &locked).await?;
         Ok(refs)
     }
 
@@ -210,11 +207,8 @@ impl Guard {
     ) -> Result<(), OciError> {
         let repo = name.as_str();
         for _ in 0..BACKFILL_ROUNDS {
-            let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
-            let pending = tx
-                .unrecorded_releases(repo, BACKFILL_BATCH)
-                .await
-                .map_err(ledger_down)?;
+            let mut tx = self.ledger.begin().await?;
+            let pending = tx.unrecorded_releases(repo, BACKFILL_BATCH).await?;
             if pending.is_empty() {
                 return Ok(());
             }
@@ -227,11 +221,9 @@ impl Guard {
                 let refs = self
                     .read_references(name, &digest, None, headers, client)
                     .await?;
-                tx.record_references(repo, d, &refs)
-                    .await
-                    .map_err(ledger_down)?;
+                tx.record_references(repo, d, &refs).await?;
             }
-            tx.commit().await.map_err(ledger_down)?;
+            tx.commit().await?;
             tracing::info!(
                 repository = repo,
                 releases = pending.len(),
@@ -254,17 +246,10 @@ impl Guard {
         repo: &str,
         digest: &Digest,
     ) -> Result<Vec<Reach>, OciError> {
-        tx.lock_reference(repo, digest.as_str())
-            .await
-            .map_err(ledger_down)?;
+        tx.lock_reference(repo, digest.as_str()).await?;
         // A release bound since the references were recorded without them (an older
         // tagwarden sharing the database): do not guess.
-        if !tx
-            .unrecorded_releases(repo, 1)
-            .await
-            .map_err(ledger_down)?
-            .is_empty()
-        {
+        if !tx.unrecorded_releases(repo, 1).await?.is_empty() {
             return Err(OciError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",
@@ -272,9 +257,9 @@ impl Guard {
             )
             .with_retry_after(1));
         }
-        tx.releases_reaching(repo, digest.as_str(), MAX_REACHING)
-            .await
-            .map_err(ledger_down)
+        Ok(tx
+            .releases_reaching(repo, digest.as_str(), MAX_REACHING)
+            .await?)
     }
 }
 

@@ -19,7 +19,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use super::access::Denied;
 use super::plan::{self, Facts, Planned, Releases, Verdict};
-use super::{check_stored_digest, identity, ledger_down, manifest, probe, refusal, Guard, Probe};
+use super::{check_stored_digest, identity, manifest, probe, refusal, Guard, Probe};
 use crate::ledger::{Action, Actor, Binding, LedgerTx, NewBinding, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, TagClass};
@@ -64,10 +64,10 @@ impl Guard {
         }
 
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await.map_err(ledger_down)?;
+        let mut tx = self.ledger.begin().await?;
         let mut lock_items: Vec<&str> = tags.iter().map(Tag::as_str).collect();
         lock_items.push(digest.as_str());
-        tx.lock(repo, &lock_items).await.map_err(ledger_down)?;
+        tx.lock(repo, &lock_items).await?;
 
         let mut facts = Vec::with_capacity(tags.len());
         for tag in &tags {
@@ -90,7 +90,7 @@ impl Guard {
             )
             .await?
         {
-            tx.commit().await.map_err(ledger_down)?;
+            tx.commit().await?;
             self.metrics.decision("accepted");
             return Ok(resp);
         }
@@ -131,16 +131,14 @@ impl Guard {
             .await?;
         if let Some(refs) = references.take() {
             if plan.iter().any(|p| p.decision.class == TagClass::Immutable) {
-                tx.record_references(repo, digest.as_str(), &refs)
-                    .await
-                    .map_err(ledger_down)?;
+                tx.record_references(repo, digest.as_str(), &refs).await?;
             }
         }
         tx.commit().await.map_err(|e| {
             // The upstream holds the manifest but the ledger does not: the client sees
             // a failure and retries; the retry adopts what the upstream holds.
             tracing::error!(error = %e, repository = repo, "ledger commit failed after the upstream accepted a manifest");
-            ledger_down(e)
+            OciError::from(e)
         })?;
         // New releases may advance the moving tags that follow them.
         if let Some(content_type) = &content_type {
@@ -259,8 +257,7 @@ impl Guard {
                 rule: &p.decision.rule,
                 bound_by: actor.identity.as_deref(),
             })
-            .await
-            .map_err(ledger_down)?;
+            .await?;
             if action == Action::Repush && !self.first_repush(tx, repo, p, digest, actor).await? {
                 continue;
             }
@@ -273,7 +270,7 @@ impl Guard {
                 reason,
                 ..NewEvent::new(action, repo)
             };
-            tx.append(&event, actor).await.map_err(ledger_down)?;
+            tx.append(&event, actor).await?;
         }
         Ok(warnings)
     }
@@ -333,7 +330,7 @@ impl Guard {
                 rule: Some(&p.decision.rule),
                 ..NewEvent::new(Action::Repush, repo)
             };
-            tx.append(&event, actor).await.map_err(ledger_down)?;
+            tx.append(&event, actor).await?;
         }
         tracing::info!(repository = repo, tag = p.tag.as_str(), %digest, "identical re-push of a release answered without rewriting the registry");
         let mut resp = StatusCode::CREATED.into_response();
@@ -369,8 +366,7 @@ impl Guard {
                 digest.as_str(),
                 actor.identity.as_deref(),
             )
-            .await
-            .map_err(ledger_down)?;
+            .await?;
         Ok(count == 1)
     }
 
@@ -389,7 +385,7 @@ impl Guard {
     ) -> Result<Facts, OciError> {
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
-        let current = tx.binding(repo, tag.as_str()).await.map_err(ledger_down)?;
+        let current = tx.binding(repo, tag.as_str()).await?;
         let adopted = if decision.class == TagClass::Immutable && current.is_none() {
             // Never seen: ask the upstream before claiming the name.
             self.adopt_existing(tx, name, tag, &decision, parts, client)
@@ -402,9 +398,7 @@ impl Guard {
         let bound = current.as_ref().or(adopted.as_ref());
         let taken = match bound {
             Some(b) if decision.class == TagClass::Immutable && b.digest != digest.as_str() => {
-                refusal::taken_in_series(tx, repo, tag.as_str())
-                    .await
-                    .map_err(ledger_down)?
+                refusal::taken_in_series(tx, repo, tag.as_str()).await?
             }
             _ => None,
         };
@@ -412,16 +406,10 @@ impl Guard {
             Some(_) => {
                 let live = current.as_ref().filter(|b| b.deleted_at.is_none());
                 let of_current = match live {
-                    Some(b) => tx
-                        .release_tags(repo, &b.digest)
-                        .await
-                        .map_err(ledger_down)?,
+                    Some(b) => tx.release_tags(repo, &b.digest).await?,
                     None => Vec::new(),
                 };
-                let of_target = tx
-                    .release_tags(repo, digest.as_str())
-                    .await
-                    .map_err(ledger_down)?;
+                let of_target = tx.release_tags(repo, digest.as_str()).await?;
                 Some(Releases {
                     of_current,
                     of_target,
@@ -472,14 +460,11 @@ impl Guard {
             rule: &decision.rule,
             bound_by: None,
         })
-        .await
-        .map_err(ledger_down)?;
+        .await?;
         let refs = self
             .release_references(tx, name, &existing, None, &parts.headers, client)
             .await?;
-        tx.record_references(repo, existing.as_str(), &refs)
-            .await
-            .map_err(ledger_down)?;
+        tx.record_references(repo, existing.as_str(), &refs).await?;
         tx.append(
             &NewEvent {
                 tag: Some(tag.as_str()),
@@ -491,9 +476,8 @@ impl Guard {
             },
             &system,
         )
-        .await
-        .map_err(ledger_down)?;
-        tx.binding(repo, tag.as_str()).await.map_err(ledger_down)
+        .await?;
+        Ok(tx.binding(repo, tag.as_str()).await?)
     }
 }
 

@@ -29,17 +29,22 @@ impl From<sqlx::Error> for LedgerError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => LedgerError::Unavailable(e.to_string()),
-            sqlx::Error::Database(ref db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("57") || c.starts_with("08")) =>
-            {
-                // Class 57 (operator intervention: shutdown) and 08 (connection).
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| busy_or_gone(&c)) => {
                 LedgerError::Unavailable(e.to_string())
             }
             other => LedgerError::Query(other.to_string()),
         }
     }
+}
+
+/// SQLSTATEs that say "not now" rather than "this statement is wrong": class 57
+/// (operator intervention: shutdown, and 57014, a statement timeout), class 08
+/// (connection), 55P03 (lock timeout), 40001 and 40P01 (serialisation failure,
+/// deadlock) and 25006 (a read-only server, as after a failover).
+fn busy_or_gone(code: &str) -> bool {
+    code.starts_with("57")
+        || code.starts_with("08")
+        || matches!(code, "55P03" | "40001" | "40P01" | "25006")
 }
 
 /// Whether an error says that the connection it came from is gone (a dropped socket, or
