@@ -18,7 +18,7 @@
 
 mod access;
 mod advance;
-mod identity;
+pub(crate) mod identity;
 mod limiter;
 mod manifest;
 mod plan;
