@@ -423,6 +423,36 @@ async fn anonymous_pulls_from_an_open_registry_are_logged_unverified() {
     assert_eq!(get["identity"], Value::Null);
     assert_eq!(get["verified"], false);
     assert_eq!(get["digest"], image.digest());
+
+    // The tag's and the digest's audit pages show who pulled it.
+    let login = client()
+        .post(format!("{}/ui/login", tw.admin_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}&next=%2Fui%2F"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = header(&login, "set-cookie").expect("a session cookie");
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    for path in [
+        "/ui/tag?repository=open/app&tag=1.0.0".to_string(),
+        format!("/ui/digest?digest={}", image.digest()),
+    ] {
+        let resp = client()
+            .get(format!("{}{path}", tw.admin_url()))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let page = resp.text().await.unwrap();
+        let pulled = &page[page.find(r#"id="pulled""#).expect("a Pulled section")..];
+        assert!(
+            pulled.contains("mallory") && pulled.contains("anonymous"),
+            "{path}: {pulled}"
+        );
+        assert!(pulled.contains("unverified"), "{path}: {pulled}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
