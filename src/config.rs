@@ -603,6 +603,35 @@ mod tests {
     }
 
     #[test]
+    fn the_pull_log_is_on_by_default_and_its_limits_are_checked() {
+        let f = write(MINIMAL);
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert!(c.pulls.enabled);
+        assert_eq!(c.pulls.queue, 10_000);
+        assert_eq!(c.pulls.retention, Duration::from_secs(30 * 86_400));
+
+        let f = write(&format!(
+            "{MINIMAL}[pulls]\nenabled = false\nretention = \"7d\"\n"
+        ));
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert!(!c.pulls.enabled);
+        assert_eq!(c.pulls.retention, Duration::from_secs(7 * 86_400));
+
+        for (bad, key) in [
+            ("retention = \"1h\"", "pulls.retention"),
+            ("queue = 0", "pulls.queue"),
+            ("batch = 0", "pulls.batch"),
+            ("max_connections = 0", "pulls.max_connections"),
+        ] {
+            let f = write(&format!("{MINIMAL}[pulls]\n{bad}\n"));
+            let e = load_isolated(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let f = write(MINIMAL);
         let o = Overrides {
