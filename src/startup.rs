@@ -77,21 +77,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "tagwarden is serving"
     );
 
-    let (pulls, pulls_writer) = if config.pulls.enabled {
-        let verifier = crate::pulls::writer::Verifier {
-            auth: UpstreamAuth::new(config.upstream.authenticates),
-            forwarder: forwarder.clone(),
-        };
-        let (log, task) = crate::pulls::writer::spawn(
-            &config.pulls,
-            config.database.url.expose(),
-            verifier,
-            metrics.clone(),
-        )?;
-        (log, Some(task))
-    } else {
-        (crate::pulls::PullLog::disabled(metrics.clone()), None)
-    };
+    let (pulls, pulls_writer) = crate::pulls::writer::start(&config, &forwarder, &metrics)?;
     let gateway = Arc::new(Gateway {
         forwarder,
         guard: guard.clone(),
@@ -151,10 +137,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await;
     let _ = admin_task.await;
-    if let Some(task) = pulls_writer {
-        // The last records, if the database takes them promptly.
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-    }
+    crate::pulls::writer::drain(pulls_writer).await;
     tracing::info!("stopped");
     Ok(())
 }

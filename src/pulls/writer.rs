@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{store, PullLog, PullRecord, WarnEvery};
-use crate::config::PullsConfig;
+use crate::config::{Config, PullsConfig};
 use crate::enforce::UpstreamAuth;
 use crate::proxy::Forwarder;
 use crate::telemetry::Metrics;
@@ -20,6 +20,8 @@ use crate::telemetry::Metrics;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often partitions are created ahead and old ones dropped.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+/// How long a shutdown waits for the last records.
+const DRAIN_FOR: Duration = Duration::from_secs(3);
 /// How long a write waits for one of the writer's connections.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -27,6 +29,37 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Verifier {
     pub auth: UpstreamAuth,
     pub forwarder: Forwarder,
+}
+
+/// The pull log as configured: a running writer and its queue, or, with
+/// `[pulls] enabled = false`, a log that records nothing.
+pub fn start(
+    config: &Config,
+    forwarder: &Forwarder,
+    metrics: &Metrics,
+) -> anyhow::Result<(PullLog, Option<JoinHandle<()>>)> {
+    if !config.pulls.enabled {
+        return Ok((PullLog::disabled(metrics.clone()), None));
+    }
+    let verifier = Verifier {
+        auth: UpstreamAuth::new(config.upstream.authenticates),
+        forwarder: forwarder.clone(),
+    };
+    let (log, task) = spawn(
+        &config.pulls,
+        config.database.url.expose(),
+        verifier,
+        metrics.clone(),
+    )?;
+    Ok((log, Some(task)))
+}
+
+/// After the listeners closed (the queue's senders are gone): wait briefly for the
+/// writer to write what is left, never long enough to hold up a shutdown.
+pub async fn drain(task: Option<JoinHandle<()>>) {
+    if let Some(task) = task {
+        let _ = tokio::time::timeout(DRAIN_FOR, task).await;
+    }
 }
 
 /// Start the writer; the returned [`PullLog`] is the request path's end of the queue.
