@@ -10,6 +10,7 @@ use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
 mod audit;
+mod pulls;
 mod rewind;
 
 #[derive(Parser)]
@@ -72,6 +73,9 @@ enum Command {
     /// Move a moving tag back to an earlier release, deliberately (admin token). The
     /// move is made by the running tagwarden and recorded with the reason.
     Rewind(rewind::RewindArgs),
+    /// Who pulled a tag or digest, when, and which digest they got (the pull log):
+    /// e.g. `tagwarden pulls driftwood/web:1.4 --since 2h`.
+    Pulls(pulls::PullsArgs),
 }
 
 /// Where the configuration, the registry and the ledger are.
@@ -104,6 +108,25 @@ impl ServiceArgs {
 enum LogFormatArg {
     Text,
     Json,
+}
+
+/// An audit question on a small runtime, with only warnings logged.
+fn run_audit(question: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    crate::telemetry::init_logging(&LogConfig {
+        level: "warn".into(),
+        ..LogConfig::default()
+    });
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(question) {
+        Ok(code) => code,
+        Err(e) => fail(&format!("{e:#}")),
+    }
 }
 
 pub fn run() -> ExitCode {
@@ -153,23 +176,8 @@ pub fn run() -> ExitCode {
             database_url,
         } => explain(&reference, config, database_url),
         Command::Rewind(args) => block_on(args.run()),
-        Command::Audit(command) => {
-            crate::telemetry::init_logging(&LogConfig {
-                level: "warn".into(),
-                ..LogConfig::default()
-            });
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-            };
-            match runtime.block_on(command.run()) {
-                Ok(code) => code,
-                Err(e) => fail(&format!("{e:#}")),
-            }
-        }
+        Command::Audit(command) => run_audit(command.run()),
+        Command::Pulls(args) => run_audit(args.run()),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub pulls: PullsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,6 +326,60 @@ impl Default for PolicyConfig {
     }
 }
 
+/// The pull log: who pulled which manifest, and the digest served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullsConfig {
+    pub enabled: bool,
+    /// Records waiting to be written; past this, new ones are dropped (and counted)
+    /// rather than slowing a pull.
+    pub queue: usize,
+    /// Records per INSERT.
+    pub batch: usize,
+    /// Connections of the writer's own pool, apart from the ledger's.
+    pub max_connections: u32,
+    /// Whole days of records kept; older day partitions are dropped.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for PullsConfig {
+    fn default() -> Self {
+        PullsConfig {
+            enabled: true,
+            queue: 10_000,
+            batch: 500,
+            max_connections: 2,
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl PullsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        if !(1..=1_000_000).contains(&self.queue) {
+            return Err(invalid("pulls.queue", "must be between 1 and 1000000"));
+        }
+        if !(1..=10_000).contains(&self.batch) {
+            return Err(invalid("pulls.batch", "must be between 1 and 10000"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("pulls.max_connections", "must be at least 1"));
+        }
+        if self.retention < Duration::from_secs(86_400) {
+            return Err(invalid(
+                "pulls.retention",
+                "must be at least 1d: records are dropped a whole day at a time",
+            ));
+        }
+        Ok(())
+    }
+}
+
 mod defaults {
     use std::time::Duration;
     pub fn connect_timeout() -> Duration {
@@ -475,6 +531,7 @@ impl Config {
         }
         self.validate_bounds()?;
         self.admin.validate()?;
+        self.pulls.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),
@@ -680,6 +737,35 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with(key), "{text} => {e}");
+        }
+    }
+
+    #[test]
+    fn the_pull_log_is_on_by_default_and_its_limits_are_checked() {
+        let f = write(MINIMAL);
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert!(c.pulls.enabled);
+        assert_eq!(c.pulls.queue, 10_000);
+        assert_eq!(c.pulls.retention, Duration::from_secs(30 * 86_400));
+
+        let f = write(&format!(
+            "{MINIMAL}[pulls]\nenabled = false\nretention = \"7d\"\n"
+        ));
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert!(!c.pulls.enabled);
+        assert_eq!(c.pulls.retention, Duration::from_secs(7 * 86_400));
+
+        for (bad, key) in [
+            ("retention = \"1h\"", "pulls.retention"),
+            ("queue = 0", "pulls.queue"),
+            ("batch = 0", "pulls.batch"),
+            ("max_connections = 0", "pulls.max_connections"),
+        ] {
+            let f = write(&format!("{MINIMAL}[pulls]\n{bad}\n"));
+            let e = load_isolated(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{bad}: {e}");
         }
     }
 

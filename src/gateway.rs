@@ -18,6 +18,7 @@ use crate::oci::route::{self, RouteError};
 use crate::oci::{OciError, Route};
 use crate::proxy::headers::is_plain_host;
 use crate::proxy::{self, Client, Forwarder};
+use crate::pulls::PullLog;
 use crate::server::Connection;
 use crate::telemetry::Metrics;
 
@@ -25,6 +26,7 @@ pub struct Gateway {
     pub forwarder: Forwarder,
     pub guard: Guard,
     pub metrics: Metrics,
+    pub pulls: PullLog,
     pub server: ServerConfig,
 }
 
@@ -103,7 +105,14 @@ impl Gateway {
             (Route::Manifest { .. }, m) if m != Method::GET && m != Method::HEAD => {
                 method_not_allowed(m, "manifests accept GET, HEAD, PUT and DELETE").into_response()
             }
-            _ => self.forwarder.forward(parts, body, &client, kind).await,
+            _ => {
+                let pull = self.pulls.begin(&route, &parts, &client);
+                let resp = self.forwarder.forward(parts, body, &client, kind).await;
+                if let Some(pull) = pull {
+                    self.pulls.finish(pull, &resp);
+                }
+                resp
+            }
         };
         (kind, resp)
     }

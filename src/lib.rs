@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod oci;
 pub mod policy;
 pub mod proxy;
+pub mod pulls;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

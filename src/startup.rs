@@ -92,11 +92,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "tagwarden is serving"
     );
 
+    let (pulls, pulls_writer) = crate::pulls::writer::start(&config, &forwarder, &metrics)?;
     let gateway = Arc::new(Gateway {
         forwarder,
         guard: guard.clone(),
         metrics: metrics.clone(),
         server: config.server.clone(),
+        pulls,
     });
     let audit = Audit::new(Ledger::connect_reader(
         config.database.url.expose(),
@@ -168,6 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, client_options, handler, shutdown).await;
     let _ = admin_task.await;
+    crate::pulls::writer::drain(pulls_writer).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -82,6 +82,17 @@ impl Metrics {
             "tagwarden_refusals_unrecorded_total",
             "Refusals answered but not appended to the history, past the per-tag, per-client rate."
         );
+        metrics::describe_counter!(
+            "tagwarden_pulls_recorded_total",
+            "Manifest reads written to the pull log."
+        );
+        metrics::describe_counter!(
+            "tagwarden_pulls_dropped_total",
+            "Manifest reads not written to the pull log: queue full or database unavailable."
+        );
+        // Registered at zero so that a scrape shows them before the first pull.
+        metrics::counter!("tagwarden_pulls_recorded_total").increment(0);
+        metrics::counter!("tagwarden_pulls_dropped_total").increment(0);
         Metrics {
             bytes_up: metrics::counter!("tagwarden_bytes_total", "direction" => "upload"),
             bytes_down: metrics::counter!("tagwarden_bytes_total", "direction" => "download"),
@@ -119,6 +130,14 @@ impl Metrics {
 
     pub fn refusal_unrecorded(&self) {
         metrics::counter!("tagwarden_refusals_unrecorded_total").increment(1);
+    }
+
+    pub fn pulls_recorded(&self, n: u64) {
+        metrics::counter!("tagwarden_pulls_recorded_total").increment(n);
+    }
+
+    pub fn pulls_dropped(&self, n: u64) {
+        metrics::counter!("tagwarden_pulls_dropped_total").increment(n);
     }
 
     pub fn render(&self) -> String {

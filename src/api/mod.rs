@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+pub mod pulls;
 pub mod rewind;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ fn endpoints() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/digest", get(handlers::digest)),
         ("/events", get(handlers::events)),
         ("/events/export", get(handlers::export)),
+        ("/pulls", get(pulls::pulls)),
     ]
 }
 

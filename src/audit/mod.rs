@@ -173,6 +173,11 @@ impl Audit {
         Audit { ledger }
     }
 
+    /// The reader pool, for the pull log's questions ([`crate::pulls::query`]).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// Every repository the ledger knows, in name order.
     pub async fn repositories(
         &self,

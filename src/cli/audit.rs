@@ -258,14 +258,14 @@ pub(super) fn split_reference(reference: &str) -> anyhow::Result<(String, String
     Ok((repo.to_owned(), tag.to_owned()))
 }
 
-fn instant(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
+pub(super) fn instant(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
     value
         .map(|v| parse_instant(v, Utc::now()).map_err(|e| anyhow!("{flag}: {e}")))
         .transpose()
 }
 
 impl SourceArgs {
-    fn open(self) -> anyhow::Result<Source> {
+    pub(super) fn open(self) -> anyhow::Result<Source> {
         if let Some(url) = self.api {
             let token = self
                 .token
@@ -282,7 +282,7 @@ impl SourceArgs {
 }
 
 /// The ledger itself, or a tagwarden's audit API.
-enum Source {
+pub(super) enum Source {
     Ledger(Audit),
     Api(ApiClient),
 }
@@ -386,7 +386,7 @@ fn order_param(order: Order) -> String {
     }
 }
 
-fn page_params(q: &mut Vec<(&'static str, String)>, page: &PageRequest) {
+pub(super) fn page_params(q: &mut Vec<(&'static str, String)>, page: &PageRequest) {
     if let Some(limit) = page.limit {
         q.push(("limit", limit.to_string()));
     }
@@ -395,7 +395,7 @@ fn page_params(q: &mut Vec<(&'static str, String)>, page: &PageRequest) {
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
@@ -419,7 +419,7 @@ impl ApiClient {
         Ok(ApiClient { http, base, token })
     }
 
-    async fn get<T: DeserializeOwned>(
+    pub(super) async fn get<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         query: &[(&str, String)],
@@ -468,7 +468,7 @@ impl ApiClient {
 
 /// Fetch pages until `limit` items (0: all) or the last page. Returns the items and
 /// whether more were left.
-async fn collect<T, F, Fut>(limit: u64, fetch: F) -> anyhow::Result<(Vec<T>, bool)>
+pub(super) async fn collect<T, F, Fut>(limit: u64, fetch: F) -> anyhow::Result<(Vec<T>, bool)>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: Future<Output = anyhow::Result<Page<T>>>,
@@ -511,7 +511,7 @@ where
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(super) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -534,7 +534,7 @@ fn print_events(
     Ok(())
 }
 
-fn note_more(more: bool, what: &str) {
+pub(super) fn note_more(more: bool, what: &str) {
     if more {
         eprintln!("(more {what}: raise --limit, or --limit 0 for all)");
     }
@@ -542,11 +542,11 @@ fn note_more(more: bool, what: &str) {
 
 // ---- readable output ----
 
-fn time(t: DateTime<Utc>) -> String {
+pub(super) fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn or_dash(v: &Option<String>) -> String {
+pub(super) fn or_dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
 
@@ -641,13 +641,13 @@ fn digest_table(tags: &[TagPeriods]) -> String {
 }
 
 /// Plain aligned columns.
-struct Table {
+pub(super) struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(headers: &[&str]) -> Self {
+    pub(super) fn new(headers: &[&str]) -> Self {
         Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
@@ -656,11 +656,11 @@ impl Table {
 
     /// Cells come from clients (identities, user agents): control characters are
     /// escaped so that nothing can drive the terminal.
-    fn row(&mut self, cells: Vec<String>) {
+    pub(super) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells.iter().map(|c| clean(c)).collect());
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {

@@ -30,7 +30,7 @@ pub fn actor(headers: &HeaderMap, client: &Client) -> Actor {
     }
 }
 
-fn identity_from_authorization(value: &str) -> Option<String> {
+pub(crate) fn identity_from_authorization(value: &str) -> Option<String> {
     let (scheme, credentials) = value.trim().split_once(' ')?;
     let credentials = credentials.trim();
     let id = if scheme.eq_ignore_ascii_case("basic") {
@@ -52,7 +52,7 @@ fn identity_from_authorization(value: &str) -> Option<String> {
     (!id.is_empty() && !id.chars().any(char::is_control)).then_some(id)
 }
 
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 

@@ -14,7 +14,7 @@ mod access;
 mod advance;
 mod blob;
 mod delete;
-mod identity;
+pub(crate) mod identity;
 mod limiter;
 mod manifest;
 mod plan;

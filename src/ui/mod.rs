@@ -10,6 +10,7 @@
 //! Handlers ([`pages`]) only translate between HTTP and [`crate::audit::Audit`].
 
 pub mod pages;
+pub mod pulled;
 pub mod session;
 pub mod view;
 

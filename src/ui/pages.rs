@@ -14,6 +14,7 @@ use super::{html, session, view, Refusal, UiState};
 use crate::api::auth::Caller;
 use crate::audit::{AuditError, PageRequest};
 use crate::ledger::{LedgerError, Order};
+use crate::pulls::PullFilter;
 
 /// Events per page of a tag's timeline.
 pub const TIMELINE_PAGE: u32 = 200;
@@ -165,12 +166,22 @@ pub async fn tag(
         Ok(events) => events,
         Err(e) => return failed(&caller, e),
     };
+    let pulls = last_pulls(
+        &s,
+        PullFilter {
+            repository: Some(p.repository.clone()),
+            reference: Some(p.tag.clone()),
+            ..PullFilter::default()
+        },
+    )
+    .await;
     let v = view::TagView {
         repository: &p.repository,
         tag: &p.tag,
         binding: binding.as_ref(),
         events: &events,
         newest_first,
+        pulls: pulls.as_deref(),
     };
     html(StatusCode::OK, view::tag(&caller.name, &v))
 }
@@ -186,9 +197,34 @@ pub async fn digest(
     Extension(caller): Extension<Caller>,
     Params(p): Params<DigestParams>,
 ) -> Response {
-    match s.audit.digest(&p.digest, &page(LIST_PAGE, p.cursor)).await {
-        Ok(usage) => html(StatusCode::OK, view::digest(&caller.name, &usage)),
-        Err(e) => failed(&caller, e),
+    let usage = match s.audit.digest(&p.digest, &page(LIST_PAGE, p.cursor)).await {
+        Ok(usage) => usage,
+        Err(e) => return failed(&caller, e),
+    };
+    let pulls = last_pulls(
+        &s,
+        PullFilter {
+            digest: Some(p.digest.clone()),
+            ..PullFilter::default()
+        },
+    )
+    .await;
+    html(
+        StatusCode::OK,
+        view::digest(&caller.name, &usage, pulls.as_deref()),
+    )
+}
+
+/// The last pulls for a page's "Pulled" section; `None` if the log cannot be read,
+/// which leaves the rest of the page intact.
+async fn last_pulls(s: &UiState, filter: PullFilter) -> Option<Vec<crate::pulls::Pull>> {
+    let page = PageRequest::first(super::pulled::SHOWN);
+    match crate::pulls::query::pulls(s.audit.ledger().pool(), &filter, &page).await {
+        Ok(p) => Some(p.items),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit pages: cannot read the pull log");
+            None
+        }
     }
 }
 

@@ -236,6 +236,8 @@ pub struct TagView<'a> {
     pub binding: Option<&'a TagBinding>,
     pub events: &'a Page<StoredEvent>,
     pub newest_first: bool,
+    /// The last pulls of this tag; `None`: the pull log could not be read.
+    pub pulls: Option<&'a [crate::pulls::Pull]>,
 }
 
 pub fn tag(caller: &str, v: &TagView<'_>) -> Markup {
@@ -306,6 +308,7 @@ pub fn tag(caller: &str, v: &TagView<'_>) -> Markup {
             }
             (next_page(v.events.next_cursor.as_deref(), &[("repository", v.repository), ("tag", v.tag), ("order", order)], "/ui/tag", "More events"))
         }
+        (super::pulled::section(v.pulls))
     };
     layout(&format!("{}:{}", v.repository, v.tag), Some(caller), body)
 }
@@ -389,7 +392,7 @@ pub fn repository(caller: &str, v: &RepositoryView<'_>) -> Markup {
     layout(v.repository, Some(caller), body)
 }
 
-pub fn digest(caller: &str, usage: &DigestUsage) -> Markup {
+pub fn digest(caller: &str, usage: &DigestUsage, pulls: Option<&[crate::pulls::Pull]>) -> Markup {
     let body = html! {
         p.small.muted { "digest" }
         h1.mono { (usage.digest) }
@@ -422,6 +425,7 @@ pub fn digest(caller: &str, usage: &DigestUsage) -> Markup {
             }
             (next_page(usage.next_cursor.as_deref(), &[("digest", &usage.digest)], "/ui/digest", "More tags"))
         }
+        (super::pulled::section(pulls))
     };
     layout(&short_digest(&usage.digest), Some(caller), body)
 }
@@ -512,6 +516,21 @@ mod tests {
             last_changed_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             deleted_at: None,
         };
+        let hostile_pulls = vec![crate::pulls::Pull {
+            id: 1,
+            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            repository: HOSTILE.into(),
+            reference: HOSTILE.into(),
+            digest: Some(HOSTILE.into()),
+            media_type: Some(HOSTILE.into()),
+            method: HOSTILE.into(),
+            status: 200,
+            identity: Some(HOSTILE.into()),
+            verified: true,
+            remote_addr: Some(HOSTILE.into()),
+            user_agent: Some(HOSTILE.into()),
+            request_id: Some(HOSTILE.into()),
+        }];
         let tag = super::tag(
             HOSTILE,
             &TagView {
@@ -520,6 +539,7 @@ mod tests {
                 binding: Some(&binding),
                 events: &events,
                 newest_first: false,
+                pulls: Some(&hostile_pulls),
             },
         )
         .into_string();
@@ -564,7 +584,9 @@ mod tests {
             }],
             next_cursor: None,
         };
-        assert_escaped(&digest(HOSTILE, &usage).into_string());
+        let page = digest(HOSTILE, &usage, Some(&hostile_pulls)).into_string();
+        assert_escaped(&page);
+        assert!(page.contains(r#"id="pulled""#));
         assert_escaped(&error(Some(HOSTILE), "Bad request", HOSTILE).into_string());
         assert_escaped(&login(Some(HOSTILE), Some(HOSTILE)).into_string());
     }

@@ -22,15 +22,20 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start() -> Registry {
-        Registry::launch(None).await
+        Registry::launch(&[]).await
     }
 
     /// Registry that requires HTTP Basic auth (bcrypt htpasswd file) for everything.
     pub async fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Registry::launch(Some((user, password))).await
+        Registry::launch(&[(user, password)]).await
     }
 
-    async fn launch(credentials: Option<(&str, &str)>) -> Registry {
+    /// Like [`Registry::start_with_htpasswd`], with several users.
+    pub async fn start_with_htpasswd_users(users: &[(&str, &str)]) -> Registry {
+        Registry::launch(users).await
+    }
+
+    async fn launch(users: &[(&str, &str)]) -> Registry {
         require_tool("docker-registry", "--version");
         let dir = tempfile::Builder::new()
             .prefix("tw-registry-")
@@ -40,8 +45,8 @@ impl Registry {
         std::fs::create_dir_all(&storage).expect("create registry storage dir");
 
         let mut auth = String::new();
-        if let Some((user, password)) = credentials {
-            let htpasswd_file = write_htpasswd(&dir, user, password);
+        if !users.is_empty() {
+            let htpasswd_file = write_htpasswd(&dir, users);
             auth = format!(
                 "auth:\n  htpasswd:\n    realm: tagwarden-test-realm\n    path: {}\n",
                 htpasswd_file.display()
@@ -140,18 +145,28 @@ impl Registry {
     }
 }
 
-fn write_htpasswd(dir: &TempDir, user: &str, password: &str) -> PathBuf {
+fn write_htpasswd(dir: &TempDir, users: &[(&str, &str)]) -> PathBuf {
     require_tool("htpasswd", "-v");
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run htpasswd ({e}): {PROVISION_HINT}"));
-    assert!(
-        out.status.success(),
-        "htpasswd -Bbn failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut lines = Vec::new();
+    for (user, password) in users {
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run htpasswd ({e}): {PROVISION_HINT}"));
+        assert!(
+            out.status.success(),
+            "htpasswd -Bbn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `-n` prints the entry and a blank line; keep the entry only.
+        lines.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned),
+        );
+    }
     let path = dir.path().join("htpasswd");
-    std::fs::write(&path, &out.stdout).expect("write htpasswd file");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write htpasswd file");
     path
 }
