@@ -12,7 +12,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
 use super::{identity, Guard};
-use crate::ledger::{Action, NewEvent, Reach};
+use crate::ledger::{Action, Actor, LedgerTx, NewEvent, Reach};
 use crate::oci::{Digest, Name, OciError};
 use crate::policy::{Mode, TagClass};
 use crate::proxy::body::Activity;
@@ -52,28 +52,15 @@ impl Guard {
         let (enforced, warned) = self.split_by_mode(repo, reaching);
 
         if !enforced.is_empty() {
-            if let Some(upstream_answer) = self
-                .before_refusing(name, &parts, client, &mut actor)
-                .await?
-            {
-                return Ok(upstream_answer);
-            }
-            let error = refusal(repo, "blob", digest.as_str(), &enforced);
-            let events = enforced
-                .iter()
-                .filter(|r| self.admit_refusal(repo, &r.tag, &actor))
-                .map(|r| NewEvent {
-                    tag: Some(&r.tag),
-                    digest: Some(digest.as_str()),
-                    class: Some(TagClass::Immutable),
-                    rule: Some(&r.rule),
-                    reason: Some("release-blob-delete"),
-                    detail: error.detail.clone(),
-                    ..NewEvent::new(Action::Refuse, repo)
-                });
-            self.record_refusal(tx, events.collect(), &actor).await;
-            tracing::info!(repository = repo, blob = %digest, "refused deleting a blob a release needs");
-            return Err(error);
+            let refused = Reached {
+                what: "blob",
+                digest,
+                releases: &enforced,
+                reason: "release-blob-delete",
+            };
+            return self
+                .refuse_reached(tx, name, &parts, client, &mut actor, refused)
+                .await;
         }
 
         // 2.8 reads an announced body after deleting; none is sent.
@@ -96,6 +83,45 @@ impl Guard {
         Ok(out)
     }
 
+    /// Refuse a delete of something live releases reach, and record it: only for a
+    /// client the upstream lets read the repository (see [`Guard::before_refusing`]).
+    pub(super) async fn refuse_reached(
+        &self,
+        tx: LedgerTx,
+        name: &Name,
+        parts: &Parts,
+        client: &Client,
+        actor: &mut Actor,
+        refused: Reached<'_>,
+    ) -> Result<Response, OciError> {
+        if let Some(upstream_answer) = self.before_refusing(name, parts, client, actor).await? {
+            return Ok(upstream_answer);
+        }
+        let repo = name.as_str();
+        let error = refusal(
+            repo,
+            refused.what,
+            refused.digest.as_str(),
+            refused.releases,
+        );
+        let events = refused
+            .releases
+            .iter()
+            .filter(|r| self.admit_refusal(repo, &r.tag, actor))
+            .map(|r| NewEvent {
+                tag: Some(&r.tag),
+                digest: Some(refused.digest.as_str()),
+                class: Some(TagClass::Immutable),
+                rule: Some(&r.rule),
+                reason: Some(refused.reason),
+                detail: error.detail.clone(),
+                ..NewEvent::new(Action::Refuse, repo)
+            });
+        self.record_refusal(tx, events.collect(), actor).await;
+        tracing::info!(repository = repo, what = refused.what, digest = %refused.digest, "refused deleting what a release needs");
+        Err(error)
+    }
+
     /// Releases whose rule enforces (the delete is refused) and those in warn mode.
     pub(super) fn split_by_mode(
         &self,
@@ -111,6 +137,15 @@ impl Guard {
 
 /// A delete of a blob or manifest that releases reach. 405 `UNSUPPORTED`, as for the
 /// delete of an immutable tag.
+/// A delete of `digest` (a blob, or a manifest) that live releases reach.
+pub(super) struct Reached<'a> {
+    pub what: &'static str,
+    pub digest: &'a Digest,
+    pub releases: &'a [Reach],
+    /// Recorded with each refusal event.
+    pub reason: &'static str,
+}
+
 pub(super) fn refusal(repo: &str, what: &str, digest: &str, releases: &[Reach]) -> OciError {
     let mut names: Vec<String> = releases
         .iter()

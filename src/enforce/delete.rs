@@ -134,28 +134,15 @@ impl Guard {
                     .collect(),
             );
             if !enforced.is_empty() {
-                if let Some(upstream_answer) = self
-                    .before_refusing(name, &parts, client, &mut actor)
-                    .await?
-                {
-                    return Ok(upstream_answer);
-                }
-                let error = blob::refusal(repo, "manifest", digest.as_str(), &enforced);
-                let events = enforced
-                    .iter()
-                    .filter(|r| self.admit_refusal(repo, &r.tag, &actor))
-                    .map(|r| NewEvent {
-                        tag: Some(&r.tag),
-                        digest: Some(digest.as_str()),
-                        class: Some(TagClass::Immutable),
-                        rule: Some(&r.rule),
-                        reason: Some("release-manifest-delete"),
-                        detail: error.detail.clone(),
-                        ..NewEvent::new(Action::Refuse, repo)
-                    });
-                self.record_refusal(tx, events.collect(), &actor).await;
-                tracing::info!(repository = repo, %digest, "refused deleting a manifest a release lists");
-                return Err(error);
+                let refused = blob::Reached {
+                    what: "manifest",
+                    digest,
+                    releases: &enforced,
+                    reason: "release-manifest-delete",
+                };
+                return self
+                    .refuse_reached(tx, name, &parts, client, &mut actor, refused)
+                    .await;
             }
             warned = allowed;
         }

@@ -109,13 +109,7 @@ impl Guard {
             reference.clone(),
             client.clone(),
         );
-        detached(async move {
-            guard
-                .try_put(&name, &reference, parts, body, &client)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
-        })
-        .await
+        detached(async move { guard.try_put(&name, &reference, parts, body, &client).await }).await
     }
 
     /// `DELETE /v2/<name>/manifests/<reference>`
@@ -132,13 +126,7 @@ impl Guard {
             reference.clone(),
             client.clone(),
         );
-        detached(async move {
-            guard
-                .try_delete(&name, &reference, parts, &client)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
-        })
-        .await
+        detached(async move { guard.try_delete(&name, &reference, parts, &client).await }).await
     }
 
     /// Whether the identity of a request the upstream accepted counts as verified: only
@@ -259,9 +247,11 @@ impl Guard {
 /// future, and with it the commit, while the registry keeps what it stored. A spawned
 /// task is not dropped with the request; every step in it is bounded by its own
 /// timeouts (upstream, ledger statements).
-async fn detached(fut: impl Future<Output = Response> + Send + 'static) -> Response {
+async fn detached(
+    fut: impl Future<Output = Result<Response, OciError>> + Send + 'static,
+) -> Response {
     match tokio::spawn(fut).await {
-        Ok(resp) => resp,
+        Ok(answer) => answer.unwrap_or_else(IntoResponse::into_response),
         Err(e) => {
             tracing::error!(error = %e, "a manifest write or delete task failed");
             OciError::new(
