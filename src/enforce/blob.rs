@@ -104,20 +104,23 @@ impl Guard {
             refused.digest.as_str(),
             refused.releases,
         );
-        let events = refused
-            .releases
-            .iter()
-            .filter(|r| self.admit_refusal(repo, &r.tag, actor))
-            .map(|r| NewEvent {
-                tag: Some(&r.tag),
+        // One event per refused delete, in the history of the first release it protects
+        // (`detail` lists them all): a blob a hundred releases share must not cost a
+        // hundred events, each carrying the whole list.
+        let first = &refused.releases[0];
+        let event = self
+            .admit_refusal(repo, refused.digest.as_str(), actor)
+            .then(|| NewEvent {
+                tag: Some(&first.tag),
                 digest: Some(refused.digest.as_str()),
                 class: Some(TagClass::Immutable),
-                rule: Some(&r.rule),
+                rule: Some(&first.rule),
                 reason: Some(refused.reason),
                 detail: error.detail.clone(),
                 ..NewEvent::new(Action::Refuse, repo)
             });
-        self.record_refusal(tx, events.collect(), actor).await;
+        self.record_refusal(tx, event.into_iter().collect(), actor)
+            .await;
         tracing::info!(repository = repo, what = refused.what, digest = %refused.digest, "refused deleting what a release needs");
         Err(error)
     }
