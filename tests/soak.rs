@@ -1,7 +1,9 @@
 //! A soak: many concurrent clients push and pull a mix of tags through two tagwarden
 //! processes sharing one ledger. Release tags are contended on purpose (several clients
 //! push different bytes to the same new release), moving tags move all the time,
-//! signature tags are rewritten, identical re-pushes and pulls run throughout.
+//! signature tags are rewritten, identical re-pushes and pulls run throughout; some
+//! clients abandon their pushes a few milliseconds in, and some try to delete a blob the
+//! releases need.
 //!
 //! At the end, for every tag, the registry's digest equals the ledger's binding; no
 //! immutable tag was ever bound (in the ledger) or served (to a client) with two
@@ -145,6 +147,31 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
                 let base = &bases[rng.below(bases.len() as u64) as usize];
                 let repo = REPOS[rng.below(REPOS.len() as u64) as usize];
                 let roll = rng.below(100);
+                if roll < 5 {
+                    // Try to delete a blob of the repository's releases, once one was
+                    // accepted: it must be refused while a release needs it.
+                    let released = seen.lock().unwrap().releases.keys().any(|(r, _)| r == repo);
+                    if released {
+                        let blob = &image.layers[0].digest;
+                        let status = http
+                            .delete(format!("{base}/v2/{repo}/blobs/{blob}"))
+                            .send()
+                            .await
+                            .expect("blob delete")
+                            .status();
+                        *statuses
+                            .lock()
+                            .unwrap()
+                            .entry(format!("DELETE blob {status}"))
+                            .or_default() += 1;
+                        if status != StatusCode::METHOD_NOT_ALLOWED {
+                            seen.lock().unwrap().problems.push(format!(
+                                "DELETE of {repo}'s release blob {blob} -> {status}"
+                            ));
+                        }
+                    }
+                    continue;
+                }
                 if roll < 20 {
                     // Pull a tag that may or may not exist yet.
                     pulls.fetch_add(1, Ordering::Relaxed);
@@ -217,6 +244,26 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
                         .body(m.bytes.clone())
                         .send()
                 };
+                // Now and then a client goes away 1-8 ms into its push: whatever the
+                // registry got must still be recorded (the final checks compare the
+                // ledger with the registry).
+                if rng.below(10) == 0 {
+                    let patience = Duration::from_millis(1 + rng.below(8));
+                    let outcome = tokio::time::timeout(patience, put(&manifest)).await;
+                    *statuses
+                        .lock()
+                        .unwrap()
+                        .entry(format!(
+                            "PUT {kind} {}",
+                            if outcome.is_ok() {
+                                "finished"
+                            } else {
+                                "abandoned"
+                            }
+                        ))
+                        .or_default() += 1;
+                    continue;
+                }
                 let resp = put(&manifest).await.expect("push");
                 let status = resp.status();
                 *statuses
