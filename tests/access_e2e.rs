@@ -261,58 +261,109 @@ async fn a_loop_of_refused_pushes_is_answered_every_time_but_recorded_at_a_bound
     );
 }
 
+/// How a client abandons a write it already sent.
+#[derive(Clone, Copy, Debug)]
+enum GoAway {
+    /// HTTP/1.1: it closes its TCP connection.
+    CloseConnection,
+    /// HTTP/2: it resets the request's stream; the connection stays up.
+    ResetStream,
+}
+
 #[tokio::test]
 async fn a_write_the_client_abandons_after_it_was_forwarded_is_still_recorded() {
-    const REPO: &str = "abandon/app";
+    for (i, how) in [GoAway::CloseConnection, GoAway::ResetStream]
+        .into_iter()
+        .enumerate()
+    {
+        abandon_a_forwarded_write(&format!("abandon{i}/app"), how).await;
+    }
+}
+
+async fn abandon_a_forwarded_write(repo: &str, how: GoAway) {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
     let registry = Registry::start().await;
     let db = Database::fresh();
     let relay = Relay::start(&registry.addr()).await;
     let tw = Tagwarden::start(&format!("http://127.0.0.1:{}", relay.port()), db.url()).await;
     let image = Image::random(&[128]);
     for blob in image.blobs() {
-        upload_blob(&registry.url(), REPO, blob).await;
+        upload_blob(&registry.url(), repo, blob).await;
     }
 
     // The registry stores the manifest; its answer is held while the client goes away.
     relay.hold_responses();
-    let mut stream = tokio::net::TcpStream::connect(tw.addr()).await.unwrap();
-    let req = request(
-        "PUT",
-        format!("/v2/{REPO}/manifests/1.0.0").as_bytes(),
-        &tw.addr(),
-        &[("Content-Type", image.manifest.media_type.as_bytes())],
-        &image.manifest.bytes,
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, &req)
-        .await
-        .unwrap();
+    let stream = tokio::net::TcpStream::connect(tw.addr()).await.unwrap();
+    let mut h1 = None;
+    let mut h2 = None;
+    match how {
+        GoAway::CloseConnection => {
+            let mut stream = stream;
+            let req = request(
+                "PUT",
+                format!("/v2/{repo}/manifests/1.0.0").as_bytes(),
+                &tw.addr(),
+                &[("Content-Type", image.manifest.media_type.as_bytes())],
+                &image.manifest.bytes,
+            );
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &req)
+                .await
+                .unwrap();
+            h1 = Some(stream);
+        }
+        GoAway::ResetStream => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .expect("h2 handshake");
+            let conn = tokio::spawn(conn);
+            let req = http::Request::builder()
+                .method("PUT")
+                .uri(format!("http://{}/v2/{repo}/manifests/1.0.0", tw.addr()))
+                .header("content-type", &image.manifest.media_type)
+                .body(Full::new(bytes::Bytes::from(image.manifest.bytes.clone())))
+                .unwrap();
+            let pending = tokio::spawn(async move { sender.send_request(req).await.map(|_| ()) });
+            h2 = Some((pending, conn));
+        }
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while resolve(&registry.url(), REPO, "1.0.0").await.as_deref() != Some(image.digest()) {
+    while resolve(&registry.url(), repo, "1.0.0").await.as_deref() != Some(image.digest()) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the write never reached the registry"
+            "{how:?}: the write never reached the registry"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(stream);
+    // Closing the socket, or dropping the response future (RST_STREAM; the connection
+    // task keeps the connection open).
+    drop(h1);
+    let conn = h2.map(|(pending, conn)| {
+        pending.abort();
+        conn
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     relay.restore();
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let bound = live_bindings(&db, REPO);
+        let bound = live_bindings(&db, repo);
         if !bound.is_empty() {
             assert_eq!(bound, [("1.0.0".to_string(), image.digest().to_string())]);
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the registry holds 1.0.0 but the ledger never recorded it:\n{}",
+            "{how:?}: the registry holds 1.0.0 but the ledger never recorded it:\n{}",
             tw.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_ledger_matches_registry(&db, &registry.url(), &[REPO]).await;
+    assert_ledger_matches_registry(&db, &registry.url(), &[repo]).await;
+    if let Some(conn) = conn {
+        conn.abort();
+    }
 }
 
 #[tokio::test]
