@@ -237,8 +237,22 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards_in_order_once()
             .assert_success();
     }
     receiver.wait_refused(2).await;
-    let queued = metric(&tw, "tagwarden_notify_queued{webhook=\"test\"} ").await;
+    // The gauge is refreshed at each retry (1 s, 2 s, 4 s apart).
+    let mut queued = None;
+    for _ in 0..50 {
+        queued = metric(&tw, "tagwarden_notify_queued{webhook=\"test\"} ").await;
+        if queued == Some(4.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(queued, Some(4.0), "all four events wait");
+    assert!(metric(
+        &tw,
+        "tagwarden_notify_oldest_undelivered_seconds{webhook=\"test\"} "
+    )
+    .await
+    .is_some_and(|s| s > 0.0));
     assert!(
         metric(&tw, "tagwarden_notify_failed_total{webhook=\"test\"} ")
             .await

@@ -131,6 +131,10 @@ impl Sender {
                             return Stop(e);
                         }
                     }
+                    // The backlog keeps growing while the receiver is down: show it.
+                    if let Err(e) = self.report_backlog(conn, cursor).await {
+                        return Stop(e);
+                    }
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(MAX_RETRY);
                 }
