@@ -327,3 +327,38 @@ async fn a_restart_resends_what_was_not_acknowledged_and_nothing_that_was() {
         assert!(d.signed);
     }
 }
+
+#[tokio::test]
+async fn a_new_webhook_starts_at_the_end_of_the_log_unless_told_to_replay_it() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let (late, replay) = (Receiver::start().await, Receiver::start().await);
+    let before = Tagwarden::start(&registry.url(), db.url()).await;
+    push(&Image::random(&[310]), &before.docker_ref("team/old:1.0.0"))
+        .await
+        .assert_success();
+    drop(before);
+
+    let hook = |name: &str, r: &Receiver, from: &str| {
+        format!(
+            "[[notify.webhooks]]\nname = \"{name}\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\nevents = [\"create\"]\nfrom = \"{from}\"\n",
+            r.url
+        )
+    };
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&format!(
+            "{}{}",
+            hook("late", &late, "end"),
+            hook("replay", &replay, "start")
+        ))
+        .start()
+        .await;
+    push(&Image::random(&[311]), &tw.docker_ref("team/old:1.0.1"))
+        .await
+        .assert_success();
+
+    let all = ledger_ids(&db, "'create'");
+    assert_eq!(all.len(), 2);
+    assert_eq!(ids(&replay.wait_accepted(2).await), all);
+    assert_eq!(ids(&late.wait_accepted(1).await), all[1..]);
+}
