@@ -410,7 +410,7 @@ impl Default for NotifyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Names the webhook's cursor and metrics; defaults to the URL without its query.
+    /// Names the webhook's cursor, logs and metrics; defaults to the URL's host[:port].
     pub name: Option<String>,
     pub url: String,
     /// HMAC key for `Tagwarden-Signature`. Never logged.
@@ -438,19 +438,19 @@ fn default_webhook_events() -> Vec<String> {
 }
 
 impl WebhookConfig {
-    /// The configured name, or the URL without query and fragment (which may carry
-    /// tokens and must not become a metrics label).
+    /// The configured name, or the URL's host and port: paths and queries often carry
+    /// the receiver's token, and the name goes into logs and metrics labels.
     pub fn name(&self) -> String {
         if let Some(name) = &self.name {
             return name.clone();
         }
         match reqwest::Url::parse(&self.url) {
-            Ok(mut url) => {
-                url.set_query(None);
-                url.set_fragment(None);
-                url.to_string()
-            }
-            Err(_) => self.url.clone(),
+            Ok(url) => match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_owned(),
+                _ => String::new(),
+            },
+            Err(_) => String::new(),
         }
     }
 }
@@ -512,7 +512,10 @@ impl NotifyConfig {
                 return Err(invalid(key("name"), "must be 1 to 200 characters"));
             }
             if !names.insert(name) {
-                return Err(invalid(key("name"), "names another webhook already"));
+                return Err(invalid(
+                    key("name"),
+                    "names another webhook already; give each a distinct `name`",
+                ));
             }
         }
         Ok(())
@@ -888,7 +891,11 @@ mod tests {
         let w = &c.notify.webhooks[0];
         assert_eq!(w.events, ["refuse", "move", "delete", "warn"]);
         assert_eq!(w.from, StartFrom::End);
-        assert_eq!(w.name(), "https://chat.example/hook");
+        assert_eq!(
+            w.name(),
+            "chat.example",
+            "no path or query: they may hold tokens"
+        );
         assert!(
             !format!("{c:?}").contains("0123456789abcdef"),
             "secret logged"

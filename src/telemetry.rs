@@ -152,6 +152,14 @@ impl Metrics {
         metrics::counter!("tagwarden_pulls_recorded_total").increment(n);
     }
 
+    /// A webhook's counters at zero, so that a scrape shows them before any delivery.
+    pub fn notify_register(&self, webhook: &str) {
+        metrics::counter!("tagwarden_notify_sent_total", "webhook" => webhook.to_owned())
+            .increment(0);
+        metrics::counter!("tagwarden_notify_failed_total", "webhook" => webhook.to_owned())
+            .increment(0);
+    }
+
     pub fn notify_sent(&self, webhook: &str) {
         metrics::counter!("tagwarden_notify_sent_total", "webhook" => webhook.to_owned())
             .increment(1);

@@ -58,7 +58,11 @@ impl Sender {
             .user_agent(concat!("tagwarden/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Sender {
-            name: webhook.name(),
+            name: {
+                let name = webhook.name();
+                metrics.notify_register(&name);
+                name
+            },
             url: reqwest::Url::parse(&webhook.url)?,
             secret: webhook.secret.clone(),
             actions: webhook.events.clone(),
