@@ -362,3 +362,51 @@ async fn a_new_webhook_starts_at_the_end_of_the_log_unless_told_to_replay_it() {
     assert_eq!(ids(&replay.wait_accepted(2).await), all);
     assert_eq!(ids(&late.wait_accepted(1).await), all[1..]);
 }
+
+/// Ids commit out of order: id 2 is visible while id 1's transaction still runs. The
+/// sender must not pass id 2 (and so skip id 1 for ever); once id 1 commits, both come,
+/// in the order their transactions started writing.
+#[tokio::test]
+async fn an_event_committed_before_an_older_one_waits_for_it() {
+    use tagwarden::notify::store::{self, Position};
+    let db = Database::fresh();
+    let ledger =
+        tagwarden::ledger::Ledger::connect_lazy(db.url(), 4, Duration::from_secs(5)).unwrap();
+    ledger.migrate().await.unwrap();
+    let insert =
+        "INSERT INTO tag_events (action, repository, tag) VALUES ('create', 'r', $1) RETURNING id";
+
+    let mut older = ledger.pool().begin().await.unwrap();
+    let first: i64 = sqlx::query_scalar(insert)
+        .bind("a")
+        .fetch_one(&mut *older)
+        .await
+        .unwrap();
+    let mut newer = ledger.pool().begin().await.unwrap();
+    let second: i64 = sqlx::query_scalar(insert)
+        .bind("b")
+        .fetch_one(&mut *newer)
+        .await
+        .unwrap();
+    newer.commit().await.unwrap();
+
+    let mut reader = ledger.pool().acquire().await.unwrap();
+    let start = Position {
+        txid: 0,
+        event_id: 0,
+    };
+    let seen = store::batch(&mut reader, start, 10).await.unwrap();
+    assert!(
+        seen.is_empty(),
+        "id {second} was offered before id {first} committed"
+    );
+
+    older.commit().await.unwrap();
+    let seen: Vec<i64> = store::batch(&mut reader, start, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.event.id)
+        .collect();
+    assert_eq!(seen, [first, second]);
+}
