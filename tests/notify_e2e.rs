@@ -37,7 +37,13 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Receiver::start_on(0).await
+    }
+
+    async fn start_on(port: u16) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let receiver = Receiver {
             answer: Arc::new(AtomicU16::new(200)),
@@ -409,4 +415,42 @@ async fn an_event_committed_before_an_older_one_waits_for_it() {
         .map(|q| q.event.id)
         .collect();
     assert_eq!(seen, [first, second]);
+}
+
+#[tokio::test]
+async fn a_receiver_not_listening_yet_gets_the_events_once_it_is() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let port = support::free_port();
+    let toml = format!(
+        "[[notify.webhooks]]\nname = \"test\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{SECRET}\"\nevents = [\"create\"]\n"
+    );
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&toml)
+        .start()
+        .await;
+    for tag in ["1.0.0", "1.0.1"] {
+        push(
+            &Image::random(&[320]),
+            &tw.docker_ref(&format!("team/late:{tag}")),
+        )
+        .await
+        .assert_success();
+    }
+    let mut failed = None;
+    for _ in 0..50 {
+        failed = metric(&tw, "tagwarden_notify_failed_total{webhook=\"test\"} ").await;
+        if failed.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        failed.is_some_and(|n| n >= 1.0),
+        "refused connections count: {failed:?}"
+    );
+
+    let receiver = Receiver::start_on(port).await;
+    let got = receiver.wait_accepted(2).await;
+    assert_eq!(ids(&got), ledger_ids(&db, "'create'"));
 }
