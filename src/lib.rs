@@ -17,6 +17,7 @@ pub mod enforce;
 pub mod gateway;
 pub mod import;
 pub mod ledger;
+pub mod notify;
 pub mod oci;
 pub mod policy;
 pub mod proxy;

@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "tagwarden is serving"
     );
 
+    crate::notify::start(&config, &metrics)?;
     let (pulls, pulls_writer) = crate::pulls::writer::start(&config, &forwarder, &metrics)?;
     let gateway = Arc::new(Gateway {
         forwarder,

@@ -90,6 +90,22 @@ impl Metrics {
             "tagwarden_pulls_dropped_total",
             "Manifest reads not written to the pull log: queue full or database unavailable."
         );
+        metrics::describe_counter!(
+            "tagwarden_notify_sent_total",
+            "Ledger events a webhook acknowledged with a 2xx."
+        );
+        metrics::describe_counter!(
+            "tagwarden_notify_failed_total",
+            "Webhook deliveries that failed (and are retried)."
+        );
+        metrics::describe_gauge!(
+            "tagwarden_notify_queued",
+            "Selected ledger events past a webhook's cursor."
+        );
+        metrics::describe_gauge!(
+            "tagwarden_notify_oldest_undelivered_seconds",
+            "Age of the oldest selected event a webhook has not acknowledged."
+        );
         // Registered at zero so that a scrape shows them before the first pull.
         metrics::counter!("tagwarden_pulls_recorded_total").increment(0);
         metrics::counter!("tagwarden_pulls_dropped_total").increment(0);
@@ -134,6 +150,33 @@ impl Metrics {
 
     pub fn pulls_recorded(&self, n: u64) {
         metrics::counter!("tagwarden_pulls_recorded_total").increment(n);
+    }
+
+    /// A webhook's counters at zero, so that a scrape shows them before any delivery.
+    pub fn notify_register(&self, webhook: &str) {
+        metrics::counter!("tagwarden_notify_sent_total", "webhook" => webhook.to_owned())
+            .increment(0);
+        metrics::counter!("tagwarden_notify_failed_total", "webhook" => webhook.to_owned())
+            .increment(0);
+    }
+
+    pub fn notify_sent(&self, webhook: &str) {
+        metrics::counter!("tagwarden_notify_sent_total", "webhook" => webhook.to_owned())
+            .increment(1);
+    }
+
+    pub fn notify_failed(&self, webhook: &str) {
+        metrics::counter!("tagwarden_notify_failed_total", "webhook" => webhook.to_owned())
+            .increment(1);
+    }
+
+    pub fn notify_backlog(&self, webhook: &str, queued: f64, oldest_seconds: f64) {
+        metrics::gauge!("tagwarden_notify_queued", "webhook" => webhook.to_owned()).set(queued);
+        metrics::gauge!(
+            "tagwarden_notify_oldest_undelivered_seconds",
+            "webhook" => webhook.to_owned()
+        )
+        .set(oldest_seconds);
     }
 
     pub fn pulls_dropped(&self, n: u64) {
