@@ -43,6 +43,8 @@ tr.refused td { background: #fdecec; }
 .a-refuse { background: #b91c1c; color: #fff; }
 .a-adopt { background: #ede9fe; color: #5b21b6; }
 .a-warn { background: #ffedd5; color: #9a3412; }
+.a-drift { background: #fee2e2; color: #991b1b; }
+.a-repair { background: #dcfce7; color: #166534; }
 .c-immutable { background: #fef3c7; color: #92400e; }
 .c-moving, .c-exempt { background: #eef1f4; color: #334155; }
 .ok { color: #166534; }
