@@ -61,6 +61,10 @@ enum Command {
         /// The whole report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Start after this repository: where a pass that reached its time budget
+        /// stopped (it prints the flag to continue with).
+        #[arg(long, value_name = "REPOSITORY")]
+        after: Option<String>,
     },
     /// Recompute the ledger's hash chains and report the first broken or missing link.
     /// Exits 1 if any chain is broken.
@@ -184,6 +188,7 @@ pub fn run() -> ExitCode {
             report,
             repair,
             json,
+            after,
         } => {
             let config = match service.load(Overrides::default()) {
                 Ok(c) => c,
@@ -200,7 +205,7 @@ pub fn run() -> ExitCode {
             } else {
                 crate::reconcile::Mode::Record
             };
-            block_on(reconcile::run(config, mode, json))
+            block_on(reconcile::run(config, mode, json, after))
         }
         Command::VerifyLedger { database_url, json } => block_on(verify_ledger(database_url, json)),
         Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {

@@ -338,3 +338,72 @@ async fn the_background_pass_finds_drift_and_survives_the_registry_going_down() 
         "the known drift is not recorded again"
     );
 }
+
+/// At 4 requests a second and a 1 s budget, a pass over four repositories stops part
+/// way and says where to continue; continuing finds the rest, and no request came
+/// faster than the pace allows.
+#[tokio::test]
+async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let repos = ["budget/a", "budget/b", "budget/c", "budget/d"];
+    for repo in repos {
+        push(
+            &Image::random(&[64]),
+            &registry.docker_ref(&format!("{repo}:1.0.0")),
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tagwarden.toml");
+    std::fs::write(
+        &config,
+        "[reconcile]\nmax_requests_per_second = 4\ntime_budget = \"1s\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    let started = Instant::now();
+    let mut after: Option<String> = None;
+    let mut found = Vec::new();
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        assert!(
+            passes <= 4,
+            "the passes never got through four repositories"
+        );
+        let mut args = vec!["reconcile", "--config", config, "--json"];
+        if let Some(a) = &after {
+            args.extend(["--after", a]);
+        }
+        let (_, json, stderr) = tagwarden(&args, &registry, &db).await;
+        let report: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}\n{stderr}"));
+        found.extend(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["repository"].as_str().unwrap().to_string()),
+        );
+        if report["partial"] == false {
+            break;
+        }
+        after = Some(report["resume_after"].as_str().unwrap().to_string());
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        passes > 1,
+        "a 1 s budget at 4 requests/s cannot cover 4 repositories in one pass"
+    );
+    assert_eq!(found, repos, "each repository checked once, in order");
+    // Per repository: tags/list, a HEAD, and the HEAD of the re-check; per pass, the
+    // catalog. The first request of each pass goes at once.
+    let requests = 3 * repos.len() + passes;
+    let floor = Duration::from_millis(250) * (requests - passes) as u32;
+    assert!(
+        elapsed >= floor,
+        "{requests} requests in {elapsed:?}, under {floor:?}"
+    );
+}

@@ -3,11 +3,16 @@
 use crate::config::Config;
 use crate::reconcile::{Mode, Reconciler, Report};
 
-pub async fn run(config: Config, mode: Mode, json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    mode: Mode,
+    json: bool,
+    after: Option<String>,
+) -> anyhow::Result<()> {
     let ledger = crate::startup::open_ledger(&config).await?;
     let guard = crate::reconcile::own_writer(&config, &ledger)?;
     let report = Reconciler::new(&config, ledger, guard)?
-        .pass(mode, None)
+        .pass(mode, after.as_deref())
         .await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
