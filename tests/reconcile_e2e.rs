@@ -393,6 +393,7 @@ async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
         after = Some(report["resume_after"].as_str().unwrap().to_string());
     }
     let elapsed = started.elapsed();
+    eprintln!("{passes} passes, {elapsed:?} for four repositories at 4 requests/s");
     assert!(
         passes > 1,
         "a 1 s budget at 4 requests/s cannot cover 4 repositories in one pass"
