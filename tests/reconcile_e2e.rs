@@ -339,8 +339,8 @@ async fn the_background_pass_finds_drift_and_survives_the_registry_going_down() 
     );
 }
 
-/// At 4 requests a second and a 1 s budget, a pass over four repositories stops part
-/// way and says where to continue; continuing finds the rest, and no request came
+/// At 4 requests a second, a 1 s budget and two entries a page (the catalog's `Link`
+/// followed), a pass over four repositories stops part way and says where to continue; continuing finds the rest, and no request came
 /// faster than the pace allows.
 #[tokio::test]
 async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
@@ -358,7 +358,7 @@ async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
     let config = dir.path().join("tagwarden.toml");
     std::fs::write(
         &config,
-        "[reconcile]\nmax_requests_per_second = 4\ntime_budget = \"1s\"\n",
+        "[reconcile]\nmax_requests_per_second = 4\ntime_budget = \"1s\"\npage_size = 2\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -399,8 +399,8 @@ async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
         "a 1 s budget at 4 requests/s cannot cover 4 repositories in one pass"
     );
     assert_eq!(found, repos, "each repository checked once, in order");
-    // Per repository: tags/list, a HEAD, and the HEAD of the re-check; per pass, the
-    // catalog. The first request of each pass goes at once.
+    // At least, per repository: tags/list, a HEAD, and the HEAD of the re-check; per
+    // pass, the catalog. The first request of each pass goes at once.
     let requests = 3 * repos.len() + passes;
     let floor = Duration::from_millis(250) * (requests - passes) as u32;
     assert!(

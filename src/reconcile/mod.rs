@@ -165,7 +165,9 @@ impl Reconciler {
             .into_iter()
             .filter(|r| resume_after.is_none_or(|after| r.as_str() > after))
         {
-            if started.elapsed() >= self.time_budget {
+            // At least one repository per pass, so that a slow catalog cannot keep
+            // every pass from making progress.
+            if report.repositories > 0 && started.elapsed() >= self.time_budget {
                 report.partial = true;
                 break;
             }
