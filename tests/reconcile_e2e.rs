@@ -408,3 +408,35 @@ async fn a_pass_is_paced_and_stops_at_its_time_budget_then_continues() {
         "{requests} requests in {elapsed:?}, under {floor:?}"
     );
 }
+
+#[tokio::test]
+async fn the_background_pass_survives_the_database_going_down() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let relay = support::relay::Relay::start("127.0.0.1:5432").await;
+    let url = db.url().replace(":5432/", &format!(":{}/", relay.port()));
+    assert_ne!(url, db.url(), "the database URL goes through the relay");
+    let mut tw = Tagwarden::builder(&registry.url(), &url)
+        .config("[reconcile]\ninterval = \"1s\"\n")
+        .start()
+        .await;
+    let (release, other) = (Image::random(&[256]), Image::random(&[256]));
+    push(&release, &tw.docker_ref(&format!("{REPO}:1.0.0"))).await;
+    relay.cut();
+    push(&other, &registry.docker_ref(&format!("{REPO}:1.0.0"))).await;
+    wait_for_metric(
+        &tw,
+        "tagwarden_reconcile_passes_total{outcome=\"error\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(tw.exited(), None, "a failed pass does not end the process");
+    relay.restore();
+    wait_for_metric(
+        &tw,
+        "tagwarden_drift_findings{kind=\"registry-digest-differs\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(events(&db, "drift"), [format!("1.0.0 {}", other.digest())]);
+}
