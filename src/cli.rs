@@ -11,6 +11,7 @@ use crate::policy::Policy;
 
 mod audit;
 mod pulls;
+mod reconcile;
 mod rewind;
 
 #[derive(Parser)]
@@ -44,6 +45,26 @@ enum Command {
     Import {
         #[command(flatten)]
         service: ServiceArgs,
+    },
+    /// Compare the registry with the ledger (walks _catalog and tags/list with
+    /// upstream.username/password) and record each new finding as a `drift` event: the
+    /// manual form of the background pass. Exits non-zero if anything drifted.
+    Reconcile {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Only print the findings of a fresh pass; record nothing.
+        #[arg(long, conflicts_with = "repair")]
+        report: bool,
+        /// Put immutable tags back on their bound digest (as reconcile.repair = true).
+        #[arg(long)]
+        repair: bool,
+        /// The whole report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Start after this repository: where a pass that reached its time budget
+        /// stopped (it prints the flag to continue with).
+        #[arg(long, value_name = "REPOSITORY")]
+        after: Option<String>,
     },
     /// Recompute the ledger's hash chains and report the first broken or missing link.
     /// Exits 1 if any chain is broken.
@@ -161,6 +182,30 @@ pub fn run() -> ExitCode {
             };
             crate::telemetry::init_logging(&config.log);
             block_on(import(config))
+        }
+        Command::Reconcile {
+            service,
+            report,
+            repair,
+            json,
+            after,
+        } => {
+            let config = match service.load(Overrides::default()) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            crate::telemetry::init_logging(&LogConfig {
+                level: "warn".into(),
+                ..config.log.clone()
+            });
+            let mode = if report {
+                crate::reconcile::Mode::Report
+            } else if repair || config.reconcile.repair {
+                crate::reconcile::Mode::Repair
+            } else {
+                crate::reconcile::Mode::Record
+            };
+            block_on(reconcile::run(config, mode, json, after))
         }
         Command::VerifyLedger { database_url, json } => block_on(verify_ledger(database_url, json)),
         Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {

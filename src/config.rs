@@ -34,6 +34,8 @@ pub struct Config {
     pub pulls: PullsConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -522,6 +524,69 @@ impl NotifyConfig {
     }
 }
 
+/// Reconciliation: finding what was written to the registry around tagwarden.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// The background pass. On by default: it only reads, paced and bounded, and drift
+    /// nobody looks for is drift nobody finds.
+    pub enabled: bool,
+    /// Time between the end of one pass and the start of the next (the first pass
+    /// starts one interval after startup).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Put immutable tags back on their bound digest (off by default: a write).
+    pub repair: bool,
+    /// Registry requests per second, for the whole pass.
+    pub max_requests_per_second: u32,
+    /// `n` of `_catalog?n=` and `tags/list?n=`.
+    pub page_size: u32,
+    /// Wall time for one pass; the next pass resumes after the last repository checked.
+    #[serde(with = "humantime_serde")]
+    pub time_budget: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            enabled: true,
+            interval: Duration::from_secs(600),
+            repair: false,
+            max_requests_per_second: 20,
+            page_size: 100,
+            time_budget: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ReconcileConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        if self.interval < Duration::from_secs(1) {
+            return Err(invalid("reconcile.interval", "must be at least 1s"));
+        }
+        if !(1..=10_000).contains(&self.max_requests_per_second) {
+            return Err(invalid(
+                "reconcile.max_requests_per_second",
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(1..=10_000).contains(&self.page_size) {
+            return Err(invalid(
+                "reconcile.page_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.time_budget < Duration::from_secs(1) {
+            return Err(invalid("reconcile.time_budget", "must be at least 1s"));
+        }
+        Ok(())
+    }
+}
+
 mod defaults {
     use std::time::Duration;
     pub fn connect_timeout() -> Duration {
@@ -675,6 +740,7 @@ impl Config {
         self.admin.validate()?;
         self.pulls.validate()?;
         self.notify.validate()?;
+        self.reconcile.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),
@@ -928,6 +994,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("notify.webhooks[1].name"), "{e}");
+    }
+
+    #[test]
+    fn reconcile_defaults_and_limits() {
+        let f = write(MINIMAL);
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert!(c.reconcile.enabled);
+        assert!(!c.reconcile.repair);
+        assert_eq!(c.reconcile.interval, Duration::from_secs(600));
+        assert_eq!(c.reconcile.max_requests_per_second, 20);
+        assert_eq!(c.reconcile.time_budget, Duration::from_secs(60));
+        for (bad, key) in [
+            ("interval = \"0s\"", "reconcile.interval"),
+            (
+                "max_requests_per_second = 0",
+                "reconcile.max_requests_per_second",
+            ),
+            ("page_size = 0", "reconcile.page_size"),
+            ("time_budget = \"0s\"", "reconcile.time_budget"),
+        ] {
+            let f = write(&format!("{MINIMAL}[reconcile]\n{bad}\n"));
+            let e = load_isolated(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -33,15 +33,30 @@ pub struct Summary {
     pub skipped: Vec<String>,
 }
 
-/// Talks to the upstream with tagwarden's own credentials.
-struct Registry {
+/// Talks to the upstream with tagwarden's own credentials. Shared with
+/// [`crate::reconcile`], which walks the registry the same way.
+pub(crate) struct Registry {
     upstream: Upstream,
     authorization: Option<HeaderValue>,
     /// `limits.max_manifest_bytes`: a manifest read to hash it is bounded like a push.
     max_manifest_bytes: usize,
+    /// Paces every request (reconciliation); an import runs unpaced.
+    pace: Option<crate::reconcile::pace::Pacer>,
 }
 
 impl Registry {
+    pub(crate) fn new(
+        config: &Config,
+        pace: Option<crate::reconcile::pace::Pacer>,
+    ) -> anyhow::Result<Self> {
+        Ok(Registry {
+            upstream: Upstream::new(&config.upstream)?,
+            authorization: config.upstream.authorization(),
+            max_manifest_bytes: config.limits.max_manifest_bytes,
+            pace,
+        })
+    }
+
     /// One request; the answer's body is read up to `limit` bytes (an error beyond).
     async fn get(
         &self,
@@ -49,6 +64,9 @@ impl Registry {
         path: &str,
         limit: usize,
     ) -> anyhow::Result<(StatusCode, http::HeaderMap, bytes::Bytes)> {
+        if let Some(pace) = &self.pace {
+            pace.wait().await;
+        }
         let mut req = Request::new(Body::empty());
         *req.method_mut() = method;
         *req.uri_mut() = self.upstream.uri(&path.parse()?);
@@ -71,7 +89,7 @@ impl Registry {
     }
 
     /// Every entry of a paginated listing (`_catalog` or `tags/list`), following `Link`.
-    async fn list(&self, first: &str, field: &str) -> anyhow::Result<Vec<String>> {
+    pub(crate) async fn list(&self, first: &str, field: &str) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         let mut path = first.to_owned();
         for _ in 0..MAX_PAGES {
@@ -98,7 +116,7 @@ impl Registry {
     /// `Docker-Content-Digest` on the HEAD, the digest is the hash of the manifest a GET
     /// answers with 200: anything else (an error page, a body over the manifest limit)
     /// is an error, so that the tag is skipped rather than bound to the wrong bytes.
-    async fn resolve(&self, name: &Name, tag: &Tag) -> anyhow::Result<Option<Digest>> {
+    pub(crate) async fn resolve(&self, name: &Name, tag: &Tag) -> anyhow::Result<Option<Digest>> {
         let path = format!("/v2/{name}/manifests/{tag}");
         let (status, headers, _) = self.get(Method::HEAD, &path, 0).await?;
         match status {
@@ -167,12 +185,7 @@ fn hint(status: StatusCode) -> &'static str {
 /// Import every tag of every repository the upstream lists.
 pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     let policy = Policy::from_config(&config.policy)?;
-    let authorization = config.upstream.authorization();
-    let registry = Registry {
-        upstream: Upstream::new(&config.upstream)?,
-        authorization,
-        max_manifest_bytes: config.limits.max_manifest_bytes,
-    };
+    let registry = Registry::new(config, None)?;
     let actor = Actor {
         identity: config
             .upstream

@@ -22,6 +22,7 @@ pub mod oci;
 pub mod policy;
 pub mod proxy;
 pub mod pulls;
+pub mod reconcile;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

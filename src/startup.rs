@@ -94,6 +94,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     crate::notify::start(&config, &metrics)?;
     let (pulls, pulls_writer) = crate::pulls::writer::start(&config, &forwarder, &metrics)?;
+    let reconcile = if config.reconcile.enabled {
+        let reconciler = crate::reconcile::Reconciler::new(&config, ledger.clone(), guard.clone())?;
+        Some(crate::reconcile::background::start(
+            reconciler,
+            config.reconcile.interval,
+            config.reconcile.repair,
+            metrics.clone(),
+        ))
+    } else {
+        None
+    };
     let gateway = Arc::new(Gateway {
         forwarder,
         guard: guard.clone(),
@@ -171,6 +182,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, client_options, handler, shutdown).await;
     let _ = admin_task.await;
+    if let Some(task) = reconcile {
+        task.abort();
+    }
     crate::pulls::writer::drain(pulls_writer).await;
     tracing::info!("stopped");
     Ok(())

@@ -106,6 +106,14 @@ impl Metrics {
             "tagwarden_notify_oldest_undelivered_seconds",
             "Age of the oldest selected event a webhook has not acknowledged."
         );
+        metrics::describe_gauge!(
+            "tagwarden_drift_findings",
+            "Tags on which the registry and the ledger disagreed in the last reconcile pass, by kind."
+        );
+        metrics::describe_counter!(
+            "tagwarden_reconcile_passes_total",
+            "Reconcile passes, by outcome (ok, errors, partial, error)."
+        );
         // Registered at zero so that a scrape shows them before the first pull.
         metrics::counter!("tagwarden_pulls_recorded_total").increment(0);
         metrics::counter!("tagwarden_pulls_dropped_total").increment(0);
@@ -181,6 +189,14 @@ impl Metrics {
 
     pub fn pulls_dropped(&self, n: u64) {
         metrics::counter!("tagwarden_pulls_dropped_total").increment(n);
+    }
+
+    pub fn drift_findings(&self, kind: &'static str, n: usize) {
+        metrics::gauge!("tagwarden_drift_findings", "kind" => kind).set(n as f64);
+    }
+
+    pub fn reconcile_pass(&self, outcome: &'static str) {
+        metrics::counter!("tagwarden_reconcile_passes_total", "outcome" => outcome).increment(1);
     }
 
     pub fn render(&self) -> String {

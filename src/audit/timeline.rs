@@ -25,11 +25,11 @@ pub enum Effect<'a> {
 pub fn effect<'a>(action: Action, reason: Option<&str>, digest: Option<&'a str>) -> Effect<'a> {
     let bind = || digest.map_or(Effect::Unchanged, Effect::Bind);
     match action {
-        Action::Create | Action::Move | Action::Repush | Action::Adopt => bind(),
+        Action::Create | Action::Move | Action::Repush | Action::Adopt | Action::Repair => bind(),
         Action::Warn if reason == Some(WARNED_DELETE_REASON) => Effect::Unbind,
         Action::Warn => bind(),
         Action::Delete => Effect::Unbind,
-        Action::Refuse => Effect::Unchanged,
+        Action::Refuse | Action::Drift => Effect::Unchanged,
     }
 }
 

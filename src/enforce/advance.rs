@@ -305,7 +305,7 @@ impl Guard {
     }
 
     /// Write a manifest under a tag with tagwarden's own credentials, never a client's.
-    async fn put_as_tagwarden(
+    pub(crate) async fn put_as_tagwarden(
         &self,
         name: &Name,
         tag: &Tag,
@@ -338,7 +338,7 @@ impl Guard {
     }
 
     /// Read a manifest by digest with tagwarden's own credentials, checking its bytes.
-    async fn get_as_tagwarden(
+    pub(crate) async fn get_as_tagwarden(
         &self,
         name: &Name,
         digest: &Digest,

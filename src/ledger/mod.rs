@@ -54,6 +54,11 @@ pub enum Action {
     Adopt,
     /// A violation allowed because its rule is in warn mode.
     Warn,
+    /// The registry serves something the ledger did not bind: a write or delete made
+    /// around tagwarden, found by reconciliation. The binding is unchanged.
+    Drift,
+    /// An immutable tag put back on its bound digest by reconciliation.
+    Repair,
 }
 
 impl Action {
@@ -66,11 +71,13 @@ impl Action {
             Action::Refuse => "refuse",
             Action::Adopt => "adopt",
             Action::Warn => "warn",
+            Action::Drift => "drift",
+            Action::Repair => "repair",
         }
     }
 
     /// Every action, in the order the README lists them.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 9] = [
         Action::Create,
         Action::Move,
         Action::Repush,
@@ -78,6 +85,8 @@ impl Action {
         Action::Refuse,
         Action::Adopt,
         Action::Warn,
+        Action::Drift,
+        Action::Repair,
     ];
 
     /// The action stored as `s`, if any.

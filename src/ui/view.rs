@@ -43,6 +43,8 @@ tr.refused td { background: #fdecec; }
 .a-refuse { background: #b91c1c; color: #fff; }
 .a-adopt { background: #ede9fe; color: #5b21b6; }
 .a-warn { background: #ffedd5; color: #9a3412; }
+.a-drift { background: #fee2e2; color: #991b1b; }
+.a-repair { background: #dcfce7; color: #166534; }
 .c-immutable { background: #fef3c7; color: #92400e; }
 .c-moving, .c-exempt { background: #eef1f4; color: #334155; }
 .ok { color: #166534; }
@@ -141,6 +143,7 @@ pub fn time(t: DateTime<Utc>) -> Markup {
 fn action_badge(action: Action) -> Markup {
     let label = match action {
         Action::Refuse => "REFUSED",
+        Action::Drift => "DRIFT",
         other => other.as_str(),
     };
     html! { span class={ "badge a-" (action.as_str()) } { (label) } }
@@ -315,6 +318,8 @@ pub fn tag(caller: &str, v: &TagView<'_>) -> Markup {
 
 fn event_row(e: &StoredEvent) -> Markup {
     let refused = e.action == Action::Refuse;
+    // A drift's digest is what the registry serves, not a binding.
+    let drift = e.action == Action::Drift;
     html! {
         tr.event.refused[refused] id={ "event-" (e.id) } data-action=(e.action.as_str()) {
             td.small.muted { (e.id) }
@@ -323,12 +328,13 @@ fn event_row(e: &StoredEvent) -> Markup {
             td {
                 @if let Some(d) = &e.digest {
                     @if refused { span.small.muted { "attempted " } }
+                    @if drift { span.small.muted { "registry serves " } }
                     (digest_link(d))
                 }
             }
             td {
                 @if let Some(d) = &e.previous_digest {
-                    @if refused { span.small.muted { "bound to " } }
+                    @if refused || drift { span.small.muted { "bound to " } }
                     (digest_link(d))
                 }
             }
@@ -496,6 +502,19 @@ mod tests {
         assert!(
             page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;&lt;img"),
             "{page}"
+        );
+    }
+
+    #[test]
+    fn a_drift_row_says_what_the_registry_serves_and_what_is_bound() {
+        let row = event_row(&event(1, Action::Drift)).into_string();
+        assert!(row.contains("DRIFT"), "{row}");
+        assert!(row.contains("registry serves "), "{row}");
+        assert!(row.contains("bound to "), "{row}");
+        let row = event_row(&event(2, Action::Repair)).into_string();
+        assert!(
+            row.contains(">repair<") && !row.contains("registry serves"),
+            "{row}"
         );
     }
 
