@@ -354,7 +354,7 @@ PULL_ROWS=1000000 ROUNDS=1 DURATION=5 bench/pulls-ledger.sh   # smaller and quic
 |---|---|
 | date | {meta.get('date', '?')} |
 | command | `{meta.get('command', '?')}` |
-| tagwarden | commit {meta.get('tagwarden_commit', '?')}; audit pool `admin.max_connections` = 4 (the default) |
+| tagwarden | commit {meta.get('tagwarden_commit', '?')}, binary `{meta.get('binary', '?')}`; audit pool `admin.max_connections` = 4 (the default) |
 | machine | {meta.get('nproc', '?')} CPUs ({meta.get('cpu', '?')}), {meta.get('mem', '?')} memory, Linux {meta.get('kernel', '?')}; shared with other builds and tests: load average {meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end |
 | Postgres | {meta.get('pg_version', '?')}, on the same machine, server defaults |
 | pull log | {meta.get('shape', '?')} |

@@ -88,6 +88,11 @@ case "$RETENTION_DROPS" in '' | *[!0-9]*) echo "RETENTION_DROPS must be a whole 
 [ "$RETENTION_DROPS" -lt "$DAYS" ] || { echo "RETENTION_DROPS must be below DAYS" >&2; exit 2; }
 case "$KEEP_DB" in 0 | 1) ;; *) echo "KEEP_DB must be 0 or 1" >&2; exit 2 ;; esac
 
+# Keys are sampled from 1 % of the pages at 10 million rows, more in a smaller log.
+SAMPLE_PCT=$((10000000 / PULL_ROWS))
+[ "$SAMPLE_PCT" -ge 1 ] || SAMPLE_PCT=1
+[ "$SAMPLE_PCT" -le 100 ] || SAMPLE_PCT=100
+
 RUN=
 DB_NAME=
 TW_PID=
@@ -230,7 +235,7 @@ CREATE TEMP TABLE hot AS
     SELECT repository, reference, count(*) AS n FROM pull_log WHERE reference NOT LIKE 'sha256:%'
     GROUP BY repository, reference ORDER BY count(*) DESC, repository, reference LIMIT 20;
 CREATE TEMP TABLE sampled AS
-    SELECT repository, reference, identity, digest, at, status FROM pull_log TABLESAMPLE SYSTEM (1) REPEATABLE (42);
+    SELECT repository, reference, identity, digest, at, status FROM pull_log TABLESAMPLE SYSTEM ($SAMPLE_PCT) REPEATABLE (42);
 \\o $RUN/hot.tsv
 SELECT repository, reference, n FROM hot ORDER BY n DESC, repository, reference;
 \\o $RUN/samples.tsv
@@ -249,7 +254,7 @@ EOSQL
     local cold_median
     cold_median=$(db_psql -Atc "select percentile_disc(0.5) within group (order by n) from (
         select count(*) n from pull_log where reference like 'v1.%' group by repository, reference) c")
-    KEYS_TEXT="$(awk -F'\t' '{ n[$1]++ } END { printf "%d hot-tag pulls, %d release-tag pulls, %d pulls for the identity and digest questions", n["hot"], n["cold"], n["any"] }' "$RUN/samples.tsv") sampled from 1 % of the pages (TABLESAMPLE SYSTEM); the hottest tags: $(head -n 3 "$RUN/hot.tsv" | awk -F'\t' '{ printf "%s%s:%s %d", sep, $1, $2, $3; sep = ", " }') pulls; a release tag's median: $cold_median pulls in the whole log"
+    KEYS_TEXT="$(awk -F'\t' '{ n[$1]++ } END { printf "%d hot-tag pulls, %d release-tag pulls, %d pulls for the identity and digest questions", n["hot"], n["cold"], n["any"] }' "$RUN/samples.tsv") sampled from $SAMPLE_PCT % of the pages (TABLESAMPLE SYSTEM); the hottest tags: $(head -n 3 "$RUN/hot.tsv" | awk -F'\t' '{ printf "%s%s:%s %d", sep, $1, $2, $3; sep = ", " }') pulls; a release tag's median: $cold_median pulls in the whole log"
 }
 
 check_answers() {
@@ -290,14 +295,14 @@ measure() {
 explain() {
     # The hottest tag over its busiest 24 h, a release tag over 14 days, a sampled
     # identity over 24 h, a sampled digest.
-    db_psql -AtF $'\t' >"$RUN/explain-keys.tsv" <<'EOSQL'
+    db_psql -AtF $'\t' >"$RUN/explain-keys.tsv" <<EOSQL
 WITH h AS (SELECT repository, reference FROM pull_log WHERE reference NOT LIKE 'sha256:%'
            GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1),
-     c AS (SELECT repository, reference, at FROM pull_log TABLESAMPLE SYSTEM (1) REPEATABLE (7)
+     c AS (SELECT repository, reference, at FROM pull_log TABLESAMPLE SYSTEM ($SAMPLE_PCT) REPEATABLE (7)
            WHERE reference LIKE 'v1.3%' LIMIT 1),
-     i AS (SELECT identity, at FROM pull_log TABLESAMPLE SYSTEM (1) REPEATABLE (8)
+     i AS (SELECT identity, at FROM pull_log TABLESAMPLE SYSTEM ($SAMPLE_PCT) REPEATABLE (8)
            WHERE identity IS NOT NULL LIMIT 1),
-     d AS (SELECT digest FROM pull_log TABLESAMPLE SYSTEM (1) REPEATABLE (9)
+     d AS (SELECT digest FROM pull_log TABLESAMPLE SYSTEM ($SAMPLE_PCT) REPEATABLE (9)
            WHERE digest IS NOT NULL AND reference LIKE 'sha256:%' LIMIT 1),
      f AS (SELECT date_trunc('hour', now() - interval '5 days') AS t)
 SELECT h.repository, h.reference, f.t - interval '24 hours', f.t,
@@ -306,7 +311,7 @@ SELECT h.repository, h.reference, f.t - interval '24 hours', f.t,
 FROM h, c, i, d, f;
 EOSQL
     local k
-    IFS=$'\t' read -r -a k <"$RUN/explain-keys.tsv"
+    IFS=$'\t' read -r -a k <"$RUN/explain-keys.tsv" || die "could not pick the EXPLAIN keys"
     [ "${#k[@]}" = 12 ] || die "could not pick the EXPLAIN keys"
     printf '%s\n' "hot_repo=${k[0]}" "hot_ref=${k[1]}" "hot_since=${k[2]}" "hot_until=${k[3]}" \
         "cold_repo=${k[4]}" "cold_ref=${k[5]}" "cold_since=${k[6]}" "cold_until=${k[7]}" \
@@ -379,6 +384,7 @@ main() {
     meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     meta command "$_BENCH_COMMAND"
     meta_machine
+    meta binary "$BIN"
     meta connections "$CONNECTIONS"
     meta duration "$DURATION"
     meta title "$(python3 -c "import sys; n = int(sys.argv[1]); print(f'{n // 1_000_000} million' if n % 1_000_000 == 0 else f'{n:,}')" "$PULL_ROWS")"
