@@ -29,6 +29,10 @@ pub fn writer_pool(
         .connect_lazy_with(options))
 }
 
+/// The batch insert, in a file of its own so that `bench/pulls-ledger.sh` times the very
+/// statement the writer sends.
+const INSERT_SQL: &str = include_str!("sql/insert.sql");
+
 /// Insert a batch in one statement (one array per column). `verified` is per record.
 pub async fn insert(
     pool: &PgPool,
@@ -36,31 +40,26 @@ pub async fn insert(
     verified: &[bool],
 ) -> Result<(), sqlx::Error> {
     let col = |f: fn(&PullRecord) -> Option<String>| records.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO pull_log (at, repository, reference, digest, media_type, method, status, \
-         identity, verified, remote_addr, user_agent, request_id) \
-         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::int2[], $8::text[], $9::bool[], $10::text[], $11::text[], $12::text[])",
-    )
-    .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
-    .bind(col(|r| Some(r.repository.clone())))
-    .bind(col(|r| Some(r.reference.clone())))
-    .bind(col(|r| r.digest.clone()))
-    .bind(col(|r| r.media_type.clone()))
-    .bind(col(|r| Some(r.method.to_owned())))
-    .bind(
-        records
-            .iter()
-            .map(|r| i16::try_from(r.status).unwrap_or(i16::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(col(|r| r.identity.clone()))
-    .bind(verified.to_vec())
-    .bind(col(|r| Some(r.remote_addr.clone())))
-    .bind(col(|r| r.user_agent.clone()))
-    .bind(col(|r| Some(r.request_id.clone())))
-    .execute(pool)
-    .await?;
+    sqlx::query(INSERT_SQL)
+        .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
+        .bind(col(|r| Some(r.repository.clone())))
+        .bind(col(|r| Some(r.reference.clone())))
+        .bind(col(|r| r.digest.clone()))
+        .bind(col(|r| r.media_type.clone()))
+        .bind(col(|r| Some(r.method.to_owned())))
+        .bind(
+            records
+                .iter()
+                .map(|r| i16::try_from(r.status).unwrap_or(i16::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|r| r.identity.clone()))
+        .bind(verified.to_vec())
+        .bind(col(|r| Some(r.remote_addr.clone())))
+        .bind(col(|r| r.user_agent.clone()))
+        .bind(col(|r| Some(r.request_id.clone())))
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
