@@ -11,9 +11,27 @@
 # listener is on the container's loopback: set TAGWARDEN_ADMIN__LISTEN=0.0.0.0:5001 to
 # publish /healthz, /readyz and /metrics (and publish that port on a private address).
 
+# The images can be swapped for mirrors or local stand-ins (scripts/check-compose-up.sh
+# builds them from Debian packages where Docker Hub is out of reach).
 ARG RUST_VERSION=1
+ARG BUILD_IMAGE=rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+# The runtime image around a binary built on the host (`cargo build --release --locked
+# --bin tagwarden`), for machines without a Rust image:
+#   docker build --target runtime-prebuilt -t tagwarden:local .
+# First, so the classic builder (which builds every stage before its target) never needs
+# the Rust stage for it. BuildKit, the default builder, skips it in a plain `docker build .`;
+# the classic builder builds it too and then needs that host binary as well.
+FROM ${RUNTIME_IMAGE} AS runtime-prebuilt
+COPY target/release/tagwarden /usr/local/bin/tagwarden
+COPY config/ /etc/tagwarden/
+USER 65532:65532
+EXPOSE 5000 5001
+ENTRYPOINT ["/usr/local/bin/tagwarden"]
+CMD ["serve", "--config", "/etc/tagwarden/tagwarden.toml"]
+
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 # Compile-time checked queries, if any, read .sqlx/ instead of a live database.
 ENV SQLX_OFFLINE=true
@@ -35,7 +53,7 @@ RUN cargo build --release --locked --bin tagwarden \
     && install -D -m 0755 target/release/tagwarden /out/tagwarden
 
 # glibc, libgcc, CA certificates, a nonroot user (65532), no shell.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /out/tagwarden /usr/local/bin/tagwarden
 COPY config/ /etc/tagwarden/
 USER 65532:65532
