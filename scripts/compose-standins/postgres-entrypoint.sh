@@ -21,13 +21,17 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 >/dev/null
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
-    # Socket only while the database is created, so no client sees a half-made server.
+    # Socket only while the database is created, so no client sees a half-made server;
+    # stopped again if that fails, so the container exits instead of serving it.
     "${as_postgres[@]}" pg_ctl -D "$PGDATA" -w -o "-c listen_addresses=''" start >/dev/null
+    trap '"${as_postgres[@]}" pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null' EXIT
     if [ "$POSTGRES_DB" != postgres ]; then
+        # From stdin: psql interpolates :"db" (quoted as an identifier) there, not in -c.
         "${as_postgres[@]}" psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -q \
-            -v db="$POSTGRES_DB" -c 'CREATE DATABASE :"db"'
+            -v db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
     fi
     "${as_postgres[@]}" pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
+    trap - EXIT
     echo "postgres-entrypoint: initialised $PGDATA (user $POSTGRES_USER, database $POSTGRES_DB)"
 fi
 
