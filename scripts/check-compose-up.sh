@@ -221,6 +221,13 @@ expected="tag demo/app:1.0.0 is immutable: bound to $digest since"
 grep -qF "$expected" <<<"$out" || fail "the refused push did not print '$expected': $out"
 log "other bytes on $REF refused: $(grep -oF "$expected" <<<"$out" | head -n 1) ..."
 
+# The binding is in the compose Postgres, i.e. the ledger lives in its volume.
+row=$(compose exec -T postgres psql -U tagwarden -d tagwarden -Atc \
+    "SELECT digest || ' ' || class FROM tag_bindings WHERE repository = 'demo/app' AND tag = '1.0.0'" 2>&1) ||
+    fail "could not read the ledger: $row"
+[ "$row" = "$digest immutable" ] || fail "ledger row for demo/app:1.0.0 is '$row', expected '$digest immutable'"
+log "ledger in the postgres service: demo/app:1.0.0 -> $row"
+
 # Reachability. From the host: only tagwarden's ports are published.
 for svc in postgres registry; do
     id=$(compose ps -q "$svc")
