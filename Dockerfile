@@ -11,9 +11,14 @@
 # listener is on the container's loopback: set TAGWARDEN_ADMIN__LISTEN=0.0.0.0:5001 to
 # publish /healthz, /readyz and /metrics (and publish that port on a private address).
 
+# The images can be swapped for mirrors or local stand-ins (scripts/check-compose-up.sh
+# builds them from Debian packages where Docker Hub is out of reach, and wraps a
+# host-built binary with scripts/compose-standins/tagwarden.Dockerfile).
 ARG RUST_VERSION=1
+ARG BUILD_IMAGE=rust:${RUST_VERSION}-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 # Compile-time checked queries, if any, read .sqlx/ instead of a live database.
 ENV SQLX_OFFLINE=true
@@ -35,7 +40,7 @@ RUN cargo build --release --locked --bin tagwarden \
     && install -D -m 0755 target/release/tagwarden /out/tagwarden
 
 # glibc, libgcc, CA certificates, a nonroot user (65532), no shell.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE} AS runtime
 COPY --from=build /out/tagwarden /usr/local/bin/tagwarden
 COPY config/ /etc/tagwarden/
 USER 65532:65532
