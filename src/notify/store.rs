@@ -37,21 +37,19 @@ pub async fn cursor(
     webhook: &str,
     from: StartFrom,
 ) -> sqlx::Result<Position> {
-    let start = match from {
-        StartFrom::Start => "SELECT '0'::xid8 AS txid, 0::bigint AS event_id",
-        StartFrom::End => {
-            "SELECT coalesce(max(txid), '0'::xid8) AS txid, coalesce(max(event_id), 0) AS event_id \
-             FROM notify_outbox"
-        }
-    };
     // The end is the newest txid and the newest id: past every row that exists now.
-    sqlx::query(&format!(
-        "INSERT INTO notify_cursor (webhook, last_txid, last_event_id) \
-         SELECT $1, s.txid, s.event_id FROM ({start}) s ON CONFLICT (webhook) DO NOTHING"
-    ))
-    .bind(webhook)
-    .execute(&mut *conn)
-    .await?;
+    let insert = match from {
+        StartFrom::Start => sqlx::query(
+            "INSERT INTO notify_cursor (webhook, last_txid, last_event_id) \
+             VALUES ($1, '0'::xid8, 0) ON CONFLICT (webhook) DO NOTHING",
+        ),
+        StartFrom::End => sqlx::query(
+            "INSERT INTO notify_cursor (webhook, last_txid, last_event_id) \
+             SELECT $1, coalesce(max(txid), '0'::xid8), coalesce(max(event_id), 0) \
+             FROM notify_outbox ON CONFLICT (webhook) DO NOTHING",
+        ),
+    };
+    insert.bind(webhook).execute(&mut *conn).await?;
     let row = sqlx::query(
         "SELECT last_txid::text::bigint AS txid, last_event_id FROM notify_cursor WHERE webhook = $1",
     )
