@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the pull log costs a pull: manifest GETs through two tagwardens in front of one
+# What the pull log costs a pull: manifest GETs and HEADs through two tagwardens in front of one
 # registry, one with `[pulls] enabled = false` and one with the default (on), in the
 # same run, interleaved round by round. Prints the rates, their ratio, and whether every
 # GET of the "on" runs reached the log (rows, recorded and dropped counters).
@@ -10,6 +10,7 @@
 #   ROUNDS        rounds (default 3); each round measures off, then on (order rotates)
 #   SECONDS_EACH  duration of each ab run (default 10)
 #   CONCURRENCY   ab connections (default 32)
+#   METHODS       which manifest reads to measure (default "GET HEAD")
 #   TAGWARDEN_BIN use this tagwarden binary instead of building a release one
 #   PG_ADMIN_URL  Postgres for the two throwaway databases
 #                 (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -23,6 +24,7 @@ export LC_ALL=C
 ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-10}
 CONCURRENCY=${CONCURRENCY:-32}
+METHODS=${METHODS:-GET HEAD}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 BENCH_NAME=pulls
@@ -118,22 +120,26 @@ counter() { curl -s "http://127.0.0.1:${ADMIN[$1]}/metrics" | awk -v n="$2" '$1 
 
 declare -A RATES
 COMPLETE_ON=1 # the warm-up GET
-for r in $(seq 1 "$ROUNDS"); do
-    order="off on"
-    [ $((r % 2)) = 0 ] && order="on off"
-    for mode in $order; do
-        out="$RUN/ab-$mode-$r.out"
-        timeout $((SECONDS_EACH + 60)) ab -q -k -c "$CONCURRENCY" -t "$SECONDS_EACH" -n 10000000 \
-            -H "Accept: $ACCEPT" "http://127.0.0.1:${PORT[$mode]}/v2/bench/app/manifests/latest" >"$out" 2>&1 ||
-            die "ab failed: $(tail -n 3 "$out")"
-        rps=$(awk '/^Requests per second/ { print $4 }' "$out")
-        done_n=$(awk '/^Complete requests/ { print $3 }' "$out")
-        failed=$(awk '/^Failed requests/ { print $3 }' "$out")
-        non2xx=$(awk '/^Non-2xx responses/ { print $3 }' "$out")
-        [ "${failed:-0}" = 0 ] && [ -z "$non2xx" ] || die "round $r $mode: $failed failed, ${non2xx:-0} non-2xx"
-        [ "$mode" = on ] && COMPLETE_ON=$((COMPLETE_ON + done_n))
-        RATES[$mode]="${RATES[$mode]:-} $rps"
-        log "round $r pulls $mode: $rps GET/s ($done_n requests)"
+for method in $METHODS; do
+    head_flag=()
+    [ "$method" = HEAD ] && head_flag=(-i)
+    for r in $(seq 1 "$ROUNDS"); do
+        order="off on"
+        [ $((r % 2)) = 0 ] && order="on off"
+        for mode in $order; do
+            out="$RUN/ab-$method-$mode-$r.out"
+            timeout $((SECONDS_EACH + 60)) ab -q -k "${head_flag[@]}" -c "$CONCURRENCY" -t "$SECONDS_EACH" -n 10000000 \
+                -H "Accept: $ACCEPT" "http://127.0.0.1:${PORT[$mode]}/v2/bench/app/manifests/latest" >"$out" 2>&1 ||
+                die "ab failed: $(tail -n 3 "$out")"
+            rps=$(awk '/^Requests per second/ { print $4 }' "$out")
+            done_n=$(awk '/^Complete requests/ { print $3 }' "$out")
+            failed=$(awk '/^Failed requests/ { print $3 }' "$out")
+            non2xx=$(awk '/^Non-2xx responses/ { print $3 }' "$out")
+            [ "${failed:-0}" = 0 ] && [ -z "$non2xx" ] || die "round $r $method $mode: $failed failed, ${non2xx:-0} non-2xx"
+            [ "$mode" = on ] && COMPLETE_ON=$((COMPLETE_ON + done_n))
+            RATES[$method-$mode]="${RATES[$method-$mode]:-} $rps"
+            log "round $r $method pulls $mode: $rps/s ($done_n requests)"
+        done
     done
 done
 
@@ -142,16 +148,18 @@ rows=$(psql "${DBURL[on]}" -XAtc 'select count(*) from pull_log')
 recorded=$(counter on tagwarden_pulls_recorded_total)
 dropped=$(counter on tagwarden_pulls_dropped_total)
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-off=$(echo "${RATES[off]}" | median)
-on=$(echo "${RATES[on]}" | median)
-ratio=$(python3 -c "print(f'{$on / $off:.3f}')")
-cat <<EOF
-
-machine: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ { print $2 }')
-binary: $BIN
-manifest GET, ab -k -c $CONCURRENCY, ${SECONDS_EACH}s x $ROUNDS rounds, median:
-  pulls off: $off GET/s   (rounds:${RATES[off]})
-  pulls on:  $on GET/s   (rounds:${RATES[on]})
-  on / off:  $ratio
-pull log of the "on" tagwarden: $COMPLETE_ON GETs sent, $rows rows, recorded $recorded, dropped $dropped
-EOF
+{
+    echo
+    echo "machine: $(nproc) cores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ { print $2 }')"
+    echo "binary: $BIN"
+    echo "manifest reads, ab -k -c $CONCURRENCY, ${SECONDS_EACH}s x $ROUNDS rounds each, median:"
+    for method in $METHODS; do
+        off=$(echo "${RATES[$method-off]}" | median)
+        on=$(echo "${RATES[$method-on]}" | median)
+        ratio=$(python3 -c "print(f'{$on / $off:.3f}')")
+        printf '  %-4s pulls off: %s/s (rounds:%s)\n' "$method" "$off" "${RATES[$method-off]}"
+        printf '  %-4s pulls on:  %s/s (rounds:%s)\n' "$method" "$on" "${RATES[$method-on]}"
+        printf '  %-4s on / off:  %s\n' "$method" "$ratio"
+    done
+    echo "pull log of the \"on\" tagwarden: $COMPLETE_ON reads sent, $rows rows, recorded $recorded, dropped $dropped"
+}
