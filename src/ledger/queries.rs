@@ -386,7 +386,7 @@ fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
         .ok_or_else(|| LedgerError::Query(format!("unknown action {name:?} in tag_events")))
 }
 
-pub(super) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
+pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
     Ok(StoredEvent {
         id: r.get("id"),
         at: r.get("at"),

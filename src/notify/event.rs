@@ -1,89 +1,79 @@
 //! Ledger events as CloudEvents 1.0 in structured mode (`application/cloudevents+json`).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::{json, Value};
+
+use crate::ledger::StoredEvent;
 
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
-/// One ledger event as read for delivery.
-#[derive(Debug, Clone)]
-pub struct LedgerEvent {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub action: String,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-    pub previous_digest: Option<String>,
-    pub class: Option<String>,
-    pub rule: Option<String>,
-    pub reason: Option<String>,
-    pub identity: Option<String>,
-    pub identity_verified: bool,
-    pub request_id: Option<String>,
-    pub detail: Option<Value>,
+/// A ledger event as a CloudEvent. The client's address and user agent stay out of it.
+pub trait CloudEvent {
+    /// The CloudEvent `id`: stable across retries and restarts, so receivers can dedupe.
+    fn cloud_id(&self) -> String;
+    /// The request body, at most `max_bytes`.
+    fn encode(&self, source: &str, max_bytes: usize) -> Vec<u8>;
 }
 
-impl LedgerEvent {
-    /// The CloudEvent `id`: stable across retries and restarts, so receivers can dedupe.
-    pub fn cloud_id(&self) -> String {
+impl CloudEvent for StoredEvent {
+    fn cloud_id(&self) -> String {
         format!("tagwarden-event-{}", self.id)
     }
 
-    /// The request body, at most `max_bytes`: an oversized `detail` is replaced by
-    /// `{"truncated": true}` (the ledger keeps it whole). The other fields are short:
-    /// names, tags and digests are bounded by their grammar.
-    pub fn encode(&self, source: &str, max_bytes: usize) -> Vec<u8> {
-        let body = self.cloud_event(source, self.detail.clone());
+    /// An oversized `detail` is replaced by `{"truncated": true}` (the ledger keeps it
+    /// whole). The other fields are short: names, tags and digests are bounded by their
+    /// grammar.
+    fn encode(&self, source: &str, max_bytes: usize) -> Vec<u8> {
+        let body = cloud_event(self, source, self.detail.clone());
         let bytes = serde_json::to_vec(&body).expect("JSON values serialise");
         if bytes.len() <= max_bytes {
             return bytes;
         }
-        let body = self.cloud_event(source, Some(json!({ "truncated": true })));
+        let body = cloud_event(self, source, Some(json!({ "truncated": true })));
         serde_json::to_vec(&body).expect("JSON values serialise")
     }
+}
 
-    fn cloud_event(&self, source: &str, detail: Option<Value>) -> Value {
-        let subject = match &self.tag {
-            Some(tag) => format!("{}:{tag}", self.repository),
-            None => self.repository.clone(),
-        };
-        json!({
-            "specversion": "1.0",
-            "id": self.cloud_id(),
-            "source": source,
-            "type": format!("dev.tagwarden.{}", self.action),
-            "time": self.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "subject": subject,
-            "datacontenttype": "application/json",
-            "data": {
-                "event_id": self.id,
-                "action": self.action,
-                "repository": self.repository,
-                "tag": self.tag,
-                "digest": self.digest,
-                "previous_digest": self.previous_digest,
-                "class": self.class,
-                "rule": self.rule,
-                "reason": self.reason,
-                "identity": self.identity,
-                "identity_verified": self.identity_verified,
-                "request_id": self.request_id,
-                "detail": detail,
-            },
-        })
-    }
+fn cloud_event(e: &StoredEvent, source: &str, detail: Option<Value>) -> Value {
+    let subject = match &e.tag {
+        Some(tag) => format!("{}:{tag}", e.repository),
+        None => e.repository.clone(),
+    };
+    json!({
+        "specversion": "1.0",
+        "id": e.cloud_id(),
+        "source": source,
+        "type": format!("dev.tagwarden.{}", e.action.as_str()),
+        "time": e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": {
+            "event_id": e.id,
+            "action": e.action.as_str(),
+            "repository": e.repository,
+            "tag": e.tag,
+            "digest": e.digest,
+            "previous_digest": e.previous_digest,
+            "class": e.class,
+            "rule": e.rule,
+            "reason": e.reason,
+            "identity": e.identity,
+            "identity_verified": e.identity_verified,
+            "request_id": e.request_id,
+            "detail": detail,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn refusal() -> LedgerEvent {
-        LedgerEvent {
+    fn refusal() -> StoredEvent {
+        StoredEvent {
             id: 42,
             at: "2026-01-02T03:04:05.123456Z".parse().unwrap(),
-            action: "refuse".into(),
+            action: crate::ledger::Action::Refuse,
             repository: "team/app".into(),
             tag: Some("1.0.0".into()),
             digest: Some("sha256:bb".into()),
@@ -93,6 +83,8 @@ mod tests {
             reason: Some("immutable-tag-rebind".into()),
             identity: Some("ci".into()),
             identity_verified: true,
+            remote_addr: Some("10.0.0.9".into()),
+            user_agent: Some("docker/20.10".into()),
             request_id: Some("r-1".into()),
             detail: Some(json!({"bound_digest": "sha256:aa", "attempted_digest": "sha256:bb"})),
         }
@@ -114,6 +106,7 @@ mod tests {
         assert_eq!(data["reason"], "immutable-tag-rebind");
         assert_eq!(data["identity"], "ci");
         assert_eq!(data["detail"]["bound_digest"], "sha256:aa");
+        assert!(data.get("remote_addr").is_none() && data.get("user_agent").is_none());
     }
 
     #[test]

@@ -5,12 +5,13 @@ use std::time::Duration;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
-use super::event::{self, LedgerEvent};
+use super::event::{self, CloudEvent as _};
 use super::sign;
 use super::store::{self, Position};
 use crate::config::{Config, StartFrom, WebhookConfig};
 use crate::ledger::store::StatementBounds;
 use crate::ledger::Ledger;
+use crate::ledger::StoredEvent;
 use crate::telemetry::Metrics;
 
 /// How often an idle sender looks for new events.
@@ -121,7 +122,7 @@ impl Sender {
             let full = rows.len() == self.batch as usize;
             let mut skipped = None;
             for row in rows {
-                if !self.actions.contains(&row.event.action) {
+                if !self.actions.iter().any(|a| a == row.event.action.as_str()) {
                     skipped = Some(row.position);
                     continue;
                 }
@@ -175,7 +176,7 @@ impl Sender {
     }
 
     /// POST one event; `Err` unless the receiver answered 2xx.
-    async fn post(&self, event: &LedgerEvent) -> Result<(), String> {
+    async fn post(&self, event: &StoredEvent) -> Result<(), String> {
         let body = event.encode(&self.source, self.max_body);
         let now = chrono::Utc::now().timestamp();
         let signature = sign::signature(self.secret.expose().as_bytes(), now, &body);

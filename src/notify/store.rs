@@ -3,8 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use super::event::LedgerEvent;
 use crate::config::StartFrom;
+use crate::ledger::queries::stored_event;
+use crate::ledger::StoredEvent;
 
 /// A position in delivery order. `txid` is a Postgres `xid8`, carried as `i64`
 /// (they stay far below 2^63).
@@ -18,7 +19,7 @@ pub struct Position {
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub position: Position,
-    pub event: LedgerEvent,
+    pub event: StoredEvent,
 }
 
 /// Only one process sends for a webhook: held for the connection's life.
@@ -91,7 +92,7 @@ pub async fn batch(
     let rows = sqlx::query(
         "SELECT o.txid::text::bigint AS txid, e.id, e.at, e.action, e.repository, e.tag, e.digest, \
                 e.previous_digest, e.class, e.rule, e.reason, e.identity, e.identity_verified, \
-                e.request_id, e.detail \
+                e.remote_addr, e.user_agent, e.request_id, e.detail \
          FROM notify_outbox o JOIN tag_events e ON e.id = o.event_id \
          WHERE (o.txid, o.event_id) > ($1::text::xid8, $2) AND o.txid < $3::xid8 \
          ORDER BY o.txid, o.event_id LIMIT $4",
@@ -102,31 +103,17 @@ pub async fn batch(
     .bind(i64::from(limit))
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Queued {
-            position: Position {
-                txid: r.get("txid"),
-                event_id: r.get("id"),
-            },
-            event: LedgerEvent {
-                id: r.get("id"),
-                at: r.get("at"),
-                action: r.get("action"),
-                repository: r.get("repository"),
-                tag: r.get("tag"),
-                digest: r.get("digest"),
-                previous_digest: r.get("previous_digest"),
-                class: r.get("class"),
-                rule: r.get("rule"),
-                reason: r.get("reason"),
-                identity: r.get("identity"),
-                identity_verified: r.get("identity_verified"),
-                request_id: r.get("request_id"),
-                detail: r.get("detail"),
-            },
+    rows.iter()
+        .map(|r| {
+            Ok(Queued {
+                position: Position {
+                    txid: r.get("txid"),
+                    event_id: r.get("id"),
+                },
+                event: stored_event(r).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Selected events past the cursor (counted up to `cap`) and the time of the oldest.
