@@ -33,6 +33,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::ledger::{Actor, Ledger, LedgerError, LedgerTx, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference};
+use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
@@ -50,6 +51,9 @@ use self::limiter::{Admit, RefusalLimiter};
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
 pub struct Guard {
+    /// The policy in force; each request pins a snapshot of it in `policy`.
+    live: LivePolicy,
+    /// The snapshot this request decides with (see [`Guard::pinned`]).
     policy: Arc<Policy>,
     ledger: Ledger,
     forwarder: Forwarder,
@@ -66,7 +70,7 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(
-        policy: Arc<Policy>,
+        policy: LivePolicy,
         ledger: Ledger,
         forwarder: Forwarder,
         metrics: Metrics,
@@ -75,7 +79,8 @@ impl Guard {
         own_authorization: Option<HeaderValue>,
     ) -> Self {
         Guard {
-            policy,
+            policy: policy.current(),
+            live: policy,
             ledger,
             forwarder,
             metrics,
@@ -84,6 +89,20 @@ impl Guard {
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
+        }
+    }
+
+    /// The policy handle that reloads replace.
+    pub fn live_policy(&self) -> &LivePolicy {
+        &self.live
+    }
+
+    /// A copy of this guard that decides with the policy in force now, from the start of
+    /// a request to its end, whatever reloads happen meanwhile.
+    fn pinned(&self) -> Guard {
+        Guard {
+            policy: self.live.current(),
+            ..self.clone()
         }
     }
 
@@ -104,7 +123,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),
@@ -121,7 +140,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),

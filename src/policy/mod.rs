@@ -6,6 +6,7 @@
 
 pub mod advance;
 mod defaults;
+pub mod live;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,8 @@ pub const FALLBACK_RULE: &str = "unmatched-tags-move";
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Hex sha256 of the effective rules: which policy decided.
+    hash: String,
 }
 
 /// A rule that cannot be used; names the rule and the key.
@@ -154,7 +157,37 @@ impl Policy {
                 rules.push(compile(usize::MAX, &rc).expect("built-in rules compile"));
             }
         }
-        Ok(Policy { rules })
+        let mut policy = Policy {
+            rules,
+            hash: String::new(),
+        };
+        policy.hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            serde_json::to_vec(&policy.effective_rules()).expect("rules serialise"),
+        ));
+        Ok(policy)
+    }
+
+    /// Hex sha256 of the effective rules (defaults included), in order.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The rules in force, built-in ones included, in evaluation order: a policy that
+    /// [`Policy::from_config`] rebuilds exactly with `include_defaults = false`.
+    pub fn effective_rules(&self) -> Vec<RuleConfig> {
+        self.rules
+            .iter()
+            .map(|r| RuleConfig {
+                name: r.name.clone(),
+                tag: r.tag_source.clone(),
+                repository: r.repository_source.clone(),
+                class: r.class,
+                mode: r.mode,
+                advance: r.advance.map(|_| AdvanceKind::Semver),
+                allow_prerelease: r.advance.is_some_and(|a| a.allow_prerelease),
+                follow: r.advance.is_some_and(|a| a.follow),
+            })
+            .collect()
     }
 
     /// The built-in rules alone.

@@ -22,6 +22,7 @@ use crate::enforce::Guard;
 use crate::import::Registry;
 use crate::ledger::{Action, Actor, Ledger, NewEvent};
 use crate::oci::{Digest, Name, Tag};
+use crate::policy::live::LivePolicy;
 use crate::policy::{Policy, TagClass};
 
 /// The most findings a report lists (all are counted and recorded).
@@ -116,7 +117,8 @@ pub enum Mode {
 pub struct Reconciler {
     registry: Registry,
     ledger: Ledger,
-    policy: Policy,
+    /// The policy in force, shared with the guard: a reload applies to the next check.
+    policy: LivePolicy,
     /// Writes with tagwarden's own credentials, for repairs.
     guard: Guard,
     page_size: u32,
@@ -130,7 +132,7 @@ impl Reconciler {
         Ok(Reconciler {
             registry: Registry::new(config, Some(pace::Pacer::new(r.max_requests_per_second)))?,
             ledger,
-            policy: Policy::from_config(&config.policy)?,
+            policy: guard.live_policy().clone(),
             guard,
             page_size: r.page_size,
             time_budget: r.time_budget,
@@ -256,7 +258,10 @@ impl Reconciler {
             (Some(b), None) => (Kind::RegistryLostTag, class_of(&b.class)),
             (None, Some(_)) => (
                 Kind::UnrecordedTag,
-                self.policy.classify(name.as_str(), tag.as_str()).class,
+                self.policy
+                    .current()
+                    .classify(name.as_str(), tag.as_str())
+                    .class,
             ),
             (None, None) => return Ok(tx.rollback().await?),
         };
@@ -346,7 +351,7 @@ pub fn own_writer(config: &Config, ledger: &Ledger) -> anyhow::Result<Guard> {
         metrics.clone(),
     );
     Ok(Guard::new(
-        std::sync::Arc::new(Policy::from_config(&config.policy)?),
+        LivePolicy::new(Policy::from_config(&config.policy)?),
         ledger.clone(),
         forwarder,
         metrics,
