@@ -230,6 +230,7 @@ async fn a_broken_reload_keeps_the_policy_and_a_good_one_decides_the_next_push()
 #[tokio::test]
 async fn a_request_in_flight_during_a_reload_finishes_under_the_policy_it_started_with() {
     let s = setup().await;
+    let old = s.policy_hash().await;
     let bound = Image::random(&[64]);
     assert_eq!(s.push(&bound, "stable").await, StatusCode::CREATED);
     let next = Image::random(&[64]);
@@ -280,5 +281,21 @@ async fn a_request_in_flight_during_a_reload_finishes_under_the_policy_it_starte
         s.push(&bound, "stable").await,
         StatusCode::CONFLICT,
         "the request after it is decided by the new policy"
+    );
+    let new = s.policy_hash().await;
+    let decided_by = |action: &str| {
+        s.db.query_column(&format!(
+            "SELECT policy_hash FROM tag_events WHERE repository = '{REPO}' AND action = '{action}' ORDER BY id"
+        ))
+    };
+    assert_eq!(
+        decided_by("move"),
+        [Some(old)],
+        "the move records the policy it started with"
+    );
+    assert_eq!(
+        decided_by("refuse"),
+        [Some(new)],
+        "the refusal records the new policy"
     );
 }

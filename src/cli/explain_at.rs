@@ -41,8 +41,13 @@ pub fn run(reference: &str, at: &str, database_url: &str) -> ExitCode {
             include_defaults: false,
             rules: stored.rules.clone(),
         })
-        .map_err(|e| {
-            anyhow::anyhow!("the stored policy {} no longer compiles: {e}", stored.hash)
+        .ok()
+        .filter(|p| p.hash() == stored.hash)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the stored policy {} does not rebuild to its own hash",
+                stored.hash
+            )
         })?;
         println!(
             "policy in force at {}: {} (loaded {}; first loaded {}, last {})",
@@ -52,6 +57,12 @@ pub fn run(reference: &str, at: &str, database_url: &str) -> ExitCode {
             stored.first_loaded_at.to_rfc3339(),
             stored.last_loaded_at.to_rfc3339(),
         );
+        if let Some(decided) = stored.decided_event_at {
+            println!(
+                "  (named by the event of {}, decided after the last load this ledger saw)",
+                decided.to_rfc3339()
+            );
+        }
         print!("{}", policy.explain(&repo, &tag));
         Ok(())
     })

@@ -16,11 +16,15 @@ pub struct StoredPolicy {
     pub last_loaded_at: DateTime<Utc>,
     /// When the load that put it in force before the instant asked about happened.
     pub loaded_at: DateTime<Utc>,
+    /// Set when an event between that load and the instant was decided by this policy
+    /// rather than by the one loaded (another tagwarden process on the same ledger).
+    pub decided_event_at: Option<DateTime<Utc>>,
 }
 
 impl Ledger {
     /// Record that `policy` was put in force now.
     pub async fn remember_policy(&self, policy: &Policy) -> Result<(), LedgerError> {
+        // The rules are stored as given, so the stored policy rebuilds to the same hash.
         let rules = serde_json::to_value(policy.effective_rules())
             .map_err(|e| LedgerError::Query(format!("policy rules: {e}")))?;
         let mut tx = self.pool().begin().await?;
@@ -57,12 +61,36 @@ impl Ledger {
         row.map(|r| stored(&r)).transpose()
     }
 
-    /// The policy in force at `at`: the last one loaded at or before it.
+    /// The policy in force at `at`: the last one loaded at or before it, unless the
+    /// last event decided after that load and before `at` names another policy of the
+    /// history, which then wins: events record what actually decided.
     pub async fn policy_in_force(
         &self,
         at: DateTime<Utc>,
     ) -> Result<Option<StoredPolicy>, LedgerError> {
-        self.policy_loaded_at(at).await
+        let loaded = self.policy_loaded_at(at).await?;
+        let since = loaded.as_ref().map(|p| p.loaded_at);
+        let decided = sqlx::query(
+            "SELECT e.policy_hash, e.at FROM tag_events e
+             JOIN policy_versions v ON v.hash = e.policy_hash
+             WHERE e.at <= $1 AND ($2::timestamptz IS NULL OR e.at >= $2)
+             ORDER BY e.at DESC, e.id DESC LIMIT 1",
+        )
+        .bind(at)
+        .bind(since)
+        .fetch_optional(self.pool())
+        .await?;
+        match (loaded, decided) {
+            (Some(l), Some(e)) if e.get::<String, _>("policy_hash") == l.hash => Ok(Some(l)),
+            (_, Some(e)) => {
+                let hash: String = e.get("policy_hash");
+                Ok(self.policy_by_hash(&hash).await?.map(|p| StoredPolicy {
+                    decided_event_at: Some(e.get("at")),
+                    ..p
+                }))
+            }
+            (l, None) => Ok(l),
+        }
     }
 
     /// A policy of the history by its hash, with its first load as `loaded_at`.
@@ -87,5 +115,6 @@ fn stored(r: &sqlx::postgres::PgRow) -> Result<StoredPolicy, LedgerError> {
         first_loaded_at: r.get("first_loaded_at"),
         last_loaded_at: r.get("last_loaded_at"),
         loaded_at: r.get("loaded_at"),
+        decided_event_at: None,
     })
 }

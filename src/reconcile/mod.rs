@@ -241,6 +241,8 @@ impl Reconciler {
         mode: Mode,
         report: &mut Report,
     ) -> anyhow::Result<()> {
+        // One policy decides the whole check, whatever reloads happen meanwhile.
+        let policy = self.policy.current();
         let mut tx = self.ledger.begin().await?;
         tx.lock(name.as_str(), &[tag.as_str()]).await?;
         let binding = tx
@@ -258,10 +260,7 @@ impl Reconciler {
             (Some(b), None) => (Kind::RegistryLostTag, class_of(&b.class)),
             (None, Some(_)) => (
                 Kind::UnrecordedTag,
-                self.policy
-                    .current()
-                    .classify(name.as_str(), tag.as_str())
-                    .class,
+                policy.classify(name.as_str(), tag.as_str()).class,
             ),
             (None, None) => return Ok(tx.rollback().await?),
         };
@@ -306,30 +305,33 @@ impl Reconciler {
                 ledger_digest = finding.ledger_digest.as_deref().unwrap_or("-"),
                 "drift: the registry was changed around tagwarden"
             );
-            tx.append(&self.drift_event(&finding), &self.actor).await?;
+            tx.append(&drift_event(&finding, policy.hash()), &self.actor)
+                .await?;
             finding.recorded = true;
         }
         if finding.repaired {
-            tx.append(&repair::event(&finding), &self.actor).await?;
+            tx.append(&repair::event(&finding, policy.hash()), &self.actor)
+                .await?;
         }
         tx.commit().await?;
         report.push(finding);
         Ok(())
     }
+}
 
-    fn drift_event<'a>(&self, f: &'a Finding) -> NewEvent<'a> {
-        NewEvent {
-            tag: Some(&f.tag),
-            digest: f.registry_digest.as_deref(),
-            previous_digest: f.ledger_digest.as_deref(),
-            class: Some(f.class),
-            reason: Some(f.kind.as_str()),
-            detail: Some(serde_json::json!({
-                "registry_digest": f.registry_digest,
-                "ledger_digest": f.ledger_digest,
-            })),
-            ..NewEvent::new(Action::Drift, &f.repository)
-        }
+fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
+    NewEvent {
+        tag: Some(&f.tag),
+        digest: f.registry_digest.as_deref(),
+        previous_digest: f.ledger_digest.as_deref(),
+        class: Some(f.class),
+        reason: Some(f.kind.as_str()),
+        detail: Some(serde_json::json!({
+            "registry_digest": f.registry_digest,
+            "ledger_digest": f.ledger_digest,
+        })),
+        policy_hash: Some(policy_hash),
+        ..NewEvent::new(Action::Drift, &f.repository)
     }
 }
 
