@@ -168,6 +168,10 @@ async fn writes_fail_closed_during_a_failover_and_resume_on_the_new_primary() {
         .iter()
         .filter(|p| p.status == StatusCode::SERVICE_UNAVAILABLE)
     {
+        assert!(
+            p.took < Duration::from_secs(3),
+            "a refused write waited no longer than about the acquire timeout: {p:?}"
+        );
         assert_eq!(
             api::resolve(&registry.url(), REPO, &p.tag).await,
             None,
