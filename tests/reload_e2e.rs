@@ -299,3 +299,42 @@ async fn a_request_in_flight_during_a_reload_finishes_under_the_policy_it_starte
         "the refusal records the new policy"
     );
 }
+
+#[tokio::test]
+async fn with_the_watch_on_a_changed_file_is_reloaded_without_a_signal() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let watched = format!("[reload]\nwatch = true\nwatch_interval = \"200ms\"\n{MOVING}");
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&watched)
+        .start()
+        .await;
+    let s = Setup {
+        _registry: registry,
+        db,
+        tw,
+    };
+    let first = s.policy_hash().await;
+    s.rewrite(&format!(
+        "[reload]\nwatch = true\nwatch_interval = \"200ms\"\n{IMMUTABLE}"
+    ));
+    s.wait_for_metric("tagwarden_policy_reloads_total{outcome=\"applied\"} 1")
+        .await;
+    assert_ne!(s.policy_hash().await, first);
+    assert!(
+        s.tw.logs().contains("file-change"),
+        "the reload names its trigger:\n{}",
+        s.tw.logs()
+    );
+    // A setting outside the policy is named as needing a restart, and not applied.
+    s.rewrite(&format!(
+        "[reload]\nwatch = true\nwatch_interval = \"200ms\"\n[limits]\nmax_manifest_bytes = 8388608\n{IMMUTABLE}"
+    ));
+    s.wait_for_metric("tagwarden_policy_reloads_total{outcome=\"unchanged\"} 1")
+        .await;
+    let logs = s.tw.logs();
+    assert!(
+        logs.contains("limits.max_manifest_bytes") && logs.contains("only after a restart"),
+        "the changed setting is named:\n{logs}"
+    );
+}
