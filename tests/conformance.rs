@@ -1102,6 +1102,24 @@ async fn every_case_passing_directly_passes_through_tagwarden() {
              expects\n{report}"
         );
     }
+    // The second run really went through tagwarden: its ledger saw the through
+    // repository's tags come and go, and never the direct one.
+    let recorded = |repo: &str| {
+        db.query_column(&format!(
+            "SELECT action || ' ' || tag FROM tag_events WHERE repository = '{repo}' \
+             AND tag = '{}' ORDER BY id",
+            TAGS[0]
+        ))
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        recorded("conformance/through"),
+        ["create tagtest0", "repush tagtest0", "delete tagtest0"],
+        "ledger of the run through tagwarden\n{report}"
+    );
+    assert!(recorded("conformance/direct").is_empty());
     for (name, _) in CHANGED_BY_DESIGN {
         assert!(
             direct.iter().any(|(n, _)| n == name),
