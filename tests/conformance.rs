@@ -31,7 +31,7 @@ use support::{Blob, Database, Registry, Tagwarden};
 const CHANGED_BY_DESIGN: &[(&str, &str)] = &[];
 
 /// Fewer direct passes than this means the harness, not the registry, is broken: 2.8
-/// passes 45 of the 57 cases.
+/// passes 46 of the 58 cases.
 const DIRECT_PASS_FLOOR: usize = 43;
 
 /// Cases registry 2.8 is known to fail directly: it has no referrers API (spec 1.1).
@@ -445,6 +445,17 @@ fn table() -> Vec<Case> {
                 .call(Method::HEAD, &c.repo, &format!("/blobs/{}", blob.digest))
                 .await?;
             head.expect("HEAD after upload", &[200])
+        },
+        "push: upload Location is relative or names the server asked" => |c| {
+            // Otherwise a client would send the upload's bytes past whoever it talks to.
+            let answer = c.call(Method::POST, &c.repo, "/blobs/uploads/").await?;
+            answer.expect("POST /blobs/uploads/", &[202])?;
+            let location = answer.header("Location").unwrap_or_default();
+            if location.starts_with('/') || location.starts_with(&format!("{}/", c.base)) {
+                Ok(())
+            } else {
+                Err(format!("Location {location:?} is elsewhere than {}", c.base))
+            }
         },
         "push: upload session status is 204 with Range" => |c| {
             let location = c.start_upload(&c.repo).await?;
