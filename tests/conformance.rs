@@ -1065,6 +1065,11 @@ async fn every_case_passing_directly_passes_through_tagwarden() {
     let direct = run_table(&registry.url(), "conformance/direct").await;
     let through = run_table(&tw.url(), "conformance/through").await;
 
+    let mut names: Vec<&str> = direct.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), direct.len(), "case names must be unique");
+
     let width = direct.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut report = format!("{:width$}  direct  through\n", "case");
     for ((name, d), (_, t)) in direct.iter().zip(&through) {
