@@ -118,9 +118,9 @@ mod tests {
         assert_eq!(
             line,
             "7,2026-11-01T23:00:00.000000Z,refuse,driftwood/web,1.4.0,sha256:aa,sha256:bb,immutable,semver-releases,immutable-tag-rebind,\
-             \"'=HYPERLINK(\"\"x\"\")\",false,127.0.0.1:5000,\"skopeo/1.9, \"\"quoted\"\"\",,\"{\"\"a\"\":1}\"\r\n"
+             \"'=HYPERLINK(\"\"x\"\")\",false,127.0.0.1:5000,\"skopeo/1.9, \"\"quoted\"\"\",,\"{\"\"a\"\":1}\",\r\n"
         );
-        assert_eq!(csv_header().trim_end().split(',').count(), 16);
+        assert_eq!(csv_header().trim_end().split(',').count(), 17);
     }
 
     #[test]
