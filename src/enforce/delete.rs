@@ -63,13 +63,11 @@ impl Guard {
                 // Immutable tags the ledger never saw may still name this digest.
                 if refused.is_empty() {
                     for tag in probe::unrecorded_immutable_tags(
-                        &self.forwarder,
+                        &self.registry.as_client(&parts.headers, client),
                         &self.policy,
                         &mut tx,
                         name,
                         digest,
-                        &parts.headers,
-                        client,
                     )
                     .await?
                     {
