@@ -208,6 +208,7 @@ impl Guard {
                 rule: Some(&p.decision.rule),
                 reason: Some(reason),
                 detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Refuse, repo)
             });
         }
@@ -268,6 +269,7 @@ impl Guard {
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
                 reason,
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
             tx.append(&event, actor).await?;
@@ -326,6 +328,7 @@ impl Guard {
                 digest: Some(digest.as_str()),
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Repush, repo)
             };
             tx.append(&event, actor).await?;
@@ -473,6 +476,7 @@ impl Guard {
                 class: Some(decision.class),
                 rule: Some(&decision.rule),
                 reason: Some("found-in-registry"),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Adopt, repo)
             },
             &system,
