@@ -196,7 +196,7 @@ impl Guard {
             .ledger
             .binding(repo, to.as_str())
             .await?
-            .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable.as_str())
+            .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable)
             .ok_or_else(|| {
                 OciError::new(
                     StatusCode::NOT_FOUND,

@@ -220,7 +220,7 @@ fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
         repository: repo.into(),
         tag: tag.into(),
         digest: "(not recorded)".into(),
-        class: decision.class.as_str().into(),
+        class: decision.class,
         rule: decision.rule.clone(),
         bound_by: None,
         first_bound_at: now,

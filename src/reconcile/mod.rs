@@ -242,11 +242,11 @@ impl Reconciler {
         let registry_digest = served.as_ref().map(|d| d.as_str().to_owned());
         let (kind, class) = match (&binding, &registry_digest) {
             (Some(b), Some(d)) if b.digest == *d => return Ok(tx.rollback().await?),
-            (Some(b), Some(_)) if class_of(&b.class) == TagClass::Immutable => {
+            (Some(b), Some(_)) if b.class == TagClass::Immutable => {
                 (Kind::RegistryDigestDiffers, TagClass::Immutable)
             }
-            (Some(b), Some(_)) => (Kind::MovedOutside, class_of(&b.class)),
-            (Some(b), None) => (Kind::RegistryLostTag, class_of(&b.class)),
+            (Some(b), Some(_)) => (Kind::MovedOutside, b.class),
+            (Some(b), None) => (Kind::RegistryLostTag, b.class),
             (None, Some(_)) => (
                 Kind::UnrecordedTag,
                 self.policy.classify(name.as_str(), tag.as_str()).class,
@@ -320,15 +320,6 @@ impl Reconciler {
             policy_hash: Some(self.policy.hash()),
             ..NewEvent::new(Action::Drift, &f.repository)
         }
-    }
-}
-
-/// A binding's stored class; the column's CHECK admits only these three.
-fn class_of(stored: &str) -> TagClass {
-    match stored {
-        "immutable" => TagClass::Immutable,
-        "exempt" => TagClass::Exempt,
-        _ => TagClass::Moving,
     }
 }
 
