@@ -151,13 +151,7 @@ impl RegistryClient {
         }
         let doing = || format!("reading {name}:{tag}");
         let get = self
-            .exchange(
-                Method::GET,
-                &path,
-                Body::empty(),
-                HeaderMap::new(),
-                Some(self.max_manifest_bytes),
-            )
+            .get(&path, self.max_manifest_bytes)
             .await
             .map_err(|k| self.error(doing(), k))?;
         if get.status != StatusCode::OK {
@@ -175,12 +169,9 @@ impl RegistryClient {
     ) -> Result<Option<Manifest>, RegistryError> {
         let doing = || format!("reading {name}@{digest}");
         let answer = self
-            .exchange(
-                Method::GET,
+            .get(
                 &format!("/v2/{name}/manifests/{digest}"),
-                Body::empty(),
-                HeaderMap::new(),
-                Some(self.max_manifest_bytes),
+                self.max_manifest_bytes,
             )
             .await
             .map_err(|k| self.error(doing(), k))?;
@@ -282,6 +273,18 @@ impl RegistryClient {
             None => "/v2/_catalog".to_owned(),
         };
         Pages::new(self, path, "repositories", "listing the catalog".into())
+    }
+
+    /// A GET whose 2xx body is read up to `limit` bytes.
+    async fn get(&self, path: &str, limit: usize) -> Result<Answer, ErrorKind> {
+        self.exchange(
+            Method::GET,
+            path,
+            Body::empty(),
+            HeaderMap::new(),
+            Some(limit),
+        )
+        .await
     }
 
     /// One request, bounded by the manifest deadline from its start to the end of its
@@ -447,16 +450,7 @@ impl<'a> Pages<'a> {
             return Err(fail(ErrorKind::TooManyPages(self.max_pages)));
         }
         self.read += 1;
-        let answer = client
-            .exchange(
-                Method::GET,
-                &path,
-                Body::empty(),
-                HeaderMap::new(),
-                Some(MAX_PAGE_BYTES),
-            )
-            .await
-            .map_err(&fail)?;
+        let answer = client.get(&path, MAX_PAGE_BYTES).await.map_err(&fail)?;
         match answer.status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
