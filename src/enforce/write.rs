@@ -315,11 +315,9 @@ impl Guard {
             return Ok(None);
         }
         match probe::resolve(
-            &self.forwarder,
+            &self.registry.as_client(&parts.headers, client),
             name,
             p.tag.as_str(),
-            &parts.headers,
-            client,
         )
         .await?
         {
@@ -451,13 +449,16 @@ impl Guard {
         parts: &Parts,
         client: &Client,
     ) -> Result<Option<Binding>, OciError> {
-        let existing =
-            match probe::resolve(&self.forwarder, name, tag.as_str(), &parts.headers, client)
-                .await?
-            {
-                Probe::Absent => return Ok(None),
-                Probe::Present(d) => d,
-            };
+        let existing = match probe::resolve(
+            &self.registry.as_client(&parts.headers, client),
+            name,
+            tag.as_str(),
+        )
+        .await?
+        {
+            Probe::Absent => return Ok(None),
+            Probe::Present(d) => d,
+        };
         let repo = name.as_str();
         let system = Actor {
             identity: None,
