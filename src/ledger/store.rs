@@ -156,6 +156,7 @@ impl Ledger {
             .disable_statement_logging()
             // A transaction left open by a stuck request must not hold tag locks forever.
             .options(settings);
+        let writes = bounds.is_some();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
@@ -165,11 +166,16 @@ impl Ledger {
             .test_before_acquire(false)
             // After a read-only failure (a failover), connections older than it are
             // closed instead of reused, and a new one must reach a writable server.
-            .before_acquire(|_conn, meta| {
-                Box::pin(async move { Ok(!failover::predates_read_only(meta.age)) })
+            // Only for the pools that write: an auditor may verify or explain from a
+            // standby.
+            .before_acquire(move |_conn, meta| {
+                Box::pin(async move { Ok(!(writes && failover::predates_read_only(meta.age))) })
             })
-            .after_connect(|conn, _meta| {
+            .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if !writes {
+                        return Ok(());
+                    }
                     let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
                         .fetch_one(&mut *conn)
                         .await?;
