@@ -26,4 +26,5 @@ pub mod reconcile;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
+pub mod tlog;
 pub mod ui;

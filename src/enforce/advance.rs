@@ -287,7 +287,8 @@ impl Guard {
             bound_by: actor.identity.as_deref(),
         })
         .await?;
-        Ok(tx.append(&event, actor).await?)
+        tx.append(&event, actor).await?;
+        Ok(())
     }
 
     fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {

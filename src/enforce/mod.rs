@@ -62,6 +62,8 @@ pub struct Guard {
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
+    /// Closed when the transparency log is not anchored (see `crate::tlog::anchor`).
+    log_gate: crate::tlog::anchor::Gate,
 }
 
 impl Guard {
@@ -84,7 +86,14 @@ impl Guard {
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
+            log_gate: crate::tlog::anchor::Gate::default(),
         }
+    }
+
+    /// Refuse manifest writes whenever `gate` is closed.
+    pub fn with_log_gate(mut self, gate: crate::tlog::anchor::Gate) -> Self {
+        self.log_gate = gate;
+        self
     }
 
     /// State whether the upstream authenticates (`upstream.authenticates`), instead of
