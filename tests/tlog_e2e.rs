@@ -200,7 +200,7 @@ async fn recompute_log(conn: &mut PgConnection, keep: i64) {
     let mut rows = Vec::new();
     for (stored, event) in leaves {
         let Some(e) = event else { continue };
-        let h = tlog_tiles::record_hash(&leaf::encode(&e.event, e.policy_hash.as_deref()));
+        let h = tlog_tiles::record_hash(&leaf::encode(&e.event));
         tree.push(h);
         rows.push((stored.event_id, e.txid, h));
     }

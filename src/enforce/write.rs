@@ -212,6 +212,7 @@ impl Guard {
                 rule: Some(&p.decision.rule),
                 reason: Some(reason),
                 detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Refuse, repo)
             });
         }
@@ -272,6 +273,7 @@ impl Guard {
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
                 reason,
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
             events.push(tx.append(&event, actor).await?);
@@ -333,6 +335,7 @@ impl Guard {
                 digest: Some(digest.as_str()),
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Repush, repo)
             };
             events.push(tx.append(&event, actor).await?);
@@ -478,6 +481,7 @@ impl Guard {
                 class: Some(decision.class),
                 rule: Some(&decision.rule),
                 reason: Some("found-in-registry"),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Adopt, repo)
             },
             &system,

@@ -201,7 +201,7 @@ impl Ledger {
             };
         let mut rows = sqlx::query(
             "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail, prev_hash, hash
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash, prev_hash, hash
              FROM tag_events ORDER BY repository, id",
         )
         .fetch(&self.pool);
@@ -264,7 +264,7 @@ impl Ledger {
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let rows = sqlx::query(
             "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
              FROM tag_events WHERE repository = $1 AND tag = $2 ORDER BY id",
         )
         .bind(repository)
@@ -461,8 +461,8 @@ impl LedgerTx {
         Ok(sqlx::query_scalar(
             "INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
                                      reason, identity, identity_verified, remote_addr, user_agent,
-                                     request_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                     request_id, detail, policy_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              RETURNING id",
         )
         .bind(chain::truncate_to_micros(chrono::Utc::now()))
@@ -480,6 +480,7 @@ impl LedgerTx {
         .bind(actor.user_agent.as_deref())
         .bind(actor.request_id.as_deref())
         .bind(e.detail.as_ref())
+        .bind(e.policy_hash)
         .fetch_one(&mut *self.tx)
         .await?)
     }

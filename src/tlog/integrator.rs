@@ -171,8 +171,7 @@ impl Integrator {
         let mut hashes: Vec<(u64, Hash)> = Vec::with_capacity(rows.len() * 2);
         for (i, row) in rows.iter().enumerate() {
             let n = size + i as u64;
-            let record =
-                tlog_tiles::record_hash(&leaf::encode(&row.event, row.policy_hash.as_deref()));
+            let record = tlog_tiles::record_hash(&leaf::encode(&row.event));
             let new = with_hashes(conn, &mut cache, |c| {
                 tlog_tiles::stored_hashes_for_record_hash(n, record, c)
             })

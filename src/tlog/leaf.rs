@@ -32,9 +32,9 @@ pub const FIELDS: [&str; 17] = [
     "policy_hash",
 ];
 
-/// The leaf of a stored event: `policy_hash` is the hex hash of the policy that
-/// decided it (absent for events recorded before policies were hashed).
-pub fn encode(e: &StoredEvent, policy_hash: Option<&str>) -> Vec<u8> {
+/// The leaf of a stored event. Its `policy_hash` (the policy that decided it) is absent
+/// for events recorded before migration 0010.
+pub fn encode(e: &StoredEvent) -> Vec<u8> {
     let id = e.id.to_string();
     let at = e.at.timestamp_micros().to_string();
     // jsonb keeps keys sorted and serde_json's map is ordered: stable across storing.
@@ -56,7 +56,7 @@ pub fn encode(e: &StoredEvent, policy_hash: Option<&str>) -> Vec<u8> {
         e.user_agent.as_deref(),
         e.request_id.as_deref(),
         detail.as_deref(),
-        policy_hash,
+        e.policy_hash.as_deref(),
     ];
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(DOMAIN.as_bytes());
@@ -131,12 +131,13 @@ mod tests {
             user_agent: Some("ü".into()),
             request_id: None,
             detail: Some(serde_json::json!({"b": 1, "a": [2]})),
+            policy_hash: Some("ab12".into()),
         }
     }
 
     #[test]
     fn round_trips_every_field() {
-        let leaf = encode(&event(), Some("ab12"));
+        let leaf = encode(&event());
         let fields = decode(&leaf).unwrap();
         assert_eq!(fields.len(), FIELDS.len());
         assert_eq!(fields[0], ("id", Some("7".into())));
@@ -148,22 +149,24 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_leaf() {
-        let base = encode(&event(), Some("ab12"));
+        let base = encode(&event());
         let mut e = event();
         e.id = 8;
-        assert_ne!(encode(&e, Some("ab12")), base);
+        assert_ne!(encode(&e), base);
         let mut e = event();
         e.identity_verified = false;
-        assert_ne!(encode(&e, Some("ab12")), base);
+        assert_ne!(encode(&e), base);
         let mut e = event();
         e.previous_digest = Some(String::new());
-        assert_ne!(encode(&e, Some("ab12")), base);
-        assert_ne!(encode(&event(), None), base);
+        assert_ne!(encode(&e), base);
+        let mut e = event();
+        e.policy_hash = None;
+        assert_ne!(encode(&e), base);
     }
 
     #[test]
     fn rejects_damaged_leaves() {
-        let leaf = encode(&event(), None);
+        let leaf = encode(&event());
         assert!(decode(&leaf[..leaf.len() - 1]).is_err());
         assert!(decode(&[&leaf[..], b"x"].concat()).is_err());
         assert!(decode(b"tagwarden-leaf-v2\n").is_err());

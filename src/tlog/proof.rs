@@ -45,7 +45,7 @@ pub async fn prove(conn: &mut PgConnection, event_id: i64) -> Result<Bundle, Log
     let event = store::event(conn, event_id)
         .await?
         .ok_or_else(|| refused(format!("event {event_id} is gone from the database")))?;
-    let text = leaf::encode(&event.event, event.policy_hash.as_deref());
+    let text = leaf::encode(&event.event);
     if tlog_tiles::record_hash(&text) != leaf.hash {
         return Err(refused(format!(
             "event {event_id} no longer matches its leaf {}: the database was altered",

@@ -16,7 +16,6 @@ pub type Position = (i64, i64);
 pub struct Pending {
     pub txid: i64,
     pub event: StoredEvent,
-    pub policy_hash: Option<String>,
 }
 
 /// One leaf as stored.
@@ -71,7 +70,7 @@ pub async fn pending(
     let rows = sqlx::query(
         "SELECT o.txid::text::bigint AS txid, e.id, e.at, e.action, e.repository, e.tag, e.digest, \
                 e.previous_digest, e.class, e.rule, e.reason, e.identity, e.identity_verified, \
-                e.remote_addr, e.user_agent, e.request_id, e.detail \
+                e.remote_addr, e.user_agent, e.request_id, e.detail, e.policy_hash \
          FROM notify_outbox o JOIN tag_events e ON e.id = o.event_id \
          WHERE (o.txid, o.event_id) > ($1::text::xid8, $2) AND o.txid < $3::xid8 \
          ORDER BY o.txid, o.event_id LIMIT $4",
@@ -87,7 +86,6 @@ pub async fn pending(
             Ok(Pending {
                 txid: r.get("txid"),
                 event: stored_event(r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-                policy_hash: None,
             })
         })
         .collect()
@@ -233,7 +231,7 @@ pub async fn event(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Pend
     let row = sqlx::query(
         "SELECT o.txid::text::bigint AS txid, e.id, e.at, e.action, e.repository, e.tag, e.digest, \
                 e.previous_digest, e.class, e.rule, e.reason, e.identity, e.identity_verified, \
-                e.remote_addr, e.user_agent, e.request_id, e.detail \
+                e.remote_addr, e.user_agent, e.request_id, e.detail, e.policy_hash \
          FROM tag_events e JOIN notify_outbox o ON o.event_id = e.id WHERE e.id = $1",
     )
     .bind(id)
@@ -243,7 +241,6 @@ pub async fn event(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Pend
         Ok(Pending {
             txid: r.get("txid"),
             event: stored_event(&r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            policy_hash: None,
         })
     })
     .transpose()
@@ -278,7 +275,7 @@ pub async fn all_leaves(
         "SELECT l.leaf_index, l.event_id, l.hash, l.txid::text::bigint AS txid, e.id, e.at, e.action, \
                 e.repository, e.tag, e.digest, e.previous_digest, e.class, e.rule, e.reason, e.identity, \
                 coalesce(e.identity_verified, false) AS identity_verified, e.remote_addr, e.user_agent, \
-                e.request_id, e.detail \
+                e.request_id, e.detail, e.policy_hash \
          FROM log_leaves l LEFT JOIN tag_events e ON e.id = l.event_id ORDER BY l.leaf_index",
     )
     .fetch_all(conn)
@@ -294,7 +291,6 @@ pub async fn all_leaves(
                 Some(_) => Some(Pending {
                     txid: r.get("txid"),
                     event: stored_event(r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-                    policy_hash: None,
                 }),
                 None => None,
             };
@@ -308,7 +304,7 @@ pub async fn unintegrated(conn: &mut PgConnection) -> sqlx::Result<Vec<StoredEve
     let rows = sqlx::query(
         "SELECT e.id, e.at, e.action, e.repository, e.tag, e.digest, e.previous_digest, e.class, \
                 e.rule, e.reason, e.identity, e.identity_verified, e.remote_addr, e.user_agent, \
-                e.request_id, e.detail \
+                e.request_id, e.detail, e.policy_hash \
          FROM tag_events e LEFT JOIN notify_outbox o ON o.event_id = e.id \
          WHERE NOT EXISTS (SELECT 1 FROM log_leaves l WHERE l.event_id = e.id) \
          ORDER BY o.txid, e.id",

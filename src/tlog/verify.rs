@@ -85,8 +85,7 @@ async fn check(
                 stored.event_id
             )));
         };
-        let record =
-            tlog_tiles::record_hash(&leaf::encode(&event.event, event.policy_hash.as_deref()));
+        let record = tlog_tiles::record_hash(&leaf::encode(&event.event));
         if record != stored.hash {
             return Ok(Err(format!(
                 "leaf {i} (event {}) does not match its stored hash: the event was edited, or events were reordered",
