@@ -454,6 +454,12 @@ async fn startup_refuses_writes_over_a_shorter_or_forked_history() {
         let e = support::http::parse_oci_error(&body, "refused write");
         assert_eq!(e.code, "UNAVAILABLE", "{body}");
         assert!(e.message.contains(why), "{body}");
+        let del = support::http::client()
+            .delete(format!("{}/v2/team/app/manifests/1.0.1", tw.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status(), StatusCode::SERVICE_UNAVAILABLE, "deletes too");
         tokio::time::sleep(Duration::from_millis(600)).await;
         // Nothing new was signed over the forked history.
         let newest = copy.query_column("SELECT coalesce(max(size), 0)::text FROM log_checkpoints");

@@ -493,11 +493,11 @@ impl Guard {
 
 /// A write refused because the transparency log no longer extends the checkpoint this
 /// tagwarden signed: recording more would extend a forked history.
-fn unanchored(why: String) -> OciError {
+pub(super) fn unanchored(why: String) -> OciError {
     OciError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "UNAVAILABLE",
-        format!("manifest writes are refused: {why}; an operator must check the ledger (tagwarden log verify)"),
+        format!("manifest writes and deletes are refused: {why}; an operator must check the ledger (tagwarden log verify)"),
     )
 }
 
