@@ -148,7 +148,7 @@ read -r P50 P99 N <<<"$(psql "$DB_URL" -XAtF' ' -c "
 cat <<MD
 ### Transparency log: one repository vs many, commit to checkpoint
 
-\`bench/tlog.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS CHECKPOINT_INTERVAL=$CHECKPOINT_INTERVAL), $(nproc) cores ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), tagwarden $(git rev-parse --short=12 HEAD), release build.
+\`bench/tlog.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS CHECKPOINT_INTERVAL=$CHECKPOINT_INTERVAL), $(nproc) cores ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`.
 
 | new immutable tags, $CONNECTIONS connections | requests/s per round | median |
 | --- | --- | --- |
