@@ -21,6 +21,7 @@ mod plan;
 mod probe;
 mod reach;
 mod refusal;
+mod retries;
 mod write;
 
 use std::future::Future;
@@ -33,9 +34,11 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::ledger::{Actor, Ledger, LedgerError, LedgerTx, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference};
+use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
+use crate::registry::RegistryClient;
 use crate::telemetry::Metrics;
 
 pub use access::UpstreamAuth;
@@ -46,29 +49,35 @@ pub use reach::collect as collect_references;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};
+use self::retries::FormatRetries;
 
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
 pub struct Guard {
+    /// The policy in force; each request pins a snapshot of it in `policy`.
+    live: LivePolicy,
+    /// The snapshot this request decides with (see [`Guard::pinned`]).
     policy: Arc<Policy>,
     ledger: Ledger,
     forwarder: Forwarder,
     metrics: Metrics,
     max_manifest_bytes: usize,
     read_bounds: ReadBounds,
-    /// tagwarden's own upstream credentials, for the writes it makes itself.
-    own_authorization: Option<HeaderValue>,
+    /// Asks the upstream: with tagwarden's own credentials for the writes it makes
+    /// itself, with a client's (`as_client`) for the checks of its requests.
+    registry: RegistryClient,
     /// Whether the upstream authenticates clients: decides whether an identity counts
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
     /// Closed when the transparency log is not anchored (see `crate::tlog::anchor`).
     log_gate: crate::tlog::anchor::Gate,
+    retries: Arc<FormatRetries>,
 }
 
 impl Guard {
     pub fn new(
-        policy: Arc<Policy>,
+        policy: LivePolicy,
         ledger: Ledger,
         forwarder: Forwarder,
         metrics: Metrics,
@@ -76,17 +85,35 @@ impl Guard {
         read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
+        let registry =
+            RegistryClient::new(forwarder.clone(), own_authorization, max_manifest_bytes);
         Guard {
-            policy,
+            policy: policy.current(),
+            live: policy,
             ledger,
             forwarder,
             metrics,
             max_manifest_bytes,
             read_bounds,
-            own_authorization,
+            registry,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
             log_gate: crate::tlog::anchor::Gate::default(),
+            retries: Arc::default(),
+        }
+    }
+
+    /// The policy handle that reloads replace.
+    pub fn live_policy(&self) -> &LivePolicy {
+        &self.live
+    }
+
+    /// A copy of this guard that decides with the policy in force now, from the start of
+    /// a request to its end, whatever reloads happen meanwhile.
+    fn pinned(&self) -> Guard {
+        Guard {
+            policy: self.live.current(),
+            ..self.clone()
         }
     }
 
@@ -113,7 +140,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),
@@ -130,7 +157,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),
@@ -187,11 +214,7 @@ impl Guard {
 
     /// Whether to record a refusal of `tag` for this client, or only count it.
     fn admit_refusal(&self, repo: &str, tag: &str, actor: &Actor) -> bool {
-        let who = actor
-            .identity
-            .as_deref()
-            .or(actor.remote_addr.as_deref())
-            .unwrap_or("");
+        let who = client_key(actor);
         match self.refusals.admit(repo, tag, who) {
             Admit::Record => true,
             Admit::Skip { first } => {
@@ -202,6 +225,23 @@ impl Guard {
                 false
             }
         }
+    }
+
+    /// Whether a refused manifest write is a client's retry, in another format, of one
+    /// just refused and recorded (see [`retries`]): answered, but not recorded again.
+    fn is_format_retry(&self, repo: &str, tag: &str, manifest: &[u8], actor: &Actor) -> bool {
+        let retry = self
+            .retries
+            .is_retry(repo, tag, client_key(actor), manifest);
+        if retry {
+            self.metrics.refusal_coalesced();
+            tracing::info!(
+                repository = repo,
+                tag,
+                "the same push in another format, refused again; recorded once"
+            );
+        }
+        retry
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
@@ -314,6 +354,15 @@ impl From<LedgerError> for OciError {
             }
         }
     }
+}
+
+/// Who a refusal is counted against: the identity, else the client's address.
+fn client_key(actor: &Actor) -> &str {
+    actor
+        .identity
+        .as_deref()
+        .or(actor.remote_addr.as_deref())
+        .unwrap_or("")
 }
 
 #[cfg(test)]

@@ -83,7 +83,15 @@ impl Guard {
 
         if plan.iter().any(Planned::refuses) {
             return self
-                .refuse(tx, name, &plan, digest, &parts, client, &mut actor)
+                .refuse(
+                    tx,
+                    name,
+                    &plan,
+                    (digest, &manifest.bytes),
+                    &parts,
+                    client,
+                    &mut actor,
+                )
                 .await;
         }
 
@@ -180,7 +188,7 @@ impl Guard {
         tx: LedgerTx,
         name: &Name,
         plan: &[Planned],
-        digest: &Digest,
+        (digest, manifest): (&Digest, &[u8]),
         parts: &Parts,
         client: &Client,
         actor: &mut Actor,
@@ -201,7 +209,9 @@ impl Guard {
                 continue;
             };
             first.get_or_insert((p.tag.as_str(), error));
-            if !self.admit_refusal(repo, p.tag.as_str(), actor) {
+            if self.is_format_retry(repo, p.tag.as_str(), manifest, actor)
+                || !self.admit_refusal(repo, p.tag.as_str(), actor)
+            {
                 continue;
             }
             events.push(NewEvent {
@@ -309,11 +319,9 @@ impl Guard {
             return Ok(None);
         }
         match probe::resolve(
-            &self.forwarder,
+            &self.registry.as_client(&parts.headers, client),
             name,
             p.tag.as_str(),
-            &parts.headers,
-            client,
         )
         .await?
         {
@@ -447,13 +455,16 @@ impl Guard {
         parts: &Parts,
         client: &Client,
     ) -> Result<Option<Binding>, OciError> {
-        let existing =
-            match probe::resolve(&self.forwarder, name, tag.as_str(), &parts.headers, client)
-                .await?
-            {
-                Probe::Absent => return Ok(None),
-                Probe::Present(d) => d,
-            };
+        let existing = match probe::resolve(
+            &self.registry.as_client(&parts.headers, client),
+            name,
+            tag.as_str(),
+        )
+        .await?
+        {
+            Probe::Absent => return Ok(None),
+            Probe::Present(d) => d,
+        };
         let repo = name.as_str();
         let system = Actor {
             identity: None,

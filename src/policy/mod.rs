@@ -6,6 +6,7 @@
 
 pub mod advance;
 mod defaults;
+pub mod live;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,11 @@ use sha2::{Digest as _, Sha256};
 use crate::config::PolicyConfig;
 
 /// What a rule makes of a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Stored as text (`tag_bindings.class`, `tag_events.class`), read back typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TagClass {
     /// Bound once to a digest, never re-pointed, never deleted.
     Immutable,
@@ -186,6 +190,12 @@ impl Policy {
     /// The effective rules as canonical JSON (what [`Policy::hash`] covers).
     pub fn canonical(&self) -> Vec<u8> {
         canonical_rules(&self.effective)
+    }
+
+    /// The rules in force, built-in ones included, in evaluation order: a policy that
+    /// [`Policy::from_config`] rebuilds exactly (same hash) with `include_defaults = false`.
+    pub fn effective_rules(&self) -> &[RuleConfig] {
+        &self.effective
     }
 
     /// The built-in rules alone.
