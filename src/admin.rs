@@ -29,14 +29,26 @@ pub struct AdminState {
     pub policy: LivePolicy,
 }
 
-pub fn router(state: AdminState, api: ApiState, pages: UiState) -> Router {
-    Router::new()
+pub fn router(state: AdminState, api: ApiState, pages: UiState, log: Option<LogRoutes>) -> Router {
+    let tokens = api.tokens.clone();
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
         .merge(api::router(api))
-        .merge(ui::router(pages))
+        .merge(ui::router(pages));
+    if let Some(log) = log {
+        app = app.merge(api::log::router(log.state, tokens, log.public));
+    }
+    app
+}
+
+/// The transparency log's routes, when the log is on.
+pub struct LogRoutes {
+    pub state: api::log::LogState,
+    /// Served without a token (`tlog.public`).
+    pub public: bool,
 }
 
 /// Ready when both the upstream answers `/v2/` (any HTTP answer, 401 included) and

@@ -11,6 +11,7 @@ use crate::policy::Policy;
 
 mod audit;
 mod explain_at;
+mod log;
 mod pulls;
 mod reconcile;
 mod rewind;
@@ -107,6 +108,8 @@ enum Command {
     /// Who pulled a tag or digest, when, and which digest they got (the pull log):
     /// e.g. `tagwarden pulls driftwood/web:1.4 --since 2h`.
     Pulls(pulls::PullsArgs),
+    /// The signed transparency log: keygen, checkpoint, prove, verify, verify-proof.
+    Log(log::LogArgs),
 }
 
 /// Where the configuration, the registry and the ledger are.
@@ -250,6 +253,7 @@ pub fn run() -> ExitCode {
         Command::Rewind(args) => block_on(args.run()),
         Command::Audit(command) => run_audit(command.run()),
         Command::Pulls(args) => run_audit(args.run()),
+        Command::Log(args) => run_audit(args.run()),
     }
 }
 
@@ -304,11 +308,19 @@ async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
         match &r.broken {
             Some(why) => println!("BROKEN  {}: {why}", r.repository),
             None => println!(
-                "ok      {}: {} events verified{}, head {}",
+                "ok      {}: {} events verified{}{}, head {}",
                 r.repository,
                 r.checked,
                 if r.unhashed > 0 {
                     format!(" ({} older events unhashed)", r.unhashed)
+                } else {
+                    String::new()
+                },
+                if r.logged > 0 {
+                    format!(
+                        ", {} later events in the transparency log (tagwarden log verify)",
+                        r.logged
+                    )
                 } else {
                     String::new()
                 },

@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub reconcile: ReconcileConfig,
     #[serde(default)]
+    pub tlog: TlogConfig,
+    #[serde(default)]
     pub reload: ReloadConfig,
 }
 
@@ -526,6 +528,81 @@ impl NotifyConfig {
     }
 }
 
+/// The transparency log (`crate::tlog`). `[log]` is the logging section, so the log of
+/// events is `[tlog]`. Without a signing key the log is off: events are recorded as
+/// always but not sequenced or signed (a startup warning says so).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlogConfig {
+    /// The Ed25519 signer key written by `tagwarden log keygen` (mode 0600).
+    pub signing_key_file: Option<PathBuf>,
+    /// The checkpoint origin line; defaults to the key's name.
+    pub origin: Option<String>,
+    /// How often a new checkpoint is signed (when the tree grew).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Where the last signed checkpoint is kept, outside the database; required with a
+    /// key.
+    pub state_file: Option<PathBuf>,
+    /// Serve `/log/checkpoint` and `/log/tile/...` without a token.
+    pub public: bool,
+    /// Where each new checkpoint is posted (a witness or a log pipeline).
+    pub witness_url: Option<String>,
+    /// Events integrated per transaction.
+    pub batch: u32,
+}
+
+impl Default for TlogConfig {
+    fn default() -> Self {
+        TlogConfig {
+            signing_key_file: None,
+            origin: None,
+            checkpoint_interval: Duration::from_secs(1),
+            state_file: None,
+            public: false,
+            witness_url: None,
+            batch: 1000,
+        }
+    }
+}
+
+impl TlogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        if self.signing_key_file.is_some() && self.state_file.is_none() {
+            return Err(invalid(
+                "tlog.state_file",
+                "is required with tlog.signing_key_file: it anchors the log outside the database",
+            ));
+        }
+        if self.checkpoint_interval < Duration::from_millis(50)
+            || self.checkpoint_interval > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "tlog.checkpoint_interval",
+                "must be between 50ms and 1h",
+            ));
+        }
+        if !(1..=10_000).contains(&self.batch) {
+            return Err(invalid("tlog.batch", "must be between 1 and 10000"));
+        }
+        if let Some(u) = &self.witness_url {
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || reqwest::Url::parse(u).is_err()
+            {
+                return Err(invalid(
+                    "tlog.witness_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reconciliation: finding what was written to the registry around tagwarden.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -777,6 +854,7 @@ impl Config {
         self.pulls.validate()?;
         self.notify.validate()?;
         self.reconcile.validate()?;
+        self.tlog.validate()?;
         self.reload.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),

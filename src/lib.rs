@@ -28,4 +28,5 @@ pub mod reload;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
+pub mod tlog;
 pub mod ui;

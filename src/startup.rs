@@ -76,6 +76,25 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         config.upstream.authorization(),
     )
     .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates));
+    let log_gate = crate::tlog::anchor::Gate::default();
+    let guard = guard.with_log_gate(log_gate.clone());
+    let log_routes = if crate::tlog::integrator::start(&config, &ledger, &log_gate).await? {
+        Some(admin::LogRoutes {
+            state: crate::api::log::LogState {
+                pool: Ledger::connect_reader(
+                    config.database.url.expose(),
+                    2,
+                    config.database.acquire_timeout,
+                    config.admin.query_timeout,
+                )?
+                .pool()
+                .clone(),
+            },
+            public: config.tlog.public,
+        })
+    } else {
+        None
+    };
 
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
@@ -145,6 +164,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             audit,
             sessions: Arc::new(Sessions::new(tokens)),
         },
+        log_routes,
     );
 
     let client_options = server::Options {

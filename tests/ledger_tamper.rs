@@ -1,12 +1,18 @@
-//! Tamper evidence: every history event is hash-chained, and `tagwarden verify-ledger`
-//! finds an edit or a deletion made behind tagwarden's back by a database superuser.
+//! Tamper evidence of databases written before the transparency log: their events are
+//! hash-chained per repository, and `tagwarden verify-ledger` still finds an edit or a
+//! deletion made behind tagwarden's back by a database superuser. Events written since
+//! carry no chain hash; `tagwarden log verify` checks them (tests/tlog_e2e.rs).
 
 mod support;
 
 use std::process::Output;
 
+use std::time::Duration;
+
 use sqlx::{Connection, Executor, PgConnection};
-use support::{skopeo, Image, OciLayout, Stack};
+use support::{skopeo, Database, Image, OciLayout, Stack};
+use tagwarden::ledger::chain::{self, HashedFields};
+use tagwarden::ledger::{Action, Actor, Ledger, NewEvent};
 
 async fn verify(db_url: &str) -> (bool, String) {
     let url = db_url.to_string();
@@ -75,11 +81,72 @@ async fn push_history(stack: &Stack) {
     .assert_success();
 }
 
+/// A database as an older tagwarden left it: hash-chained events of two repositories
+/// (as before migration 0011), with their chain heads and the chains' end.
+async fn old_database() -> Database {
+    let db = Database::fresh();
+    let ledger = Ledger::connect_lazy(db.url(), 2, Duration::from_secs(10)).unwrap();
+    ledger.migrate().await.expect("migrate");
+    let mut conn = PgConnection::connect(db.url()).await.unwrap();
+    let mut prev: std::collections::HashMap<&str, Vec<u8>> = Default::default();
+    let base = chrono::DateTime::from_timestamp_micros(1_790_000_000_000_000).unwrap();
+    let rows = [
+        ("team/app", "create", "1.0.0"),
+        ("team/app", "refuse", "1.0.0"),
+        ("team/app", "create", "latest"),
+        ("team/app", "move", "latest"),
+        ("team/app", "create", "1.0.1"),
+        ("other/app", "create", "2.0.0"),
+    ];
+    for (i, (repo, action, tag)) in rows.into_iter().enumerate() {
+        let digest = format!("sha256:{}", format!("{i:x}").repeat(64));
+        let fields = HashedFields {
+            at: base + chrono::Duration::seconds(i as i64),
+            action,
+            repository: repo,
+            tag: Some(tag),
+            digest: Some(&digest),
+            ..HashedFields::default()
+        };
+        let p = prev.get(repo).cloned().unwrap_or_default();
+        let h = chain::hash(&p, &fields);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tag_events (at, action, repository, tag, digest, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(fields.at)
+        .bind(action)
+        .bind(repo)
+        .bind(tag)
+        .bind(&digest)
+        .bind(&p)
+        .bind(&h)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO chain_heads (repository, last_id, hash) VALUES ($1, $2, $3)
+             ON CONFLICT (repository) DO UPDATE SET last_id = EXCLUDED.last_id, hash = EXCLUDED.hash",
+        )
+        .bind(repo)
+        .bind(id)
+        .bind(&h)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE chain_end SET last_chained_id = $1")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        prev.insert(repo, h);
+    }
+    db
+}
+
 #[tokio::test]
-async fn verify_ledger_passes_on_an_untouched_ledger() {
-    let stack = Stack::start().await;
-    push_history(&stack).await;
-    let db = stack.front.database().expect("tagwarden in front");
+async fn verify_ledger_passes_on_an_untouched_old_ledger_and_leaves_new_events_to_the_log() {
+    let db = old_database().await;
     let (ok, text) = verify(db.url()).await;
     assert!(ok, "{text}");
     assert!(
@@ -87,13 +154,33 @@ async fn verify_ledger_passes_on_an_untouched_ledger() {
         "{text}"
     );
     assert!(text.contains("all 2 repository chain(s) intact"), "{text}");
+
+    // An event written now carries no chain hash: it is the log's to check.
+    let ledger = Ledger::connect_lazy(db.url(), 2, Duration::from_secs(10)).unwrap();
+    let mut tx = ledger.begin().await.unwrap();
+    tx.append(
+        &NewEvent {
+            tag: Some("1.0.2"),
+            ..NewEvent::new(Action::Create, "team/app")
+        },
+        &Actor::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (ok, text) = verify(db.url()).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "ok      team/app: 5 events verified, 1 later events in the transparency log"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn an_edited_event_is_found() {
-    let stack = Stack::start().await;
-    push_history(&stack).await;
-    let db = stack.front.database().expect("tagwarden in front");
+    let db = old_database().await;
     let id = db.query_column(
         "SELECT min(id)::text FROM tag_events WHERE repository = 'team/app' AND action = 'refuse'",
     )[0]
@@ -122,9 +209,7 @@ async fn an_edited_event_is_found() {
 
 #[tokio::test]
 async fn a_deleted_event_and_a_deleted_tail_are_found() {
-    let stack = Stack::start().await;
-    push_history(&stack).await;
-    let db = stack.front.database().expect("tagwarden in front");
+    let db = old_database().await;
     let ids: Vec<String> = db
         .query_column("SELECT id::text FROM tag_events WHERE repository = 'team/app' ORDER BY id")
         .into_iter()

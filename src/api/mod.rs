@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod log;
 pub mod openapi;
 pub mod pulls;
 pub mod rewind;

@@ -295,7 +295,8 @@ impl Guard {
             bound_by: actor.identity.as_deref(),
         })
         .await?;
-        Ok(tx.append(&event, actor).await?)
+        tx.append(&event, actor).await?;
+        Ok(())
     }
 
     /// Write a manifest under a tag with tagwarden's own credentials, never a client's.

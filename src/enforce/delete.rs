@@ -22,6 +22,9 @@ impl Guard {
         parts: Parts,
         client: &Client,
     ) -> Result<Response, OciError> {
+        if let Some(why) = self.log_gate.refusal() {
+            return Err(super::write::unanchored(why));
+        }
         let mut actor = identity::actor(&parts.headers, client);
         let repo = name.as_str();
         let (mut tx, digest_bindings) = match reference {

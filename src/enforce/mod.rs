@@ -70,6 +70,8 @@ pub struct Guard {
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
+    /// Closed when the transparency log is not anchored (see `crate::tlog::anchor`).
+    log_gate: crate::tlog::anchor::Gate,
     retries: Arc<FormatRetries>,
 }
 
@@ -96,6 +98,7 @@ impl Guard {
             registry,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
+            log_gate: crate::tlog::anchor::Gate::default(),
             retries: Arc::default(),
         }
     }
@@ -112,6 +115,12 @@ impl Guard {
             policy: self.live.current(),
             ..self.clone()
         }
+    }
+
+    /// Refuse manifest writes whenever `gate` is closed.
+    pub fn with_log_gate(mut self, gate: crate::tlog::anchor::Gate) -> Self {
+        self.log_gate = gate;
+        self
     }
 
     /// State whether the upstream authenticates (`upstream.authenticates`), instead of

@@ -34,6 +34,9 @@ impl Guard {
         body: Body,
         client: &Client,
     ) -> Result<Response, OciError> {
+        if let Some(why) = self.log_gate.refusal() {
+            return Err(unanchored(why));
+        }
         let mut actor = identity::actor(&parts.headers, client);
         let tags = tags_of(reference, parts.uri.query())?;
         let expected = match reference {
@@ -134,7 +137,7 @@ impl Guard {
         plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
 
         actor.verified = self.verified(&actor).await;
-        let warnings = self
+        let (warnings, events) = self
             .record_accepted(&mut tx, repo, &plan, digest, &actor)
             .await?;
         if let Some(refs) = references.take() {
@@ -165,6 +168,7 @@ impl Guard {
         tracing::info!(repository = repo, tags = ?tags.iter().map(Tag::as_str).collect::<Vec<_>>(), %digest, "manifest accepted");
 
         let mut out = self.forwarder.downstream_response(resp);
+        add_receipts(&mut out, &events);
         for w in warnings {
             if let Ok(v) =
                 HeaderValue::from_str(&format!("299 tagwarden \"{}\"", w.replace('"', "'")))
@@ -232,7 +236,7 @@ impl Guard {
     }
 
     /// Bind and record each tag of an accepted write; the warnings of rules in warn
-    /// mode, for the client.
+    /// mode, for the client, and the ids of the events recorded.
     async fn record_accepted(
         &self,
         tx: &mut LedgerTx,
@@ -240,8 +244,9 @@ impl Guard {
         plan: &[Planned],
         digest: &Digest,
         actor: &Actor,
-    ) -> Result<Vec<String>, OciError> {
+    ) -> Result<(Vec<String>, Vec<i64>), OciError> {
         let mut warnings = Vec::new();
+        let mut events = Vec::new();
         for p in plan {
             let (action, previous, reason) = match &p.verdict {
                 Verdict::Create => (Action::Create, None, None),
@@ -259,7 +264,6 @@ impl Guard {
                     (Action::Warn, previous.as_deref(), Some(*reason))
                 }
             };
-            // Bind first: the append locks the repository's chain head until commit.
             tx.bind(&NewBinding {
                 repository: repo,
                 tag: p.tag.as_str(),
@@ -282,9 +286,9 @@ impl Guard {
                 policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
-            tx.append(&event, actor).await?;
+            events.push(tx.append(&event, actor).await?);
         }
-        Ok(warnings)
+        Ok((warnings, events))
     }
 
     /// An identical re-push of a release that the registry already serves is answered
@@ -332,6 +336,7 @@ impl Guard {
         }
         actor.verified = self.verified(actor).await;
         let repo = name.as_str();
+        let mut events = Vec::new();
         if self.first_repush(tx, repo, p, digest, actor).await? {
             let event = NewEvent {
                 tag: Some(p.tag.as_str()),
@@ -341,7 +346,7 @@ impl Guard {
                 policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Repush, repo)
             };
-            tx.append(&event, actor).await?;
+            events.push(tx.append(&event, actor).await?);
         }
         tracing::info!(repository = repo, tag = p.tag.as_str(), %digest, "identical re-push of a release answered without rewriting the registry");
         let mut resp = StatusCode::CREATED.into_response();
@@ -357,6 +362,7 @@ impl Guard {
             "docker-distribution-api-version",
             HeaderValue::from_static(crate::oci::error::API_VERSION),
         );
+        add_receipts(&mut resp, &events);
         Ok(Some(resp))
     }
 
@@ -495,6 +501,28 @@ impl Guard {
         Ok(tx.binding(repo, tag.as_str()).await?)
     }
 }
+
+/// A write refused because the transparency log no longer extends the checkpoint this
+/// tagwarden signed: recording more would extend a forked history.
+pub(super) fn unanchored(why: String) -> OciError {
+    OciError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        format!("manifest writes and deletes are refused: {why}; an operator must check the ledger (tagwarden log verify)"),
+    )
+}
+
+/// The receipt of an accepted write: one `Tagwarden-Event` header per event it
+/// recorded, for `tagwarden log prove --event`.
+fn add_receipts(resp: &mut Response, events: &[i64]) {
+    for id in events {
+        resp.headers_mut()
+            .append(RECEIPT_HEADER, HeaderValue::from(*id));
+    }
+}
+
+/// The header naming the events an accepted manifest write recorded.
+pub const RECEIPT_HEADER: &str = "tagwarden-event";
 
 /// The most tags one manifest write may name (the path's and `?tag=` parameters). Each
 /// tag costs a lock, a ledger lookup and possibly a request to the upstream, all inside

@@ -124,6 +124,8 @@ pub struct Verifier {
     /// Events before the chain began (written before hashing existed).
     pub unhashed_prefix: u64,
     pub checked: u64,
+    /// Events after the chains ended, left to the transparency log.
+    pub logged: u64,
     pub broken: Option<Break>,
 }
 

@@ -247,7 +247,13 @@ impl Ledger {
     }
 
     /// Recompute every repository's hash chain, streaming the history in id order.
+    /// Chains end at migration 0011 (`chain_end`): later events carry no chain hash and
+    /// are counted as `logged`, for `tagwarden log verify` to check.
     pub async fn verify_chains(&self) -> Result<Vec<ChainReport>, LedgerError> {
+        let chain_end: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(last_chained_id), 0) FROM chain_end")
+                .fetch_one(&self.pool)
+                .await?;
         let heads: Vec<(String, i64, Vec<u8>)> =
             sqlx::query_as("SELECT repository, last_id, hash FROM chain_heads")
                 .fetch_all(&self.pool)
@@ -285,6 +291,10 @@ impl Ledger {
             let event = stored_event(&r)?;
             let prev_hash: Option<Vec<u8>> = r.get("prev_hash");
             let hash: Option<Vec<u8>> = r.get("hash");
+            if hash.is_none() && event.id > chain_end {
+                v.logged += 1;
+                continue;
+            }
             v.next(
                 event.id,
                 &hashed_fields(&event),
@@ -343,6 +353,8 @@ pub struct ChainReport {
     pub checked: u64,
     /// Events written before the chain began (no hash).
     pub unhashed: u64,
+    /// Events after the chains ended (migration 0011), covered by the transparency log.
+    pub logged: u64,
     /// Hex of the last verified hash: record it elsewhere to anchor the chain.
     pub head: Option<String>,
     pub broken: Option<String>,
@@ -354,6 +366,7 @@ impl ChainReport {
             repository,
             checked: v.checked,
             unhashed: v.unhashed_prefix,
+            logged: v.logged,
             head: v.head_hash().map(hex::encode),
             broken: v.broken.as_ref().map(ToString::to_string),
         }
@@ -519,87 +532,36 @@ impl LedgerTx {
         Ok(())
     }
 
-    /// Append an event to the history, chained to the previous event of its repository.
-    /// Locks the repository's chain head until the transaction ends, which also puts
-    /// concurrent appends to one repository in id order. Call it last before
-    /// [`LedgerTx::commit`]: every statement after it lengthens that lock.
-    ///
-    /// One round trip: the statement locks the head, stores the event with
-    /// `sha256(previous hash || canonical encoding)` (the same hash as
-    /// [`chain::hash`]) and advances the head. A repository's first event also
-    /// creates its head.
-    pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<(), LedgerError> {
-        let fields = HashedFields {
-            at: chain::truncate_to_micros(chrono::Utc::now()),
-            action: e.action.as_str(),
-            repository: e.repository,
-            tag: e.tag,
-            digest: e.digest,
-            previous_digest: e.previous_digest,
-            class: e.class.map(|c| c.as_str()),
-            rule: e.rule,
-            reason: e.reason,
-            identity: actor.identity.as_deref(),
-            identity_verified: actor.verified,
-            remote_addr: actor.remote_addr.as_deref(),
-            user_agent: actor.user_agent.as_deref(),
-            request_id: actor.request_id.as_deref(),
-            detail: e.detail.as_ref(),
-        };
-        let canonical = chain::canonical(&fields);
-        for _ in 0..2 {
-            let appended: Option<i64> = sqlx::query_scalar(
-                "WITH head AS (
-                     SELECT CASE WHEN last_id = 0 THEN ''::bytea ELSE hash END AS prev
-                     FROM chain_heads WHERE repository = $3 FOR UPDATE
-                 ), event AS (
-                     INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
-                                             reason, identity, identity_verified, remote_addr, user_agent,
-                                             request_id, detail, prev_hash, hash, policy_hash)
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            head.prev, sha256(head.prev || $16), $17
-                     FROM head
-                     RETURNING id, hash
-                 )
-                 UPDATE chain_heads SET last_id = event.id, hash = event.hash
-                 FROM event WHERE chain_heads.repository = $3
-                 RETURNING event.id",
-            )
-            .bind(fields.at)
-            .bind(fields.action)
-            .bind(fields.repository)
-            .bind(fields.tag)
-            .bind(fields.digest)
-            .bind(fields.previous_digest)
-            .bind(fields.class)
-            .bind(fields.rule)
-            .bind(fields.reason)
-            .bind(fields.identity)
-            .bind(fields.identity_verified)
-            .bind(fields.remote_addr)
-            .bind(fields.user_agent)
-            .bind(fields.request_id)
-            .bind(fields.detail)
-            .bind(&canonical)
-            .bind(e.policy_hash)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            if appended.is_some() {
-                return Ok(());
-            }
-            // The repository's first event: create its head, then append.
-            sqlx::query(
-                "INSERT INTO chain_heads (repository, last_id, hash) VALUES ($1, 0, '')
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(e.repository)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Err(LedgerError::Query(format!(
-            "the chain head of {} could not be created",
-            e.repository
-        )))
+    /// Append an event to the history; its id, for the client's receipt. Only an
+    /// insert: no row is locked, so writes to one repository do not wait on each other.
+    /// The transparency log's integrator gives the event its place in the log once the
+    /// transaction has committed (see `crate::tlog`).
+    pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<i64, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
+                                     reason, identity, identity_verified, remote_addr, user_agent,
+                                     request_id, detail, policy_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             RETURNING id",
+        )
+        .bind(chain::truncate_to_micros(chrono::Utc::now()))
+        .bind(e.action.as_str())
+        .bind(e.repository)
+        .bind(e.tag)
+        .bind(e.digest)
+        .bind(e.previous_digest)
+        .bind(e.class.map(|c| c.as_str()))
+        .bind(e.rule)
+        .bind(e.reason)
+        .bind(actor.identity.as_deref())
+        .bind(actor.verified)
+        .bind(actor.remote_addr.as_deref())
+        .bind(actor.user_agent.as_deref())
+        .bind(actor.request_id.as_deref())
+        .bind(e.detail.as_ref())
+        .bind(e.policy_hash)
+        .fetch_one(&mut *self.tx)
+        .await?)
     }
 
     pub async fn commit(self) -> Result<(), LedgerError> {

@@ -48,6 +48,27 @@ impl Database {
         }
     }
 
+    /// A new database with the same contents (`CREATE DATABASE ... TEMPLATE`), dropped
+    /// with the copy. Nothing may be connected to this one meanwhile.
+    pub fn copy(&self) -> Database {
+        let name = format!("tagwarden_t_{}", uuid::Uuid::new_v4().simple());
+        let (admin, db, from) = (self.admin_url.clone(), name.clone(), self.name.clone());
+        run_blocking(async move {
+            let mut conn = connect(&admin).await?;
+            conn.execute(format!(r#"CREATE DATABASE "{db}" TEMPLATE "{from}""#).as_str())
+                .await
+                .map_err(|e| format!("CREATE DATABASE {db} TEMPLATE {from}: {e}"))?;
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("copy {}: {e}", self.name));
+        Database {
+            url: with_database(&self.admin_url, &name),
+            name,
+            admin_url: self.admin_url.clone(),
+            owned: true,
+        }
+    }
+
     /// A handle on an existing database (for queries), left alone on drop.
     pub fn attach(url: &str) -> Database {
         let parsed = Url::parse(url).unwrap_or_else(|e| panic!("bad database URL {url:?}: {e}"));
