@@ -18,8 +18,8 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
 use super::access::Denied;
-use super::plan::{self, Facts, Planned, Releases, Verdict};
-use super::{check_stored_digest, identity, manifest, probe, refusal, Guard, Probe};
+use super::plan::{self, Facts, Kept, Planned, Releases, Verdict};
+use super::{append, check_stored_digest, gates, identity, manifest, probe, refusal, Guard, Probe};
 use crate::ledger::{Action, Actor, Binding, LedgerTx, NewBinding, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, TagClass};
@@ -72,7 +72,7 @@ impl Guard {
         let mut facts = Vec::with_capacity(tags.len());
         for tag in &tags {
             facts.push(
-                self.read_facts(&mut tx, name, tag, digest, &parts, client)
+                self.read_facts(&mut tx, name, tag, &manifest, &parts, client)
                     .await?,
             );
         }
@@ -379,10 +379,11 @@ impl Guard {
         tx: &mut LedgerTx,
         name: &Name,
         tag: &Tag,
-        digest: &Digest,
+        manifest: &manifest::Manifest,
         parts: &Parts,
         client: &Client,
     ) -> Result<Facts, OciError> {
+        let digest = &manifest.digest;
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
         let current = tx.binding(repo, tag.as_str()).await?;
@@ -417,6 +418,16 @@ impl Guard {
             }
             None => None,
         };
+        let promotion = match &decision.promotion {
+            Some(p) => Some(gates::read(tx, repo, p, digest.as_str()).await?),
+            None => None,
+        };
+        let kept = match current.as_ref().filter(|b| b.deleted_at.is_none()) {
+            Some(b) if decision.class == TagClass::AppendOnly && b.digest != digest.as_str() => {
+                Some(self.kept(name, b, manifest, parts, client).await?)
+            }
+            _ => None,
+        };
         Ok(Facts {
             tag: tag.clone(),
             decision,
@@ -424,7 +435,45 @@ impl Guard {
             adopted,
             taken,
             releases,
+            promotion,
+            kept,
         })
+    }
+
+    /// What the manifest an append-only tag names now lists (read from the registry by
+    /// its bound digest, so checked against it), and what the new one lists.
+    async fn kept(
+        &self,
+        name: &Name,
+        bound: &Binding,
+        manifest: &manifest::Manifest,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Kept, OciError> {
+        let next = append::listing(&manifest.bytes)?;
+        let Ok(previous) = Digest::parse(&bound.digest) else {
+            return Err(probe::cannot_check(&format!(
+                "the ledger binds {name}:{} to {:?}, not a digest",
+                bound.tag, bound.digest
+            )));
+        };
+        let bytes = probe::fetch_manifest(
+            &self.forwarder,
+            name,
+            &previous,
+            self.max_manifest_bytes,
+            &parts.headers,
+            client,
+        )
+        .await?;
+        let previous = match bytes {
+            Some(b) => Some(append::listing(&b)?),
+            None => {
+                tracing::warn!(repository = name.as_str(), tag = bound.tag, digest = bound.digest, "the manifest an append-only tag names is not in the registry; nothing of it is left to keep");
+                None
+            }
+        };
+        Ok(Kept { previous, next })
     }
 
     /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,

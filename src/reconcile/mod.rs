@@ -328,11 +328,12 @@ impl Reconciler {
     }
 }
 
-/// A binding's stored class; the column's CHECK admits only these three.
+/// A binding's stored class; the column's CHECK admits only these four.
 fn class_of(stored: &str) -> TagClass {
     match stored {
         "immutable" => TagClass::Immutable,
         "exempt" => TagClass::Exempt,
+        "append_only" => TagClass::AppendOnly,
         _ => TagClass::Moving,
     }
 }
