@@ -700,7 +700,7 @@ proptest! {
         hex in lower_hex(64..65),
         suffix in select(vec!["", ".sig", ".att", ".sbom"]),
     ) {
-        assert_class(&format!("sha256-{hex}{suffix}"), TagClass::Exempt, "signatures-and-referrers")?;
+        assert_class(&format!("sha256-{hex}{suffix}"), TagClass::AppendOnly, "signatures-and-referrers")?;
     }
 
     #[test]

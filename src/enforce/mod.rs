@@ -23,6 +23,7 @@ mod plan;
 mod probe;
 mod reach;
 mod refusal;
+mod retries;
 mod write;
 
 use std::future::Future;
@@ -49,6 +50,7 @@ pub use reach::collect as collect_references;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};
+use self::retries::FormatRetries;
 
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
@@ -65,6 +67,7 @@ pub struct Guard {
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
+    retries: Arc<FormatRetries>,
 }
 
 impl Guard {
@@ -87,6 +90,7 @@ impl Guard {
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
+            retries: Arc::default(),
         }
     }
 
@@ -181,11 +185,7 @@ impl Guard {
 
     /// Whether to record a refusal of `tag` for this client, or only count it.
     fn admit_refusal(&self, repo: &str, tag: &str, actor: &Actor) -> bool {
-        let who = actor
-            .identity
-            .as_deref()
-            .or(actor.remote_addr.as_deref())
-            .unwrap_or("");
+        let who = client_key(actor);
         match self.refusals.admit(repo, tag, who) {
             Admit::Record => true,
             Admit::Skip { first } => {
@@ -196,6 +196,23 @@ impl Guard {
                 false
             }
         }
+    }
+
+    /// Whether a refused manifest write is a client's retry, in another format, of one
+    /// just refused and recorded (see [`retries`]): answered, but not recorded again.
+    fn is_format_retry(&self, repo: &str, tag: &str, manifest: &[u8], actor: &Actor) -> bool {
+        let retry = self
+            .retries
+            .is_retry(repo, tag, client_key(actor), manifest);
+        if retry {
+            self.metrics.refusal_coalesced();
+            tracing::info!(
+                repository = repo,
+                tag,
+                "the same push in another format, refused again; recorded once"
+            );
+        }
+        retry
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
@@ -308,6 +325,15 @@ impl From<LedgerError> for OciError {
             }
         }
     }
+}
+
+/// Who a refusal is counted against: the identity, else the client's address.
+fn client_key(actor: &Actor) -> &str {
+    actor
+        .identity
+        .as_deref()
+        .or(actor.remote_addr.as_deref())
+        .unwrap_or("")
 }
 
 #[cfg(test)]

@@ -80,7 +80,15 @@ impl Guard {
 
         if plan.iter().any(Planned::refuses) {
             return self
-                .refuse(tx, name, &plan, digest, &parts, client, &mut actor)
+                .refuse(
+                    tx,
+                    name,
+                    &plan,
+                    (digest, &manifest.bytes),
+                    &parts,
+                    client,
+                    &mut actor,
+                )
                 .await;
         }
 
@@ -176,7 +184,7 @@ impl Guard {
         tx: LedgerTx,
         name: &Name,
         plan: &[Planned],
-        digest: &Digest,
+        (digest, manifest): (&Digest, &[u8]),
         parts: &Parts,
         client: &Client,
         actor: &mut Actor,
@@ -197,7 +205,9 @@ impl Guard {
                 continue;
             };
             first.get_or_insert((p.tag.as_str(), error));
-            if !self.admit_refusal(repo, p.tag.as_str(), actor) {
+            if self.is_format_retry(repo, p.tag.as_str(), manifest, actor)
+                || !self.admit_refusal(repo, p.tag.as_str(), actor)
+            {
                 continue;
             }
             events.push(NewEvent {
@@ -208,6 +218,7 @@ impl Guard {
                 rule: Some(&p.decision.rule),
                 reason: Some(reason),
                 detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Refuse, repo)
             });
         }
@@ -268,6 +279,7 @@ impl Guard {
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
                 reason,
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
             tx.append(&event, actor).await?;
@@ -328,6 +340,7 @@ impl Guard {
                 digest: Some(digest.as_str()),
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Repush, repo)
             };
             tx.append(&event, actor).await?;
@@ -521,6 +534,7 @@ impl Guard {
                 class: Some(decision.class),
                 rule: Some(&decision.rule),
                 reason: Some("found-in-registry"),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Adopt, repo)
             },
             &system,

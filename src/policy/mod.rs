@@ -10,6 +10,7 @@ pub mod promote;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::config::PolicyConfig;
 
@@ -86,17 +87,25 @@ pub struct RuleConfig {
     #[serde(default)]
     pub follow: bool,
     /// For moving tags: the tags a digest must come from (see [`promote`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promote_from: Vec<String>,
     /// With `promote_from`: how long after a source moved on its old digest may still
     /// be promoted; only what a source names now when absent.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub promote_window: Option<std::time::Duration>,
     /// With `promote_from`: how long a source must have named the digest.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub soak: Option<std::time::Duration>,
     /// For moving tags: the digest must be bound to a live immutable release tag.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_release: bool,
 }
 
@@ -167,7 +176,14 @@ pub const FALLBACK_RULE: &str = "unmatched-tags-move";
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// The effective rules (the team's, then the built-ins), as recorded for audits.
+    effective: Vec<RuleConfig>,
+    /// Hex sha256 of [`Policy::canonical`]: names this exact policy in the ledger.
+    hash: String,
 }
+
+/// Bumped if the canonical encoding of a policy ever changes.
+const POLICY_DOMAIN: &[u8] = b"tagwarden-policy-v1\n";
 
 /// A rule that cannot be used; names the rule and the key.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -189,15 +205,38 @@ impl PolicyError {
 impl Policy {
     pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
         let mut rules = Vec::new();
+        let mut effective = Vec::new();
         for (index, rc) in config.rules.iter().enumerate() {
             rules.push(compile(index, rc)?);
+            effective.push(rc.clone());
         }
         if config.include_defaults {
             for rc in defaults::rules() {
                 rules.push(compile(usize::MAX, &rc).expect("built-in rules compile"));
+                effective.push(rc);
             }
         }
-        Ok(Policy { rules })
+        let mut hasher = Sha256::new();
+        hasher.update(POLICY_DOMAIN);
+        hasher.update(canonical_rules(&effective));
+        let hash = hex::encode(hasher.finalize());
+        Ok(Policy {
+            rules,
+            effective,
+            hash,
+        })
+    }
+
+    /// Hex sha256 of the effective rules in their canonical encoding. Every ledger event
+    /// records it, so an audit can tell which policy decided a write; the built-in rules
+    /// are part of it, so an upgrade that changes them changes the hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The effective rules as canonical JSON (what [`Policy::hash`] covers).
+    pub fn canonical(&self) -> Vec<u8> {
+        canonical_rules(&self.effective)
     }
 
     /// The built-in rules alone.
@@ -277,6 +316,7 @@ impl Policy {
             (TagClass::AppendOnly, Mode::Warn) => "a manifest that drops a descriptor, or a delete while its subject is a live release, is allowed but recorded as a violation",
         };
         out += &format!("  effect:  {effect}\n");
+        out += &format!("  policy:  {}\n", self.hash);
         out
     }
 }
@@ -376,6 +416,12 @@ fn promotion(
         soak: rc.soak,
         require_release: rc.require_release,
     }))
+}
+
+/// serde_json writes struct fields in declaration order and has no whitespace, so the
+/// same rules always give the same bytes.
+fn canonical_rules(rules: &[RuleConfig]) -> Vec<u8> {
+    serde_json::to_vec(rules).expect("rules serialise")
 }
 
 #[cfg(test)]
