@@ -696,7 +696,7 @@ proptest! {
     }
 
     #[test]
-    fn signature_and_referrer_tags_are_exempt(
+    fn signature_and_referrer_tags_are_append_only(
         hex in lower_hex(64..65),
         suffix in select(vec!["", ".sig", ".att", ".sbom"]),
     ) {
