@@ -72,6 +72,38 @@ impl Setup {
     }
 }
 
+/// The audit page of `tag`, as an auditor signed in to the admin listener sees it.
+async fn tag_page(s: &Setup, tag: &str) -> String {
+    let base = s.tw.admin_url();
+    let http = support::http::client();
+    let login = http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", audit::TOKEN)
+                .append_pair("next", "/ui/")
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let cookie = support::http::header(&login, "set-cookie").expect("a session cookie");
+    let cookie = cookie.split(';').next().unwrap().trim().to_owned();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("repository", REPO)
+        .append_pair("tag", tag)
+        .finish();
+    let page = http
+        .get(format!("{base}/ui/tag?{query}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
 fn tagwarden(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagwarden"))
         .args(args)
@@ -165,6 +197,11 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
             "promotion-not-soaked",
             "promotion-not-a-release"
         ]
+    );
+    let page = tag_page(&s, "production").await;
+    assert!(
+        page.contains("promotion-not-soaked") && page.contains("promotion-not-a-release"),
+        "{page}"
     );
 
     // explain shows the gates and judges what staging names now.
@@ -342,5 +379,10 @@ async fn signature_tags_only_grow_and_stay_while_their_release_lives() {
             "SELECT class FROM tag_bindings WHERE tag = '{sig_tag}'"
         )),
         [Some("append_only".to_owned())]
+    );
+    let page = tag_page(&s, &sig_tag).await;
+    assert!(
+        page.contains("append-only-descriptor-dropped") && page.contains("append-only-delete"),
+        "{page}"
     );
 }
