@@ -380,6 +380,46 @@ async fn signature_tags_only_grow_and_stay_while_their_release_lives() {
         )),
         [Some("append_only".to_owned())]
     );
+
+    // The referrers fallback index only grows too: manifests among manifests.
+    let referrers_tag = format!("sha256-{}", &release.digest()["sha256:".len()..]);
+    let [a1, a2] = [&s1, &s2].map(|l| signature(&config, &[l]));
+    for a in [&a1, &a2] {
+        let r = put_manifest(&base, REPO, &a.digest, a).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "push {} by digest",
+            a.digest
+        );
+    }
+    let index = |listed: &[&Blob]| {
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": listed.iter().map(|m| m.descriptor()).collect::<Vec<_>>(),
+        });
+        Blob::new(
+            "application/vnd.oci.image.index.v1+json",
+            serde_json::to_vec(&index).unwrap(),
+        )
+    };
+    for listed in [&[&a1][..], &[&a1, &a2][..]] {
+        let r = put_manifest(&base, REPO, &referrers_tag, &index(listed)).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "an artifact appended");
+    }
+    let e = expect_oci_error(
+        put_manifest(&base, REPO, &referrers_tag, &index(&[&a2])).await,
+        StatusCode::CONFLICT,
+        "an artifact dropped",
+    )
+    .await;
+    assert!(
+        e.message.contains(&format!("drops manifest {}", a1.digest)),
+        "{}",
+        e.message
+    );
+
     let page = tag_page(&s, &sig_tag).await;
     assert!(
         page.contains("append-only-descriptor-dropped") && page.contains("append-only-delete"),
