@@ -5,3 +5,4 @@
 ALTER TABLE tag_bindings DROP CONSTRAINT tag_bindings_class_check;
 ALTER TABLE tag_bindings ADD CONSTRAINT tag_bindings_class_check
     CHECK (class IN ('immutable', 'moving', 'exempt', 'append_only'));
+

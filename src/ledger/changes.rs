@@ -6,6 +6,11 @@ use chrono::{DateTime, Utc};
 use super::store::{LedgerError, LedgerTx};
 use crate::policy::promote::Change;
 
+/// Measured on 1,050,000 events of which 50,000 belong to the source tag: 14 ms for a
+/// 7-day window (the by-tag index visits every event of the tag), 0.06 ms without a
+/// window. An index on `(repository, tag, at)` brings the first to 0.6 ms but takes
+/// the audit history queries off `tag_events_by_tag`, so it is not added.
+///
 /// The most changes of one tag read for one decision. A tag that changed more often
 /// within the window is judged on its newest changes only: older spans are missing,
 /// which can refuse a promotion but never allow one.

@@ -310,6 +310,7 @@ impl Policy {
         let effect = match (d.class, d.mode) {
             (TagClass::Immutable, Mode::Enforce) => "the first push binds the tag to its digest; identical re-pushes are accepted; pushes of other bytes and deletes are refused",
             (TagClass::Immutable, Mode::Warn) => "the first push binds the tag; pushes of other bytes and deletes are allowed but recorded as violations and answered with a Warning header",
+            (TagClass::Moving, _) if d.promotion.is_some() => "a push may move the tag only to a digest its gates accept; every move, refusal and delete is recorded",
             (TagClass::Moving, _) => "any push may move the tag; every move and delete is recorded with the previous digest",
             (TagClass::Exempt, _) => "tooling may rewrite it freely (signatures, referrers); every write is recorded",
             (TagClass::AppendOnly, Mode::Enforce) => "a new manifest must still list every layer (or, for an index, every manifest) the previous one listed; deleting it is refused while its subject is a live release",
