@@ -314,7 +314,7 @@ impl Policy {
             (TagClass::Moving, _) => "any push may move the tag; every move and delete is recorded with the previous digest",
             (TagClass::Exempt, _) => "tooling may rewrite it freely (signatures, referrers); every write is recorded",
             (TagClass::AppendOnly, Mode::Enforce) => "a new manifest must still list every layer (or, for an index, every manifest) the previous one listed; deleting it is refused while its subject is a live release",
-            (TagClass::AppendOnly, Mode::Warn) => "a manifest that drops a descriptor, or a delete while its subject is a live release, is allowed but recorded as a violation",
+            (TagClass::AppendOnly, Mode::Warn) => "a manifest that drops a descriptor is allowed but recorded as a violation and answered with a Warning header; deletes are allowed and recorded",
         };
         out += &format!("  effect:  {effect}\n");
         out += &format!("  policy:  {}\n", self.hash);
