@@ -128,7 +128,7 @@ impl From<Binding> for TagBinding {
             repository: b.repository,
             tag: b.tag,
             digest: b.digest,
-            class: b.class,
+            class: b.class.as_str().to_owned(),
             rule: b.rule,
             since: b.first_bound_at,
             bound_by: b.bound_by,
@@ -424,7 +424,7 @@ fn binding_change(e: &StoredEvent) -> BindingChange {
         digest: e.digest.clone(),
         reason: e.reason.clone(),
         identity: e.identity.clone(),
-        class: e.class.clone(),
+        class: e.class.map(|c| c.as_str().to_owned()),
     }
 }
 

@@ -39,6 +39,7 @@ use crate::oci::{Digest, Name, OciError, Reference};
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
+use crate::registry::RegistryClient;
 use crate::telemetry::Metrics;
 
 pub use access::UpstreamAuth;
@@ -61,8 +62,9 @@ pub struct Guard {
     metrics: Metrics,
     max_manifest_bytes: usize,
     read_bounds: ReadBounds,
-    /// tagwarden's own upstream credentials, for the writes it makes itself.
-    own_authorization: Option<HeaderValue>,
+    /// Asks the upstream: with tagwarden's own credentials for the writes it makes
+    /// itself, with a client's (`as_client`) for the checks of its requests.
+    registry: RegistryClient,
     /// Whether the upstream authenticates clients: decides whether an identity counts
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
@@ -80,6 +82,8 @@ impl Guard {
         read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
+        let registry =
+            RegistryClient::new(forwarder.clone(), own_authorization, max_manifest_bytes);
         Guard {
             policy,
             ledger,
@@ -87,7 +91,7 @@ impl Guard {
             metrics,
             max_manifest_bytes,
             read_bounds,
-            own_authorization,
+            registry,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
             retries: Arc::default(),

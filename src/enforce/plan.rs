@@ -317,7 +317,7 @@ mod tests {
             repository: REPO.into(),
             tag: tag.into(),
             digest: digest.into(),
-            class: "immutable".into(),
+            class: TagClass::Immutable,
             rule: "r".into(),
             bound_by: Some("alice".into()),
             first_bound_at: now,

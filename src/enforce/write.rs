@@ -315,11 +315,9 @@ impl Guard {
             return Ok(None);
         }
         match probe::resolve(
-            &self.forwarder,
+            &self.registry.as_client(&parts.headers, client),
             name,
             p.tag.as_str(),
-            &parts.headers,
-            client,
         )
         .await?
         {
@@ -465,22 +463,18 @@ impl Guard {
     ) -> Result<Kept, OciError> {
         let next = append::listing(&manifest.bytes)?;
         let Ok(previous) = Digest::parse(&bound.digest) else {
-            return Err(probe::cannot_check(&format!(
+            return Err(crate::registry::cannot_check(&format!(
                 "the ledger binds {name}:{} to {:?}, not a digest",
                 bound.tag, bound.digest
             )));
         };
-        let bytes = probe::fetch_manifest(
-            &self.forwarder,
-            name,
-            &previous,
-            self.max_manifest_bytes,
-            &parts.headers,
-            client,
-        )
-        .await?;
-        let previous = match bytes {
-            Some(b) => Some(append::listing(&b)?),
+        let held = self
+            .registry
+            .as_client(&parts.headers, client)
+            .manifest(name, &previous)
+            .await?;
+        let previous = match held {
+            Some(m) => Some(append::listing(&m.bytes)?),
             None => {
                 tracing::warn!(repository = name.as_str(), tag = bound.tag, digest = bound.digest, "the manifest an append-only tag names is not in the registry; nothing of it is left to keep");
                 None
@@ -500,13 +494,16 @@ impl Guard {
         parts: &Parts,
         client: &Client,
     ) -> Result<Option<Binding>, OciError> {
-        let existing =
-            match probe::resolve(&self.forwarder, name, tag.as_str(), &parts.headers, client)
-                .await?
-            {
-                Probe::Absent => return Ok(None),
-                Probe::Present(d) => d,
-            };
+        let existing = match probe::resolve(
+            &self.registry.as_client(&parts.headers, client),
+            name,
+            tag.as_str(),
+        )
+        .await?
+        {
+            Probe::Absent => return Ok(None),
+            Probe::Present(d) => d,
+        };
         let repo = name.as_str();
         let system = Actor {
             identity: None,

@@ -23,13 +23,13 @@ pub use queries::{
 pub use references::{ManifestRef, Reach, RefKind};
 pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
-/// A tag's current binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tag's current binding, as a row of `tag_bindings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Binding {
     pub repository: String,
     pub tag: String,
     pub digest: String,
-    pub class: String,
+    pub class: TagClass,
     pub rule: String,
     pub bound_by: Option<String>,
     pub first_bound_at: DateTime<Utc>,
@@ -37,9 +37,10 @@ pub struct Binding {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// What happened, as recorded in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What happened, as recorded in the history (`tag_events.action`, text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Action {
     /// A tag bound for the first time.
     Create,

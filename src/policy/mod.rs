@@ -15,8 +15,11 @@ use sha2::{Digest as _, Sha256};
 use crate::config::PolicyConfig;
 
 /// What a rule makes of a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Stored as text (`tag_bindings.class`, `tag_events.class`), read back typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TagClass {
     /// Bound once to a digest, never re-pointed, never deleted.
     Immutable,
@@ -28,6 +31,7 @@ pub enum TagClass {
     /// previous one listed (cosign appends signature layers, the referrers fallback
     /// index appends manifests); not deleted while its subject is a live release.
     #[serde(rename = "append_only")]
+    #[sqlx(rename = "append_only")]
     AppendOnly,
 }
 
