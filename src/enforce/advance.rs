@@ -200,6 +200,20 @@ impl Guard {
         who: &str,
         bypass_gates: bool,
     ) -> Result<Rewound, OciError> {
+        self.pinned()
+            .try_rewind(name, tag, to, reason, who, bypass_gates)
+            .await
+    }
+
+    async fn try_rewind(
+        &self,
+        name: &Name,
+        tag: &Tag,
+        to: &Tag,
+        reason: &str,
+        who: &str,
+        bypass_gates: bool,
+    ) -> Result<Rewound, OciError> {
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
         if decision.class != TagClass::Moving {

@@ -7,6 +7,7 @@
 
 pub mod chain;
 mod changes;
+pub mod policies;
 pub mod queries;
 pub mod references;
 mod repush;
