@@ -86,7 +86,8 @@ enum Command {
         reference: String,
         #[arg(long, env = "TAGWARDEN_CONFIG")]
         config: Option<PathBuf>,
-        /// With the ledger, also show what an advancing tag names now and may name next.
+        /// With the ledger, also show what an advancing tag names now and may name next,
+        /// and whether what a gated tag's sources name now would pass its gates.
         #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// Explain with the policy that was in force at this instant (RFC 3339, e.g.
@@ -363,10 +364,26 @@ fn explain(reference: &str, config: Option<PathBuf>, database_url: Option<String
         Err(e) => return fail(&format!("{}: {e}", e.key())),
     };
     print!("{}", policy.explain(repo, tag));
-    match (policy.classify(repo, tag).advance, database_url) {
+    let decision = policy.classify(repo, tag);
+    match (decision.advance, database_url) {
+        (None, Some(url)) if decision.promotion.is_some() => block_on(async move {
+            let ledger =
+                crate::ledger::Ledger::connect_lazy(&url, 1, std::time::Duration::from_secs(10))?;
+            print!(
+                "{}",
+                crate::enforce::promotion_outlook(&ledger, repo, tag, &decision).await?
+            );
+            Ok(())
+        }),
         (Some(advance), Some(url)) => block_on(async move {
             let ledger =
                 crate::ledger::Ledger::connect_lazy(&url, 1, std::time::Duration::from_secs(10))?;
+            if decision.promotion.is_some() {
+                print!(
+                    "{}",
+                    crate::enforce::promotion_outlook(&ledger, repo, tag, &decision).await?
+                );
+            }
             let current = ledger
                 .binding(repo, tag)
                 .await?

@@ -48,7 +48,7 @@ fn explain_shows_the_rule_class_and_effect() {
     assert!(text(&out).contains("class:   moving"), "{}", text(&out));
 
     let sig = format!("driftwood/web:sha256-{}.sig", "ab".repeat(32));
-    assert!(text(&tagwarden(&["explain", &sig])).contains("class:   exempt"));
+    assert!(text(&tagwarden(&["explain", &sig])).contains("class:   append_only"));
 }
 
 #[test]

@@ -358,12 +358,12 @@ proptest! {
     }
 
     #[test]
-    fn signature_and_referrer_tags_are_exempt(
+    fn signature_and_referrer_tags_are_append_only(
         hex in "[0-9a-f]{64}",
         suffix in prop::sample::select(vec!["", ".sig", ".att", ".sbom"]),
     ) {
         let tag = format!("sha256-{hex}{suffix}");
-        prop_assert_eq!(POLICY.classify("a/b", &tag).class, TagClass::Exempt);
+        prop_assert_eq!(POLICY.classify("a/b", &tag).class, TagClass::AppendOnly);
     }
 
     #[test]

@@ -696,11 +696,11 @@ proptest! {
     }
 
     #[test]
-    fn signature_and_referrer_tags_are_exempt(
+    fn signature_and_referrer_tags_are_append_only(
         hex in lower_hex(64..65),
         suffix in select(vec!["", ".sig", ".att", ".sbom"]),
     ) {
-        assert_class(&format!("sha256-{hex}{suffix}"), TagClass::Exempt, "signatures-and-referrers")?;
+        assert_class(&format!("sha256-{hex}{suffix}"), TagClass::AppendOnly, "signatures-and-referrers")?;
     }
 
     #[test]

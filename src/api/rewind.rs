@@ -1,5 +1,7 @@
 //! `POST /api/v1/rewind`: move a moving tag back to an earlier release, deliberately.
-//! Admin tokens only; recorded in the history with the reason and the token's name.
+//! Admin tokens only; recorded in the history with the reason and the token's name. A
+//! promotion gate is bypassed only on request (`bypass_gates`), and the bypass is
+//! recorded in the event's reason.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -23,6 +25,9 @@ pub struct RewindRequest {
     pub to: String,
     /// Why: shown in the tag's history.
     pub reason: String,
+    /// Move the tag even if a promotion gate refuses the release; recorded.
+    #[serde(default)]
+    pub bypass_gates: bool,
 }
 
 pub async fn rewind(
@@ -47,6 +52,9 @@ pub async fn rewind(
     }
     let who = format!("token:{}", caller.name);
     Ok(Json(
-        state.guard.rewind(&name, &tag, &to, reason, &who).await?,
+        state
+            .guard
+            .rewind(&name, &tag, &to, reason, &who, req.bypass_gates)
+            .await?,
     ))
 }

@@ -17,6 +17,10 @@ pub struct RewindArgs {
     /// Why: recorded in the tag's history.
     #[arg(long)]
     reason: String,
+    /// Move the tag even if one of its promotion gates refuses the release (the bypass
+    /// is recorded with the reason).
+    #[arg(long)]
+    bypass_gates: bool,
     /// The tagwarden admin listener, e.g. http://127.0.0.1:5001
     #[arg(long, value_name = "URL")]
     api: String,
@@ -37,18 +41,23 @@ impl RewindArgs {
             "tag": tag,
             "to": self.to,
             "reason": self.reason,
+            "bypass_gates": self.bypass_gates,
         });
         let done: Rewound = client.post("rewind", &body).await?;
         if self.json {
             println!("{}", serde_json::to_string(&done)?);
         } else {
             println!(
-                "{}:{} now names release {} ({}), was {}",
+                "{}:{} now names release {} ({}), was {}{}",
                 done.repository,
                 done.tag,
                 done.release,
                 done.digest,
-                done.previous_digest.as_deref().unwrap_or("nothing")
+                done.previous_digest.as_deref().unwrap_or("nothing"),
+                done.bypassed_gate
+                    .as_deref()
+                    .map(|g| format!(" (gate {g} bypassed)"))
+                    .unwrap_or_default()
             );
         }
         Ok(())

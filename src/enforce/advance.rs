@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use super::plan::{self, Verdict};
-use super::Guard;
+use super::{gates, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::advance as rules;
@@ -39,6 +39,9 @@ pub struct Rewound {
     pub previous_digest: Option<String>,
     pub digest: String,
     pub release: String,
+    /// The promotion gate the rewind was allowed to bypass, if one refused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypassed_gate: Option<String>,
 }
 
 impl Guard {
@@ -148,6 +151,22 @@ impl Guard {
             // An older release arrived late: the tag stays where it is.
             return Ok(false);
         }
+        if let Some(p) = &decision.promotion {
+            let facts = gates::read(&mut tx, repo, p, digest.as_str()).await?;
+            let gated = plan::gates(
+                repo,
+                tag.as_str(),
+                decision,
+                current_digest,
+                digest.as_str(),
+                Some(&facts),
+                true,
+            );
+            if gated.is_some() {
+                // Its gates do not let it follow yet.
+                return Ok(false);
+            }
+        }
         self.put_as_tagwarden(name, tag, digest, manifest.clone(), content_type.clone())
             .await?;
         let actor = Actor {
@@ -170,7 +189,8 @@ impl Guard {
 
     /// Move a moving tag back to an earlier release, deliberately: the operator's
     /// escape hatch for an incident. Uses tagwarden's own upstream credentials and is
-    /// recorded with the reason and who asked.
+    /// recorded with the reason and who asked. A promotion gate that refuses the
+    /// release is bypassed only when `bypass_gates` says so; the bypass is recorded.
     pub async fn rewind(
         &self,
         name: &Name,
@@ -178,8 +198,11 @@ impl Guard {
         to: &Tag,
         reason: &str,
         who: &str,
+        bypass_gates: bool,
     ) -> Result<Rewound, OciError> {
-        self.pinned().try_rewind(name, tag, to, reason, who).await
+        self.pinned()
+            .try_rewind(name, tag, to, reason, who, bypass_gates)
+            .await
     }
 
     async fn try_rewind(
@@ -189,6 +212,7 @@ impl Guard {
         to: &Tag,
         reason: &str,
         who: &str,
+        bypass_gates: bool,
     ) -> Result<Rewound, OciError> {
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
@@ -227,6 +251,32 @@ impl Guard {
             .await?
             .filter(|b| b.deleted_at.is_none())
             .map(|b| b.digest);
+        let mut bypassed = None;
+        if let Some(p) = &decision.promotion {
+            let facts = gates::read(&mut tx, repo, p, digest.as_str()).await?;
+            let gated = plan::gates(
+                repo,
+                tag.as_str(),
+                &decision,
+                previous.as_deref(),
+                digest.as_str(),
+                Some(&facts),
+                false,
+            );
+            if let Some(Verdict::Violation {
+                mut error, reason, ..
+            }) = gated
+            {
+                if !bypass_gates {
+                    error.message = format!(
+                        "{}; to move it anyway an admin runs: tagwarden rewind {repo}:{tag} --to {to} --bypass-gates --reason \"...\"",
+                        error.message
+                    );
+                    return Err(error);
+                }
+                bypassed = Some((p.clone(), reason));
+            }
+        }
         self.put_as_tagwarden(name, tag, &digest, manifest, content_type)
             .await?;
         let actor = Actor {
@@ -234,7 +284,17 @@ impl Guard {
             verified: true,
             ..Actor::default()
         };
-        let reason = format!("rewind to {to}: {reason}");
+        let bypassed_gate = bypassed.as_ref().map(|(_, r)| {
+            crate::policy::promote::Gate::ALL
+                .into_iter()
+                .find(|g| g.reason() == *r)
+                .map_or("gate", |g| g.key())
+                .to_owned()
+        });
+        let reason = match &bypassed_gate {
+            Some(g) => format!("rewind to {to}, bypassing gate {g}: {reason}"),
+            None => format!("rewind to {to}: {reason}"),
+        };
         let own = OwnMove {
             repo,
             tag,
@@ -252,6 +312,7 @@ impl Guard {
             previous_digest: previous,
             digest: digest.as_str().to_owned(),
             release: to.as_str().to_owned(),
+            bypassed_gate,
         })
     }
 

@@ -7,7 +7,7 @@ use axum::response::Response;
 use http::request::Parts;
 use http::StatusCode;
 
-use super::{blob, identity, probe, refusal, Guard};
+use super::{append, blob, identity, probe, refusal, Guard};
 use crate::ledger::{Action, Binding, LedgerTx, NewEvent, RefKind};
 use crate::oci::{Name, OciError, Reference};
 use crate::policy::{Decision, Mode, TagClass};
@@ -43,11 +43,19 @@ impl Guard {
         // The tags this delete removes, with their decisions.
         let mut affected: Vec<(Binding, Decision)> = Vec::new();
         let mut refused: Vec<Binding> = Vec::new();
+        // Append-only tags whose subject is a live release, with its release tags.
+        let mut kept: Vec<(Binding, Vec<String>)> = Vec::new();
         match reference {
             Reference::Tag(tag) => {
                 let decision = self.policy.classify(repo, tag.as_str());
                 let binding = tx.binding(repo, tag.as_str()).await?;
-                if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                let live = binding.as_ref().filter(|b| b.deleted_at.is_none());
+                if let Some(releases) = self
+                    .subject_releases(&mut tx, repo, live, &decision)
+                    .await?
+                {
+                    kept.push((live.cloned().expect("a live binding"), releases));
+                } else if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
                     let b = binding.unwrap_or_else(|| unbound(repo, tag.as_str(), &decision));
                     refused.push(b);
                 } else if let Some(b) = binding.filter(|b| b.deleted_at.is_none()) {
@@ -57,7 +65,14 @@ impl Guard {
             Reference::Digest(digest) => {
                 for b in digest_bindings {
                     let decision = self.policy.classify(repo, &b.tag);
-                    if decision.class == TagClass::Immutable && decision.mode == Mode::Enforce {
+                    if let Some(releases) = self
+                        .subject_releases(&mut tx, repo, Some(&b), &decision)
+                        .await?
+                    {
+                        kept.push((b, releases));
+                    } else if decision.class == TagClass::Immutable
+                        && decision.mode == Mode::Enforce
+                    {
                         refused.push(b);
                     } else {
                         affected.push((b, decision));
@@ -88,6 +103,38 @@ impl Guard {
                     }
                 }
             }
+        }
+
+        if refused.is_empty() && !kept.is_empty() {
+            if let Some(upstream_answer) = self
+                .before_refusing(name, &parts, client, &mut actor)
+                .await?
+            {
+                return Ok(upstream_answer);
+            }
+            let listed: Vec<(&Binding, Vec<String>)> =
+                kept.iter().map(|(b, r)| (b, r.clone())).collect();
+            let error = refusal::append_only_delete(repo, reference.as_str(), &listed);
+            let events = kept
+                .iter()
+                .filter(|(b, _)| self.admit_refusal(repo, &b.tag, &actor))
+                .map(|(b, _)| NewEvent {
+                    tag: Some(&b.tag),
+                    digest: Some(&b.digest),
+                    class: Some(TagClass::AppendOnly),
+                    rule: Some(&b.rule),
+                    reason: Some("append-only-delete"),
+                    detail: error.detail.clone(),
+                    policy_hash: Some(self.policy.hash()),
+                    ..NewEvent::new(Action::Refuse, repo)
+                });
+            self.record_refusal(tx, events.collect(), &actor).await;
+            tracing::info!(
+                repository = repo,
+                reference = reference.as_str(),
+                "refused deleting an append-only tag of a live release"
+            );
+            return Err(error);
         }
 
         if !refused.is_empty() {
@@ -182,6 +229,28 @@ impl Guard {
         let mut out = self.forwarder.downstream_response(resp);
         blob::warn_header(&mut out, repo, "manifest", reference.as_str(), &warned);
         Ok(out)
+    }
+
+    /// For a live append-only tag under an enforcing rule: the live release tags of its
+    /// subject (the digest its name carries), when there are any.
+    async fn subject_releases(
+        &self,
+        tx: &mut LedgerTx,
+        repo: &str,
+        binding: Option<&Binding>,
+        decision: &Decision,
+    ) -> Result<Option<Vec<String>>, OciError> {
+        let Some(b) = binding.filter(|b| b.deleted_at.is_none()) else {
+            return Ok(None);
+        };
+        if decision.class != TagClass::AppendOnly || decision.mode != Mode::Enforce {
+            return Ok(None);
+        }
+        let Some(subject) = append::subject(&b.tag) else {
+            return Ok(None);
+        };
+        let releases = tx.release_tags(repo, &subject).await?;
+        Ok((!releases.is_empty()).then_some(releases))
     }
 
     /// Lock a digest together with every tag bound to it, in one sorted call, so that

@@ -12,8 +12,10 @@
 
 mod access;
 mod advance;
+mod append;
 mod blob;
 mod delete;
+mod gates;
 pub(crate) mod identity;
 mod limiter;
 mod manifest;
@@ -43,6 +45,7 @@ use crate::telemetry::Metrics;
 
 pub use access::UpstreamAuth;
 pub use advance::Rewound;
+pub use gates::outlook as promotion_outlook;
 pub use manifest::ReadBounds;
 pub use probe::Probe;
 pub use reach::collect as collect_references;

@@ -1,6 +1,7 @@
 //! The decision of a manifest write, with no I/O: given each tag's class, its binding,
-//! what the registry held for a tag the ledger never saw, and the releases of the
-//! digests an advancing tag would move between, what happens to each tag.
+//! what the registry held for a tag the ledger never saw, the releases of the digests
+//! an advancing tag would move between, the history of a gated tag's sources, and what
+//! an append-only tag's manifests list, what happens to each tag.
 //!
 //! Everything this needs is read first (under the tags' locks) by the write handler in
 //! `mod.rs`; everything it decides is carried out there. Keeping the matrix here makes
@@ -9,8 +10,10 @@
 use crate::ledger::Binding;
 use crate::oci::{OciError, Tag};
 use crate::policy::advance::{self as rules, Series};
+use crate::policy::promote::Source;
 use crate::policy::{Decision, Mode, TagClass};
 
+use super::append::{self, Listing};
 use super::refusal;
 
 /// The decision for one tag of a write.
@@ -62,6 +65,28 @@ pub(super) struct Facts {
     /// For a tag that only moves forward: the releases of the digests it would move
     /// between.
     pub releases: Option<Releases>,
+    /// For a tag with promotion gates: what its sources named, and when.
+    pub promotion: Option<PromotionFacts>,
+    /// For an append-only tag this write would re-point: what both manifests list.
+    pub kept: Option<Kept>,
+}
+
+/// What the promotion gates of a tag are checked against.
+#[derive(Debug, Clone)]
+pub(super) struct PromotionFacts {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub sources: Vec<Source>,
+    /// The digest of this write is bound to a live release tag.
+    pub target_is_release: bool,
+}
+
+/// The listings an append-only rewrite is checked with.
+#[derive(Debug, Clone)]
+pub(super) struct Kept {
+    /// What the manifest the tag names now lists; `None` when the registry no longer
+    /// holds it (nothing of it is left to keep).
+    pub previous: Option<Listing>,
+    pub next: Listing,
 }
 
 /// Live immutable tags of the repository bound to a digest.
@@ -121,6 +146,10 @@ fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdic
     if !matches!(verdict, Verdict::Create | Verdict::Move { .. }) {
         return verdict;
     }
+    if let (Verdict::Move { previous }, TagClass::AppendOnly) = (&verdict, f.decision.class) {
+        return append_only(repo, tag, &f.decision, previous, digest, f.kept.as_ref())
+            .unwrap_or(verdict);
+    }
     let empty = Releases::default();
     let releases = f.releases.as_ref().unwrap_or(&empty);
     let mut of_target = releases.of_target.clone();
@@ -134,7 +163,87 @@ fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdic
         &releases.of_current,
         &of_target,
     )
+    .or_else(|| {
+        gates(
+            repo,
+            tag,
+            &f.decision,
+            live.map(|b| b.digest.as_str()),
+            digest,
+            f.promotion.as_ref(),
+            !in_request.is_empty(),
+        )
+    })
     .unwrap_or(verdict)
+}
+
+/// Whether a gated tag may take `target`; `Some(violation)` when a gate refuses it.
+/// Without the facts (never read) every gate fails closed. A release tag created by
+/// the same request counts for `require_release`.
+pub(super) fn gates(
+    repo: &str,
+    tag: &str,
+    decision: &Decision,
+    current: Option<&str>,
+    target: &str,
+    facts: Option<&PromotionFacts>,
+    release_in_request: bool,
+) -> Option<Verdict> {
+    let promotion = decision.promotion.as_ref()?;
+    let (now, sources, is_release) = match facts {
+        Some(f) => (
+            f.now,
+            f.sources.as_slice(),
+            f.target_is_release || release_in_request,
+        ),
+        None => (chrono::Utc::now(), &[][..], false),
+    };
+    let failure = promotion.check(now, sources, target, is_release).err()?;
+    Some(Verdict::Violation {
+        error: refusal::gate(
+            repo,
+            tag,
+            &decision.rule,
+            promotion,
+            &failure,
+            sources,
+            target,
+        ),
+        reason: failure.gate.reason(),
+        previous: current.map(str::to_owned),
+    })
+}
+
+/// Whether an append-only tag may move from `current` to `target`: only if the new
+/// manifest keeps every descriptor of the current one. Without the listings (never
+/// read) the rewrite is refused.
+fn append_only(
+    repo: &str,
+    tag: &str,
+    decision: &Decision,
+    current: &str,
+    target: &str,
+    kept: Option<&Kept>,
+) -> Option<Verdict> {
+    let missing = match kept {
+        Some(Kept { previous: None, .. }) => return None,
+        Some(Kept {
+            previous: Some(previous),
+            next,
+        }) => append::dropped(previous, next),
+        None => vec![append::Dropped {
+            kind: "listing",
+            digest: "(not read)".into(),
+        }],
+    };
+    if missing.is_empty() {
+        return None;
+    }
+    Some(Verdict::Violation {
+        error: refusal::dropped(repo, tag, &decision.rule, current, target, &missing),
+        reason: "append-only-descriptor-dropped",
+        previous: Some(current.to_owned()),
+    })
 }
 
 /// Whether a tag that only moves forward may move from `current` to `target`, given
@@ -218,16 +327,7 @@ mod tests {
     }
 
     fn policy(warn: bool) -> Policy {
-        let rule = |name: &str, tag: &str, class: TagClass| RuleConfig {
-            name: name.into(),
-            tag: tag.into(),
-            repository: None,
-            class,
-            mode: Mode::Enforce,
-            advance: None,
-            allow_prerelease: false,
-            follow: false,
-        };
+        let rule = RuleConfig::new;
         let config = PolicyConfig {
             include_defaults: false,
             rules: vec![
@@ -260,6 +360,8 @@ mod tests {
             adopted: adopted.map(|d| binding(tag, d, false)),
             taken: None,
             releases: None,
+            promotion: None,
+            kept: None,
         }
     }
 
@@ -378,5 +480,119 @@ mod tests {
         );
         assert!(plan.iter().any(Planned::refuses));
         assert_eq!(plan.iter().filter(|p| p.refuses()).count(), 1);
+    }
+
+    fn gated_policy() -> Policy {
+        let config = PolicyConfig {
+            include_defaults: false,
+            rules: vec![
+                RuleConfig {
+                    promote_from: vec!["staging".into()],
+                    soak: Some(std::time::Duration::from_secs(3600)),
+                    require_release: true,
+                    ..RuleConfig::new("prod", "production", TagClass::Moving)
+                },
+                RuleConfig::new("releases", r"\d+\.\d+\.\d+", TagClass::Immutable),
+                RuleConfig::new("sigs", r"sha256-[0-9a-f]{64}\.sig", TagClass::AppendOnly),
+            ],
+        };
+        Policy::from_config(&config).expect("valid policy")
+    }
+
+    #[test]
+    fn a_gated_tag_takes_only_what_its_source_soaked() {
+        use crate::policy::promote::{spans, Change};
+        let p = gated_policy();
+        let now = Utc::now();
+        let staging = |minutes_ago: i64, digest: &str| Source {
+            tag: "staging".into(),
+            spans: spans(&[Change {
+                at: now - chrono::Duration::minutes(minutes_ago),
+                names: Some(digest.into()),
+            }]),
+        };
+        #[rustfmt::skip]
+        let rows: &[(&str, Bound, Option<Source>, bool, Expect)] = &[
+            ("soaked release",          Bound::Other, Some(staging(90, A)), true,  Expect::Move),
+            ("first push, soaked",      Bound::None,  Some(staging(90, A)), true,  Expect::Create),
+            ("staging names another",   Bound::Other, Some(staging(90, B)), true,  Expect::Refuse("promotion-not-from-source")),
+            ("not soaked",              Bound::Other, Some(staging(5, A)),  true,  Expect::Refuse("promotion-not-soaked")),
+            ("not a release",           Bound::Other, Some(staging(90, A)), false, Expect::Refuse("promotion-not-a-release")),
+            ("identical re-push",       Bound::Same,  Some(staging(5, B)),  false, Expect::Repush),
+        ];
+        for (what, bound, source, release, expect) in rows {
+            let mut f = facts(&p, "production", *bound, None);
+            f.promotion = Some(PromotionFacts {
+                now,
+                sources: source.iter().cloned().collect(),
+                target_is_release: *release,
+            });
+            assert_eq!(&outcome(&decide(REPO, A, vec![f])[0]), expect, "{what}");
+        }
+        // Facts never read: refused, not allowed.
+        let unread = facts(&p, "production", Bound::Other, None);
+        assert_eq!(
+            outcome(&decide(REPO, A, vec![unread])[0]),
+            Expect::Refuse("promotion-not-from-source")
+        );
+    }
+
+    #[test]
+    fn a_gate_refusal_says_which_gate_and_what_staging_names() {
+        use crate::policy::promote::{spans, Change};
+        let p = gated_policy();
+        let now = Utc::now();
+        let mut f = facts(&p, "production", Bound::Other, None);
+        f.promotion = Some(PromotionFacts {
+            now,
+            sources: vec![Source {
+                tag: "staging".into(),
+                spans: spans(&[Change {
+                    at: now - chrono::Duration::minutes(90),
+                    names: Some(B.into()),
+                }]),
+            }],
+            target_is_release: true,
+        });
+        let plan = decide(REPO, A, vec![f]);
+        let Verdict::Violation { error, .. } = &plan[0].verdict else {
+            panic!("refused")
+        };
+        assert_eq!(error.status, http::StatusCode::CONFLICT);
+        assert!(
+            error.message.contains("gate promote_from failed"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains(&format!("staging names {B} now")),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn an_append_only_tag_keeps_every_descriptor() {
+        let p = gated_policy();
+        let sig = format!("sha256-{}.sig", "c".repeat(64));
+        let listing = |layers: &[&str]| Listing {
+            layers: layers.iter().map(|s| s.to_string()).collect(),
+            manifests: vec![],
+        };
+        #[rustfmt::skip]
+        let rows: &[(&str, Bound, Option<Kept>, Expect)] = &[
+            ("first signature",    Bound::None,  None, Expect::Create),
+            ("same manifest",      Bound::Same,  None, Expect::Repush),
+            ("a layer appended",   Bound::Other, Some(Kept { previous: Some(listing(&["s1"])), next: listing(&["s1", "s2"]) }), Expect::Move),
+            ("a layer dropped",    Bound::Other, Some(Kept { previous: Some(listing(&["s1", "s2"])), next: listing(&["s2"]) }), Expect::Refuse("append-only-descriptor-dropped")),
+            ("previous gone",      Bound::Other, Some(Kept { previous: None, next: listing(&["s9"]) }), Expect::Move),
+            ("listings not read",  Bound::Other, None, Expect::Refuse("append-only-descriptor-dropped")),
+            ("deleted, re-signed", Bound::DeletedOther, None, Expect::Create),
+        ];
+        for (what, bound, kept, expect) in rows {
+            let mut f = facts(&p, &sig, *bound, None);
+            f.kept = kept.clone();
+            assert_eq!(&outcome(&decide(REPO, A, vec![f])[0]), expect, "{what}");
+        }
     }
 }

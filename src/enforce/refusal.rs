@@ -10,6 +10,9 @@ use semver::Version;
 use crate::ledger::{Binding, LedgerError, LedgerTx};
 use crate::oci::OciError;
 use crate::policy::advance::Refusal;
+use crate::policy::promote::{Failure, Gate, Promotion, Source};
+
+use super::append::Dropped;
 
 /// A push of other bytes under an immutable tag; `taken` as for [`advice`].
 pub fn rebind(
@@ -96,6 +99,136 @@ pub fn not_forward(
         "attempted_digest": attempted,
         "attempted_release": attempted_release,
         "rule": rule,
+    }))
+}
+
+/// A promotion a gate refused: which gate, and what the source tags name now.
+pub fn gate(
+    repository: &str,
+    tag: &str,
+    rule: &str,
+    promotion: &Promotion,
+    failure: &Failure,
+    sources: &[Source],
+    attempted: &str,
+) -> OciError {
+    let from = if promotion.from.is_empty() {
+        "any tag".to_owned()
+    } else {
+        promotion.from.join(" or ")
+    };
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let duration = |d: std::time::Duration| {
+        humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+    };
+    let why = match failure.gate {
+        Gate::PromoteFrom => match promotion.window {
+            Some(w) => format!(
+                "{from} has not named {attempted} now or within the last {}",
+                duration(w)
+            ),
+            None => format!("{from} does not name {attempted} now"),
+        },
+        Gate::Soak => format!(
+            "{from} has named {attempted} for {} only, and the rule requires {}{}",
+            duration(failure.soaked.unwrap_or_default()),
+            duration(promotion.soak.unwrap_or_default()),
+            failure
+                .ready_at
+                .map(|t| format!(" (it may be promoted from {})", time(t)))
+                .unwrap_or_default(),
+        ),
+        Gate::RequireRelease => format!(
+            "{attempted} is not bound to a release (immutable) tag in {repository}; push the release tag first"
+        ),
+    };
+    let now: Vec<String> = sources
+        .iter()
+        .map(|s| match s.now() {
+            Some(span) => format!(
+                "{} names {} now (since {})",
+                s.tag,
+                span.digest,
+                time(span.from)
+            ),
+            None => format!("{} names nothing now", s.tag),
+        })
+        .collect();
+    let mut message = format!(
+        "tag {repository}:{tag} is promoted through gates (rule {rule}): gate {} failed: {why}",
+        failure.gate.key()
+    );
+    if !now.is_empty() {
+        message += &format!("; {}", now.join("; "));
+    }
+    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+        "repository": repository,
+        "tag": tag,
+        "rule": rule,
+        "gate": failure.gate.key(),
+        "attempted_digest": attempted,
+        "promote_from": promotion.from,
+        "soak_seconds": promotion.soak.map(|d| d.as_secs()),
+        "soaked_seconds": failure.soaked.map(|d| d.as_secs()),
+        "ready_at": failure.ready_at,
+        "sources": sources.iter().map(|s| json!({
+            "tag": s.tag,
+            "digest": s.now().map(|n| n.digest.as_str()),
+            "since": s.now().map(|n| n.from),
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// A rewrite of an append-only tag whose manifest drops descriptors the current one
+/// lists.
+pub fn dropped(
+    repository: &str,
+    tag: &str,
+    rule: &str,
+    current: &str,
+    attempted: &str,
+    dropped: &[Dropped],
+) -> OciError {
+    let listed: Vec<String> = dropped
+        .iter()
+        .take(3)
+        .map(|d| format!("{} {}", d.kind, d.digest))
+        .collect();
+    let more = dropped.len().saturating_sub(listed.len());
+    let message = format!(
+        "tag {repository}:{tag} is append-only (rule {rule}): the new manifest {attempted} drops {}{} that the current one ({current}) lists; a new signature or referrers manifest must keep every layer or manifest of the previous one and may only add to them",
+        listed.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() },
+    );
+    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+        "repository": repository,
+        "tag": tag,
+        "rule": rule,
+        "current_digest": current,
+        "attempted_digest": attempted,
+        "dropped": dropped.iter().take(100).map(|d| json!({"kind": d.kind, "digest": d.digest})).collect::<Vec<_>>(),
+    }))
+}
+
+/// A delete of append-only tags whose subject is a live release.
+pub fn append_only_delete(
+    repository: &str,
+    reference: &str,
+    tags: &[(&Binding, Vec<String>)],
+) -> OciError {
+    let (first, releases) = &tags[0];
+    let subject = super::append::subject(&first.tag).unwrap_or_default();
+    let message = format!(
+        "{repository}:{} is append-only and cannot be deleted while its subject {repository}@{subject} is release {}: deleting it would drop signatures or attestations of a live release",
+        first.tag,
+        releases.join(", "),
+    );
+    OciError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message).with_detail(json!({
+        "repository": repository,
+        "reference": reference,
+        "append_only_tags": tags.iter().map(|(b, _)| b.tag.as_str()).collect::<Vec<_>>(),
+        "subject": subject,
+        "releases": releases,
     }))
 }
 

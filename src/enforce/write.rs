@@ -18,8 +18,8 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
 use super::access::Denied;
-use super::plan::{self, Facts, Planned, Releases, Verdict};
-use super::{check_stored_digest, identity, manifest, probe, refusal, Guard, Probe};
+use super::plan::{self, Facts, Kept, Planned, Releases, Verdict};
+use super::{append, check_stored_digest, gates, identity, manifest, probe, refusal, Guard, Probe};
 use crate::ledger::{Action, Actor, Binding, LedgerTx, NewBinding, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, TagClass};
@@ -75,7 +75,7 @@ impl Guard {
         let mut facts = Vec::with_capacity(tags.len());
         for tag in &tags {
             facts.push(
-                self.read_facts(&mut tx, name, tag, digest, &parts, client)
+                self.read_facts(&mut tx, name, tag, &manifest, &parts, client)
                     .await?,
             );
         }
@@ -396,10 +396,11 @@ impl Guard {
         tx: &mut LedgerTx,
         name: &Name,
         tag: &Tag,
-        digest: &Digest,
+        manifest: &manifest::Manifest,
         parts: &Parts,
         client: &Client,
     ) -> Result<Facts, OciError> {
+        let digest = &manifest.digest;
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
         let current = tx.binding(repo, tag.as_str()).await?;
@@ -434,6 +435,16 @@ impl Guard {
             }
             None => None,
         };
+        let promotion = match &decision.promotion {
+            Some(p) => Some(gates::read(tx, repo, p, digest.as_str()).await?),
+            None => None,
+        };
+        let kept = match current.as_ref().filter(|b| b.deleted_at.is_none()) {
+            Some(b) if decision.class == TagClass::AppendOnly && b.digest != digest.as_str() => {
+                Some(self.kept(name, b, manifest, parts, client).await?)
+            }
+            _ => None,
+        };
         Ok(Facts {
             tag: tag.clone(),
             decision,
@@ -441,7 +452,41 @@ impl Guard {
             adopted,
             taken,
             releases,
+            promotion,
+            kept,
         })
+    }
+
+    /// What the manifest an append-only tag names now lists (read from the registry by
+    /// its bound digest, so checked against it), and what the new one lists.
+    async fn kept(
+        &self,
+        name: &Name,
+        bound: &Binding,
+        manifest: &manifest::Manifest,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Kept, OciError> {
+        let next = append::listing(&manifest.bytes)?;
+        let Ok(previous) = Digest::parse(&bound.digest) else {
+            return Err(crate::registry::cannot_check(&format!(
+                "the ledger binds {name}:{} to {:?}, not a digest",
+                bound.tag, bound.digest
+            )));
+        };
+        let held = self
+            .registry
+            .as_client(&parts.headers, client)
+            .manifest(name, &previous)
+            .await?;
+        let previous = match held {
+            Some(m) => Some(append::listing(&m.bytes)?),
+            None => {
+                tracing::warn!(repository = name.as_str(), tag = bound.tag, digest = bound.digest, "the manifest an append-only tag names is not in the registry; nothing of it is left to keep");
+                None
+            }
+        };
+        Ok(Kept { previous, next })
     }
 
     /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,

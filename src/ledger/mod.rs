@@ -6,6 +6,7 @@
 //! serialises on the same tag.
 
 pub mod chain;
+mod changes;
 pub mod policies;
 pub mod queries;
 pub mod references;

@@ -1,10 +1,11 @@
 //! The built-in rules, evaluated after a team's own. `config/tagwarden.toml` documents
 //! the same list; keep the two in step.
 
-use super::{Mode, RuleConfig, TagClass};
+use super::{RuleConfig, TagClass};
 
 /// Referrers-API fallback tags and cosign's signature, attestation and SBOM tags are
-/// rewritten each time an artifact is attached: refusing them would break signing.
+/// rewritten each time an artifact is attached: they stay writable, but only by a
+/// manifest that keeps everything the previous one listed (append-only).
 pub const SIGNATURES: &str =
     r"sha256-[0-9a-f]{64}(\.(sig|att|sbom))?|sha512-[0-9a-f]{128}(\.(sig|att|sbom))?";
 /// Semantic-version releases, optionally `v`-prefixed, prereleases included. A tag cannot
@@ -15,19 +16,9 @@ pub const SEMVER: &str =
 pub const GIT_SHA: &str = r"(git-|sha-)?[0-9a-f]{7,40}";
 
 pub fn rules() -> Vec<RuleConfig> {
-    let rule = |name: &str, tag: &str, class| RuleConfig {
-        name: name.into(),
-        tag: tag.into(),
-        repository: None,
-        class,
-        mode: Mode::Enforce,
-        advance: None,
-        allow_prerelease: false,
-        follow: false,
-    };
     vec![
-        rule("signatures-and-referrers", SIGNATURES, TagClass::Exempt),
-        rule("semver-releases", SEMVER, TagClass::Immutable),
-        rule("git-commits", GIT_SHA, TagClass::Immutable),
+        RuleConfig::new("signatures-and-referrers", SIGNATURES, TagClass::AppendOnly),
+        RuleConfig::new("semver-releases", SEMVER, TagClass::Immutable),
+        RuleConfig::new("git-commits", GIT_SHA, TagClass::Immutable),
     ]
 }

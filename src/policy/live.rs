@@ -40,16 +40,7 @@ mod tests {
     fn only(class: TagClass) -> Policy {
         Policy::from_config(&PolicyConfig {
             include_defaults: false,
-            rules: vec![RuleConfig {
-                name: "all".into(),
-                tag: ".*".into(),
-                repository: None,
-                class,
-                mode: Default::default(),
-                advance: None,
-                allow_prerelease: false,
-                follow: false,
-            }],
+            rules: vec![RuleConfig::new("all", ".*", class)],
         })
         .expect("valid policy")
     }

@@ -7,6 +7,7 @@
 pub mod advance;
 mod defaults;
 pub mod live;
+pub mod promote;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,12 @@ pub enum TagClass {
     Moving,
     /// Rewritten by tooling (signatures, referrers fallback); recorded, never refused.
     Exempt,
+    /// May be rewritten only by a manifest that still lists every descriptor the
+    /// previous one listed (cosign appends signature layers, the referrers fallback
+    /// index appends manifests); not deleted while its subject is a live release.
+    #[serde(rename = "append_only")]
+    #[sqlx(rename = "append_only")]
+    AppendOnly,
 }
 
 impl TagClass {
@@ -35,6 +42,7 @@ impl TagClass {
             TagClass::Immutable => "immutable",
             TagClass::Moving => "moving",
             TagClass::Exempt => "exempt",
+            TagClass::AppendOnly => "append_only",
         }
     }
 }
@@ -83,6 +91,47 @@ pub struct RuleConfig {
     /// With `advance`: when a release is pushed, tagwarden moves this tag to it itself.
     #[serde(default)]
     pub follow: bool,
+    /// For moving tags: the tags a digest must come from (see [`promote`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promote_from: Vec<String>,
+    /// With `promote_from`: how long after a source moved on its old digest may still
+    /// be promoted; only what a source names now when absent.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub promote_window: Option<std::time::Duration>,
+    /// With `promote_from`: how long a source must have named the digest.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub soak: Option<std::time::Duration>,
+    /// For moving tags: the digest must be bound to a live immutable release tag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_release: bool,
+}
+
+impl RuleConfig {
+    /// A rule with every optional key at its default.
+    pub fn new(name: &str, tag: &str, class: TagClass) -> Self {
+        RuleConfig {
+            name: name.into(),
+            tag: tag.into(),
+            repository: None,
+            class,
+            mode: Mode::Enforce,
+            advance: None,
+            allow_prerelease: false,
+            follow: false,
+            promote_from: Vec::new(),
+            promote_window: None,
+            soak: None,
+            require_release: false,
+        }
+    }
 }
 
 /// How an advancing tag orders what it names.
@@ -107,6 +156,7 @@ struct Rule {
     class: TagClass,
     mode: Mode,
     advance: Option<Advance>,
+    promotion: Option<promote::Promotion>,
     tag_source: String,
     repository_source: Option<String>,
 }
@@ -118,6 +168,8 @@ pub struct Decision {
     pub mode: Mode,
     /// Set when the tag may only move forward over releases.
     pub advance: Option<Advance>,
+    /// Set when the tag may only be promoted through gates.
+    pub promotion: Option<promote::Promotion>,
     /// The name of the rule that matched, or [`FALLBACK_RULE`].
     pub rule: String,
 }
@@ -209,12 +261,14 @@ impl Policy {
                 class: r.class,
                 mode: r.mode,
                 advance: r.advance,
+                promotion: r.promotion.clone(),
                 rule: r.name.clone(),
             })
             .unwrap_or_else(|| Decision {
                 class: TagClass::Moving,
                 mode: Mode::Enforce,
                 advance: None,
+                promotion: None,
                 rule: FALLBACK_RULE.into(),
             })
     }
@@ -261,11 +315,17 @@ impl Policy {
                 },
             );
         }
+        if let Some(p) = &d.promotion {
+            out += &format!("  gates:   {}\n", p.describe());
+        }
         let effect = match (d.class, d.mode) {
             (TagClass::Immutable, Mode::Enforce) => "the first push binds the tag to its digest; identical re-pushes are accepted; pushes of other bytes and deletes are refused",
             (TagClass::Immutable, Mode::Warn) => "the first push binds the tag; pushes of other bytes and deletes are allowed but recorded as violations and answered with a Warning header",
+            (TagClass::Moving, _) if d.promotion.is_some() => "a push may move the tag only to a digest its gates accept; every move, refusal and delete is recorded",
             (TagClass::Moving, _) => "any push may move the tag; every move and delete is recorded with the previous digest",
             (TagClass::Exempt, _) => "tooling may rewrite it freely (signatures, referrers); every write is recorded",
+            (TagClass::AppendOnly, Mode::Enforce) => "a new manifest must still list every layer (or, for an index, every manifest) the previous one listed; deleting it is refused while its subject is a live release",
+            (TagClass::AppendOnly, Mode::Warn) => "a manifest that drops a descriptor is allowed but recorded as a violation and answered with a Warning header; deletes are allowed and recorded",
         };
         out += &format!("  effect:  {effect}\n");
         out += &format!("  policy:  {}\n", self.hash);
@@ -308,6 +368,7 @@ fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
         }
         None => None,
     };
+    let promotion = promotion(rc, &error)?;
     Ok(Rule {
         name: rc.name.clone(),
         tag: full("tag", &rc.tag)?,
@@ -319,9 +380,54 @@ fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
         class: rc.class,
         mode: rc.mode,
         advance,
+        promotion,
         tag_source: rc.tag.clone(),
         repository_source: rc.repository.clone(),
     })
+}
+
+/// The promotion gates of a rule, checked: only moving tags have them, and window and
+/// soak qualify `promote_from`.
+fn promotion(
+    rc: &RuleConfig,
+    error: &dyn Fn(&'static str, String) -> PolicyError,
+) -> Result<Option<promote::Promotion>, PolicyError> {
+    let gated = !rc.promote_from.is_empty() || rc.require_release;
+    if !gated {
+        if rc.promote_window.is_some() || rc.soak.is_some() {
+            return Err(error(
+                "promote_from",
+                "promote_window and soak need promote_from".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if rc.class != TagClass::Moving {
+        return Err(error(
+            "promote_from",
+            "promotion gates apply to moving tags only (class = \"moving\")".into(),
+        ));
+    }
+    if rc.promote_from.len() > promote::MAX_SOURCES {
+        return Err(error(
+            "promote_from",
+            format!("at most {} source tags", promote::MAX_SOURCES),
+        ));
+    }
+    for source in &rc.promote_from {
+        crate::oci::Tag::parse(source).map_err(|e| {
+            error(
+                "promote_from",
+                format!("{source:?} is not a valid tag: {e}"),
+            )
+        })?;
+    }
+    Ok(Some(promote::Promotion {
+        from: rc.promote_from.clone(),
+        window: rc.promote_window,
+        soak: rc.soak,
+        require_release: rc.require_release,
+    }))
 }
 
 /// serde_json writes struct fields in declaration order and has no whitespace, so the

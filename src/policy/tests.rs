@@ -2,16 +2,7 @@ use super::*;
 
 /// A rule's optional fields at their defaults.
 fn rule() -> RuleConfig {
-    RuleConfig {
-        name: String::new(),
-        tag: String::new(),
-        repository: None,
-        class: TagClass::Moving,
-        mode: Mode::Enforce,
-        advance: None,
-        allow_prerelease: false,
-        follow: false,
-    }
+    RuleConfig::new("", "", TagClass::Moving)
 }
 
 fn class(p: &Policy, repo: &str, tag: &str) -> TagClass {
@@ -56,7 +47,7 @@ fn defaults_classify_release_moving_and_signature_tags() {
         format!("sha256-{sha}.att"),
         format!("sha256-{sha}.sbom"),
     ] {
-        assert_eq!(class(&p, "web", &t), TagClass::Exempt, "{t}");
+        assert_eq!(class(&p, "web", &t), TagClass::AppendOnly, "{t}");
     }
 }
 
@@ -210,6 +201,82 @@ fn advance_is_for_moving_tags_and_reaches_the_decision() {
         rules: vec![follow_alone]
     })
     .is_err());
+}
+
+#[test]
+fn promotion_gates_are_for_moving_tags_and_reach_the_decision() {
+    let toml = r#"
+        include_defaults = false
+        [[rules]]
+        name = "production"
+        tag = "production"
+        class = "moving"
+        promote_from = ["staging"]
+        promote_window = "7d"
+        soak = "1h"
+        require_release = true
+    "#;
+    let config: PolicyConfig = figment::Figment::from(figment::providers::Serialized::defaults(
+        PolicyConfig::default(),
+    ))
+    .merge(<figment::providers::Toml as figment::providers::Format>::string(toml))
+    .extract()
+    .unwrap();
+    let p = Policy::from_config(&config).unwrap();
+    let gates = p.classify("web", "production").promotion.unwrap();
+    assert_eq!(gates.from, ["staging"]);
+    assert_eq!(
+        gates.window,
+        Some(std::time::Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(gates.soak, Some(std::time::Duration::from_secs(3600)));
+    assert!(gates.require_release);
+    let text = p.explain("web", "production");
+    assert!(
+        text.contains(
+            "gates:   promote_from: only a digest staging names now or named within the last 7days"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("soak: that staging named for at least 1h"),
+        "{text}"
+    );
+
+    let rejected = |rc: RuleConfig| {
+        Policy::from_config(&PolicyConfig {
+            include_defaults: false,
+            rules: vec![rc],
+        })
+        .unwrap_err()
+        .key()
+    };
+    let gated = RuleConfig {
+        promote_from: vec!["staging".into()],
+        ..RuleConfig::new("p", "production", TagClass::Moving)
+    };
+    assert_eq!(
+        rejected(RuleConfig {
+            class: TagClass::Immutable,
+            ..gated.clone()
+        }),
+        "policy.rules[0].promote_from"
+    );
+    assert_eq!(
+        rejected(RuleConfig {
+            soak: Some(std::time::Duration::from_secs(1)),
+            promote_from: vec![],
+            ..gated.clone()
+        }),
+        "policy.rules[0].promote_from"
+    );
+    assert_eq!(
+        rejected(RuleConfig {
+            promote_from: vec!["not a tag".into()],
+            ..gated
+        }),
+        "policy.rules[0].promote_from"
+    );
 }
 
 #[test]
