@@ -12,6 +12,7 @@ use crate::policy::Policy;
 mod audit;
 mod pulls;
 mod reconcile;
+mod retire;
 mod rewind;
 
 #[derive(Parser)]
@@ -94,6 +95,9 @@ enum Command {
     /// Move a moving tag back to an earlier release, deliberately (admin token). The
     /// move is made by the running tagwarden and recorded with the reason.
     Rewind(rewind::RewindArgs),
+    /// Retire an immutable release (admin token): the running tagwarden deletes it from
+    /// the registry, and its name stays reserved for its digest.
+    Retire(retire::RetireArgs),
     /// Who pulled a tag or digest, when, and which digest they got (the pull log):
     /// e.g. `tagwarden pulls driftwood/web:1.4 --since 2h`.
     Pulls(pulls::PullsArgs),
@@ -221,6 +225,7 @@ pub fn run() -> ExitCode {
             database_url,
         } => explain(&reference, config, database_url),
         Command::Rewind(args) => block_on(args.run()),
+        Command::Retire(args) => block_on(args.run()),
         Command::Audit(command) => run_audit(command.run()),
         Command::Pulls(args) => run_audit(args.run()),
     }

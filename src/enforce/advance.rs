@@ -290,7 +290,7 @@ impl Guard {
         Ok(tx.append(&event, actor).await?)
     }
 
-    fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {
+    pub(super) fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = self

@@ -21,6 +21,7 @@ mod plan;
 mod probe;
 mod reach;
 mod refusal;
+mod retire;
 mod write;
 
 use std::future::Future;
@@ -43,6 +44,7 @@ pub use advance::Rewound;
 pub use manifest::ReadBounds;
 pub use probe::Probe;
 pub use reach::collect as collect_references;
+pub use retire::Retired;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};

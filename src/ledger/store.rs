@@ -352,7 +352,8 @@ impl LedgerTx {
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
         let row = sqlx::query(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
+                    retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND tag = $2",
         )
         .bind(repository)
@@ -369,7 +370,8 @@ impl LedgerTx {
         digest: &str,
     ) -> Result<Vec<Binding>, LedgerError> {
         let rows = sqlx::query(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
+                    retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL ORDER BY tag",
         )
         .bind(repository)
@@ -413,7 +415,10 @@ impl LedgerTx {
                  last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
                                           AND tag_bindings.deleted_at IS NULL
                                         THEN tag_bindings.last_changed_at ELSE now() END,
-                 deleted_at      = NULL",
+                 deleted_at      = NULL,
+                 retired_at      = NULL,
+                 retired_reason  = NULL,
+                 retired_by      = NULL",
         )
         .bind(b.repository)
         .bind(b.tag)
@@ -563,5 +568,14 @@ pub(super) fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {
         first_bound_at: r.get("first_bound_at"),
         last_changed_at: r.get("last_changed_at"),
         deleted_at: r.get("deleted_at"),
+        retired: r
+            .get::<Option<chrono::DateTime<chrono::Utc>>, _>("retired_at")
+            .map(|at| super::Retirement {
+                at,
+                reason: r
+                    .get::<Option<String>, _>("retired_reason")
+                    .unwrap_or_default(),
+                by: r.get("retired_by"),
+            }),
     }
 }
