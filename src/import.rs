@@ -264,6 +264,7 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                             class: Some(decision.class),
                             rule: Some(&decision.rule),
                             reason: Some("import"),
+                            policy_hash: Some(policy.hash()),
                             ..NewEvent::new(Action::Adopt, name.as_str())
                         },
                         &actor,

@@ -392,6 +392,19 @@ async fn the_audit_api_and_commands_answer_every_question_and_only_with_a_token(
     // driftwood/api:2.0.0 and t1..t5: create.
     assert_eq!(total, 14);
     assert_eq!(pages, total.div_ceil(4));
+    // Every event names the policy that decided it: here the built-in rules, the same
+    // policy `tagwarden explain` reports without a configuration file.
+    let explained = stdout(&tagwarden(vec!["explain".into(), "driftwood/web:1.4.0".into()]).await);
+    let policy = explained
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("policy:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("explain names no policy: {explained}"));
+    assert_eq!(policy.len(), 64, "{explained}");
+    assert!(
+        everything.iter().all(|e| e["policy_hash"] == policy),
+        "{everything:#?}"
+    );
     let ids: Vec<i64> = everything
         .iter()
         .map(|e| e["id"].as_i64().unwrap())

@@ -3,7 +3,7 @@
 use crate::ledger::StoredEvent;
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 16] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "id",
     "at",
     "action",
@@ -20,6 +20,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "user_agent",
     "request_id",
     "detail",
+    "policy_hash",
 ];
 
 /// The CSV header line, with its CRLF.
@@ -49,6 +50,7 @@ pub fn csv_record(e: &StoredEvent) -> String {
         opt(&e.user_agent),
         opt(&e.request_id),
         e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+        opt(&e.policy_hash),
     ];
     let mut line = fields
         .iter()
@@ -106,6 +108,7 @@ mod tests {
             user_agent: Some("skopeo/1.9, \"quoted\"".into()),
             request_id: None,
             detail: Some(serde_json::json!({"a": 1})),
+            policy_hash: None,
         }
     }
 

@@ -269,6 +269,7 @@ impl Guard {
             class: Some(decision.class),
             rule: Some(&decision.rule),
             reason: Some(reason),
+            policy_hash: Some(self.policy.hash()),
             ..NewEvent::new(
                 if previous.is_some() {
                     Action::Move

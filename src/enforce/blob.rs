@@ -117,6 +117,7 @@ impl Guard {
                 rule: Some(&first.rule),
                 reason: Some(refused.reason),
                 detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Refuse, repo)
             });
         self.record_refusal(tx, event.into_iter().collect(), actor)

@@ -111,6 +111,7 @@ impl Guard {
                     rule: Some(&b.rule),
                     reason: Some("immutable-tag-delete"),
                     detail: error.detail.clone(),
+                    policy_hash: Some(self.policy.hash()),
                     ..NewEvent::new(Action::Refuse, repo)
                 });
             self.record_refusal(tx, events.collect(), &actor).await;
@@ -169,6 +170,7 @@ impl Guard {
                 class: Some(decision.class),
                 rule: Some(&decision.rule),
                 reason: warned.then_some("immutable-tag-delete"),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(if warned { Action::Warn } else { Action::Delete }, repo)
             };
             tx.mark_deleted(repo, &b.tag).await?;

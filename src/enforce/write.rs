@@ -212,6 +212,7 @@ impl Guard {
                 rule: Some(&p.decision.rule),
                 reason: Some(reason),
                 detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Refuse, repo)
             });
         }
@@ -273,6 +274,7 @@ impl Guard {
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
                 reason,
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
             tx.append(&event, actor).await?;
@@ -333,6 +335,7 @@ impl Guard {
                 digest: Some(digest.as_str()),
                 class: Some(p.decision.class),
                 rule: Some(&p.decision.rule),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Repush, repo)
             };
             tx.append(&event, actor).await?;
@@ -480,6 +483,7 @@ impl Guard {
                 class: Some(decision.class),
                 rule: Some(&decision.rule),
                 reason: Some("found-in-registry"),
+                policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(Action::Adopt, repo)
             },
             &system,

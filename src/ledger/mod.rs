@@ -147,6 +147,8 @@ pub struct NewEvent<'a> {
     pub rule: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub detail: Option<serde_json::Value>,
+    /// [`crate::policy::Policy::hash`] of the policy that decided the event.
+    pub policy_hash: Option<&'a str>,
 }
 
 impl<'a> NewEvent<'a> {
@@ -161,6 +163,7 @@ impl<'a> NewEvent<'a> {
             rule: None,
             reason: None,
             detail: None,
+            policy_hash: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct StoredEvent {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// The hash of the policy that decided it; none for events recorded before 0010.
+    pub policy_hash: Option<String>,
 }
 
 /// An event that may have changed what a tag names (everything but a refusal).
@@ -196,7 +198,7 @@ impl Ledger {
                 // plan: history_asc
                 sqlx::query(
                     "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
                      FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3
                      ORDER BY id LIMIT $4",
                 ),
@@ -206,7 +208,7 @@ impl Ledger {
                 // plan: history_desc
                 sqlx::query(
                     "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                            identity, identity_verified, remote_addr, user_agent, request_id, detail
+                            identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
                      FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3
                      ORDER BY id DESC LIMIT $4",
                 ),
@@ -328,7 +330,7 @@ impl Ledger {
             // plan: events_asc
             Order::Asc => sqlx::query(
                 "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
                  FROM tag_events
                  WHERE ($1::timestamptz IS NULL OR at >= $1)
                    AND ($2::timestamptz IS NULL OR at < $2)
@@ -343,7 +345,7 @@ impl Ledger {
             // plan: events_desc
             Order::Desc => sqlx::query(
                 "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                        identity, identity_verified, remote_addr, user_agent, request_id, detail
+                        identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
                  FROM tag_events
                  WHERE ($1::timestamptz IS NULL OR at >= $1)
                    AND ($2::timestamptz IS NULL OR at < $2)
@@ -405,6 +407,7 @@ pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
         user_agent: r.get("user_agent"),
         request_id: r.get("request_id"),
         detail: r.get("detail"),
+        policy_hash: r.get("policy_hash"),
     })
 }
 

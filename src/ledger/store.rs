@@ -195,7 +195,7 @@ impl Ledger {
             };
         let mut rows = sqlx::query(
             "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail, prev_hash, hash
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash, prev_hash, hash
              FROM tag_events ORDER BY repository, id",
         )
         .fetch(&self.pool);
@@ -254,7 +254,7 @@ impl Ledger {
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let rows = sqlx::query(
             "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail
+                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
              FROM tag_events WHERE repository = $1 AND tag = $2 ORDER BY id",
         )
         .bind(repository)
@@ -481,9 +481,9 @@ impl LedgerTx {
                  ), event AS (
                      INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
                                              reason, identity, identity_verified, remote_addr, user_agent,
-                                             request_id, detail, prev_hash, hash)
+                                             request_id, detail, prev_hash, hash, policy_hash)
                      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                            head.prev, sha256(head.prev || $16)
+                            head.prev, sha256(head.prev || $16), $17
                      FROM head
                      RETURNING id, hash
                  )
@@ -507,6 +507,7 @@ impl LedgerTx {
             .bind(fields.request_id)
             .bind(fields.detail)
             .bind(&canonical)
+            .bind(e.policy_hash)
             .fetch_optional(&mut *self.tx)
             .await?;
             if appended.is_some() {

@@ -61,6 +61,7 @@ fn cloud_event(e: &StoredEvent, source: &str, detail: Option<Value>) -> Value {
             "identity_verified": e.identity_verified,
             "request_id": e.request_id,
             "detail": detail,
+            "policy_hash": e.policy_hash,
         },
     })
 }
@@ -87,6 +88,7 @@ mod tests {
             user_agent: Some("docker/20.10".into()),
             request_id: Some("r-1".into()),
             detail: Some(json!({"bound_digest": "sha256:aa", "attempted_digest": "sha256:bb"})),
+            policy_hash: None,
         }
     }
 

@@ -9,6 +9,7 @@ mod defaults;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::config::PolicyConfig;
 
@@ -124,7 +125,14 @@ pub const FALLBACK_RULE: &str = "unmatched-tags-move";
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// The effective rules (the team's, then the built-ins), as recorded for audits.
+    effective: Vec<RuleConfig>,
+    /// Hex sha256 of [`Policy::canonical`]: names this exact policy in the ledger.
+    hash: String,
 }
+
+/// Bumped if the canonical encoding of a policy ever changes.
+const POLICY_DOMAIN: &[u8] = b"tagwarden-policy-v1\n";
 
 /// A rule that cannot be used; names the rule and the key.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -146,15 +154,38 @@ impl PolicyError {
 impl Policy {
     pub fn from_config(config: &PolicyConfig) -> Result<Policy, PolicyError> {
         let mut rules = Vec::new();
+        let mut effective = Vec::new();
         for (index, rc) in config.rules.iter().enumerate() {
             rules.push(compile(index, rc)?);
+            effective.push(rc.clone());
         }
         if config.include_defaults {
             for rc in defaults::rules() {
                 rules.push(compile(usize::MAX, &rc).expect("built-in rules compile"));
+                effective.push(rc);
             }
         }
-        Ok(Policy { rules })
+        let mut hasher = Sha256::new();
+        hasher.update(POLICY_DOMAIN);
+        hasher.update(canonical_rules(&effective));
+        let hash = hex::encode(hasher.finalize());
+        Ok(Policy {
+            rules,
+            effective,
+            hash,
+        })
+    }
+
+    /// Hex sha256 of the effective rules in their canonical encoding. Every ledger event
+    /// records it, so an audit can tell which policy decided a write; the built-in rules
+    /// are part of it, so an upgrade that changes them changes the hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The effective rules as canonical JSON (what [`Policy::hash`] covers).
+    pub fn canonical(&self) -> Vec<u8> {
+        canonical_rules(&self.effective)
     }
 
     /// The built-in rules alone.
@@ -227,6 +258,7 @@ impl Policy {
             (TagClass::Exempt, _) => "tooling may rewrite it freely (signatures, referrers); every write is recorded",
         };
         out += &format!("  effect:  {effect}\n");
+        out += &format!("  policy:  {}\n", self.hash);
         out
     }
 }
@@ -280,6 +312,12 @@ fn compile(index: usize, rc: &RuleConfig) -> Result<Rule, PolicyError> {
         tag_source: rc.tag.clone(),
         repository_source: rc.repository.clone(),
     })
+}
+
+/// serde_json writes struct fields in declaration order and has no whitespace, so the
+/// same rules always give the same bytes.
+fn canonical_rules(rules: &[RuleConfig]) -> Vec<u8> {
+    serde_json::to_vec(rules).expect("rules serialise")
 }
 
 #[cfg(test)]

@@ -211,3 +211,43 @@ fn advance_is_for_moving_tags_and_reaches_the_decision() {
     })
     .is_err());
 }
+
+#[test]
+fn the_policy_hash_names_the_effective_rules() {
+    let defaults = Policy::defaults();
+    assert_eq!(defaults.hash().len(), 64);
+    assert_eq!(
+        defaults.hash(),
+        Policy::defaults().hash(),
+        "same rules, same hash"
+    );
+
+    let mut config = PolicyConfig::default();
+    config.rules.push(RuleConfig {
+        name: "env".into(),
+        tag: "production".into(),
+        class: TagClass::Immutable,
+        ..rule()
+    });
+    let with_rule = Policy::from_config(&config).unwrap();
+    assert_ne!(with_rule.hash(), defaults.hash());
+
+    config.rules[0].mode = Mode::Warn;
+    let warned = Policy::from_config(&config).unwrap();
+    assert_ne!(
+        warned.hash(),
+        with_rule.hash(),
+        "a mode change is a policy change"
+    );
+
+    config.include_defaults = false;
+    let alone = Policy::from_config(&config).unwrap();
+    assert_ne!(
+        alone.hash(),
+        warned.hash(),
+        "the built-in rules are part of it"
+    );
+    let canonical: Vec<RuleConfig> = serde_json::from_slice(&alone.canonical()).unwrap();
+    assert_eq!(canonical.len(), 1);
+    assert_eq!(canonical[0].name, "env");
+}

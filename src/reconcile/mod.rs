@@ -305,14 +305,15 @@ impl Reconciler {
             finding.recorded = true;
         }
         if finding.repaired {
-            tx.append(&repair::event(&finding), &self.actor).await?;
+            tx.append(&repair::event(&finding, self.policy.hash()), &self.actor)
+                .await?;
         }
         tx.commit().await?;
         report.push(finding);
         Ok(())
     }
 
-    fn drift_event<'a>(&self, f: &'a Finding) -> NewEvent<'a> {
+    fn drift_event<'a>(&'a self, f: &'a Finding) -> NewEvent<'a> {
         NewEvent {
             tag: Some(&f.tag),
             digest: f.registry_digest.as_deref(),
@@ -323,6 +324,7 @@ impl Reconciler {
                 "registry_digest": f.registry_digest,
                 "ledger_digest": f.ledger_digest,
             })),
+            policy_hash: Some(self.policy.hash()),
             ..NewEvent::new(Action::Drift, &f.repository)
         }
     }

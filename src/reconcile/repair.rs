@@ -38,7 +38,7 @@ pub(super) async fn restore(
 }
 
 /// The `repair` event: the tag names its bound digest again.
-pub(super) fn event(f: &Finding) -> NewEvent<'_> {
+pub(super) fn event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
     NewEvent {
         tag: Some(&f.tag),
         digest: f.ledger_digest.as_deref(),
@@ -49,6 +49,7 @@ pub(super) fn event(f: &Finding) -> NewEvent<'_> {
             "registry_digest": f.registry_digest,
             "ledger_digest": f.ledger_digest,
         })),
+        policy_hash: Some(policy_hash),
         ..NewEvent::new(Action::Repair, &f.repository)
     }
 }

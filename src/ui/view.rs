@@ -504,6 +504,7 @@ mod tests {
             user_agent: Some(HOSTILE.into()),
             request_id: None,
             detail: None,
+            policy_hash: None,
         }
     }
 
