@@ -12,6 +12,7 @@ use crate::policy::Policy;
 mod audit;
 mod pulls;
 mod reconcile;
+mod retention;
 mod retire;
 mod rewind;
 
@@ -98,6 +99,9 @@ enum Command {
     /// Retire an immutable release (admin token): the running tagwarden deletes it from
     /// the registry, and its name stays reserved for its digest.
     Retire(retire::RetireArgs),
+    /// What the [[retention.rules]] of the running tagwarden select and why the rest
+    /// stays (--dry-run), or retire it (admin token).
+    Retention(retention::RetentionArgs),
     /// Who pulled a tag or digest, when, and which digest they got (the pull log):
     /// e.g. `tagwarden pulls driftwood/web:1.4 --since 2h`.
     Pulls(pulls::PullsArgs),
@@ -226,6 +230,7 @@ pub fn run() -> ExitCode {
         } => explain(&reference, config, database_url),
         Command::Rewind(args) => block_on(args.run()),
         Command::Retire(args) => block_on(args.run()),
+        Command::Retention(args) => run_audit(args.run()),
         Command::Audit(command) => run_audit(command.run()),
         Command::Pulls(args) => run_audit(args.run()),
     }

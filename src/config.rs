@@ -36,6 +36,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub reconcile: ReconcileConfig,
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -741,6 +743,9 @@ impl Config {
         self.pulls.validate()?;
         self.notify.validate()?;
         self.reconcile.validate()?;
+        self.retention
+            .validate(self.pulls.enabled)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),

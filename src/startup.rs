@@ -105,6 +105,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let retention =
+        crate::retention::Retention::new(&config.retention, ledger.clone(), guard.clone())?;
+    let retention_task = config
+        .retention
+        .interval
+        .map(|interval| crate::retention::spawn(retention.clone(), interval));
     let gateway = Arc::new(Gateway {
         forwarder,
         guard: guard.clone(),
@@ -129,6 +135,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             audit: audit.clone(),
             tokens: tokens.clone(),
             guard: guard.clone(),
+            retention,
         },
         UiState {
             audit,
@@ -183,6 +190,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server::serve(listener, client_options, handler, shutdown).await;
     let _ = admin_task.await;
     if let Some(task) = reconcile {
+        task.abort();
+    }
+    if let Some(task) = retention_task {
         task.abort();
     }
     crate::pulls::writer::drain(pulls_writer).await;

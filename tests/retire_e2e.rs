@@ -278,3 +278,125 @@ async fn a_release_whose_manifest_another_live_tag_needs_is_not_retired() {
     let (ok, _, stderr) = s.retire("9.9.9", ADMIN_TOKEN);
     assert!(!ok && stderr.contains("not a release recorded"), "{stderr}");
 }
+
+const RETENTION: &str = r#"
+[[retention.rules]]
+name = "web-releases"
+repository = "driftwood/web"
+keep_newest_per_minor = 2
+keep_younger_than = "180d"
+"#;
+
+/// `(action, release)` of each line of a `tagwarden retention` table.
+fn plan_lines(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cells = l.split_whitespace();
+            Some((cells.next()?.to_owned(), cells.next()?.to_owned()))
+        })
+        .filter(|(_, release)| release.contains(':'))
+        .collect()
+}
+
+#[tokio::test]
+async fn retention_dry_run_lists_exactly_what_the_rules_select() {
+    let s = start(RETENTION).await;
+    let mut images = std::collections::HashMap::new();
+    for tag in ["1.3.0", "1.4.0", "1.4.1", "1.4.2", "1.4.3", "1.5.0"] {
+        let image = Image::random(&[128]);
+        s.push(&image, tag).await.assert_success();
+        images.insert(tag, image);
+    }
+    s.push(&images["1.5.0"], "latest").await.assert_success();
+    // A repository no rule matches.
+    let other = Image::random(&[128]);
+    skopeo::copy(
+        &OciLayout::with_image(&other).reference(),
+        &s.tw.docker_ref("other/app:1.0.0"),
+    )
+    .preserve_digests()
+    .run()
+    .await
+    .assert_success();
+    // Everything but 1.4.3 was bound 400 days ago.
+    s.db.query_column(
+        "UPDATE tag_bindings SET first_bound_at = now() - interval '400 days'
+         WHERE tag <> '1.4.3' RETURNING tag",
+    );
+
+    let (ok, stdout, stderr) = s.tagwarden(&["retention", "--dry-run"], ADMIN_TOKEN);
+    assert!(ok, "{stdout}{stderr}");
+    let mut lines = plan_lines(&stdout);
+    lines.sort();
+    let line = |a: &str, t: &str| (a.to_string(), format!("{REPO}:{t}"));
+    assert_eq!(
+        lines,
+        [
+            line("keep", "1.3.0"),
+            line("keep", "1.4.2"),
+            line("keep", "1.4.3"),
+            line("keep", "1.5.0"),
+            line("retire", "1.4.0"),
+            line("retire", "1.4.1"),
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("moving tag latest names it"), "{stdout}");
+    assert!(stdout.contains("younger than 180d"), "{stdout}");
+    assert!(
+        stdout.contains("among the newest 2 of series 1.4"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 of 6 release(s) would be retired (dry run)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("other/app"), "{stdout}");
+    assert_eq!(
+        s.served("1.4.0").await.as_deref(),
+        Some(images["1.4.0"].digest()),
+        "a dry run retires nothing"
+    );
+    assert!(!s.events("1.4.0").iter().any(|e| e.starts_with("retire")));
+
+    // An auditor may not even plan.
+    let (ok, _, stderr) = s.tagwarden(&["retention", "--dry-run"], AUDITOR_TOKEN);
+    assert!(!ok && stderr.contains("403"), "{stderr}");
+
+    // Without --dry-run, exactly those are retired, each with its rule and why.
+    let (ok, stdout, stderr) = s.tagwarden(&["retention"], ADMIN_TOKEN);
+    assert!(ok, "{stdout}{stderr}");
+    let retired: Vec<_> = plan_lines(&stdout)
+        .into_iter()
+        .filter(|(a, _)| a == "retired")
+        .collect();
+    assert_eq!(
+        retired,
+        [line("retired", "1.4.0"), line("retired", "1.4.1")],
+        "{stdout}"
+    );
+    for tag in ["1.4.0", "1.4.1"] {
+        assert_eq!(s.served(tag).await, None, "{tag} is gone");
+        let last = s.events(tag).pop().unwrap();
+        assert!(
+            last.starts_with("retire retention rule web-releases: bound 400d ago")
+                && last.ends_with("token:ops"),
+            "{last}"
+        );
+    }
+    for tag in ["1.3.0", "1.4.2", "1.4.3", "1.5.0", "latest"] {
+        assert!(s.served(tag).await.is_some(), "{tag} stays");
+    }
+    // The next plan has nothing left to retire.
+    let (ok, stdout, _) = s.tagwarden(&["retention", "--dry-run"], ADMIN_TOKEN);
+    assert!(ok && stdout.contains("0 of 4 release(s)"), "{stdout}");
+    assert_eq!(
+        s.db.query_column(
+            "SELECT count(*)::text FROM tag_events WHERE action IN ('retire', 'restore') AND policy_hash IS NULL"
+        ),
+        [Some("0".to_string())],
+        "every retirement records the policy hash"
+    );
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod handlers;
 pub mod openapi;
 pub mod pulls;
+pub mod retention;
 pub mod retire;
 pub mod rewind;
 
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub tokens: Arc<Tokens>,
     /// For the writes: a deliberate rewind, a retirement.
     pub guard: crate::enforce::Guard,
+    /// Retires what the retention rules select.
+    pub retention: crate::retention::Retention,
 }
 
 /// `(path under PREFIX, handler)` of every authenticated endpoint.
@@ -55,6 +58,7 @@ pub fn paths() -> Vec<String> {
             format!("{PREFIX}/openapi.json"),
             format!("{PREFIX}/rewind"),
             format!("{PREFIX}/retire"),
+            format!("{PREFIX}/retention"),
         ])
         .collect()
 }
@@ -79,6 +83,10 @@ pub fn router(state: ApiState) -> Router {
     let writes = Router::new()
         .route("/rewind", post(rewind::rewind).fallback(method_not_allowed))
         .route("/retire", post(retire::retire).fallback(method_not_allowed))
+        .route(
+            "/retention",
+            post(retention::retention).fallback(method_not_allowed),
+        )
         .layer(middleware::from_fn_with_state(
             state.tokens.clone(),
             auth::require_admin,

@@ -93,6 +93,7 @@ impl Guard {
             rule: Some(&binding.rule),
             reason: Some(reason),
             detail: Some(json!({ "deleted_from_registry": deleted_from_registry })),
+            policy_hash: Some(self.policy.hash()),
             ..NewEvent::new(Action::Retire, repo)
         };
         tx.append(&event, &actor).await?;
