@@ -156,6 +156,11 @@ impl Metrics {
         metrics::counter!("tagwarden_refusals_unrecorded_total").increment(1);
     }
 
+    /// A refusal of the same push in another manifest format (see `enforce::retries`).
+    pub fn refusal_coalesced(&self) {
+        metrics::counter!("tagwarden_refusals_coalesced_total").increment(1);
+    }
+
     pub fn pulls_recorded(&self, n: u64) {
         metrics::counter!("tagwarden_pulls_recorded_total").increment(n);
     }

@@ -22,6 +22,7 @@ mod probe;
 mod reach;
 mod refusal;
 mod retire;
+mod retries;
 mod write;
 
 use std::future::Future;
@@ -48,6 +49,7 @@ pub use retire::Retired;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};
+use self::retries::FormatRetries;
 
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
@@ -64,6 +66,7 @@ pub struct Guard {
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
     refusals: Arc<RefusalLimiter>,
+    retries: Arc<FormatRetries>,
 }
 
 impl Guard {
@@ -86,6 +89,7 @@ impl Guard {
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
+            retries: Arc::default(),
         }
     }
 
@@ -180,11 +184,7 @@ impl Guard {
 
     /// Whether to record a refusal of `tag` for this client, or only count it.
     fn admit_refusal(&self, repo: &str, tag: &str, actor: &Actor) -> bool {
-        let who = actor
-            .identity
-            .as_deref()
-            .or(actor.remote_addr.as_deref())
-            .unwrap_or("");
+        let who = client_key(actor);
         match self.refusals.admit(repo, tag, who) {
             Admit::Record => true,
             Admit::Skip { first } => {
@@ -195,6 +195,23 @@ impl Guard {
                 false
             }
         }
+    }
+
+    /// Whether a refused manifest write is a client's retry, in another format, of one
+    /// just refused and recorded (see [`retries`]): answered, but not recorded again.
+    fn is_format_retry(&self, repo: &str, tag: &str, manifest: &[u8], actor: &Actor) -> bool {
+        let retry = self
+            .retries
+            .is_retry(repo, tag, client_key(actor), manifest);
+        if retry {
+            self.metrics.refusal_coalesced();
+            tracing::info!(
+                repository = repo,
+                tag,
+                "the same push in another format, refused again; recorded once"
+            );
+        }
+        retry
     }
 
     /// Send the manifest bytes upstream in place of the client's (already consumed) body.
@@ -307,6 +324,15 @@ impl From<LedgerError> for OciError {
             }
         }
     }
+}
+
+/// Who a refusal is counted against: the identity, else the client's address.
+fn client_key(actor: &Actor) -> &str {
+    actor
+        .identity
+        .as_deref()
+        .or(actor.remote_addr.as_deref())
+        .unwrap_or("")
 }
 
 #[cfg(test)]

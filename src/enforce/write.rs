@@ -80,7 +80,15 @@ impl Guard {
 
         if plan.iter().any(Planned::refuses) {
             return self
-                .refuse(tx, name, &plan, digest, &parts, client, &mut actor)
+                .refuse(
+                    tx,
+                    name,
+                    &plan,
+                    (digest, &manifest.bytes),
+                    &parts,
+                    client,
+                    &mut actor,
+                )
                 .await;
         }
 
@@ -180,7 +188,7 @@ impl Guard {
         tx: LedgerTx,
         name: &Name,
         plan: &[Planned],
-        digest: &Digest,
+        (digest, manifest): (&Digest, &[u8]),
         parts: &Parts,
         client: &Client,
         actor: &mut Actor,
@@ -201,7 +209,9 @@ impl Guard {
                 continue;
             };
             first.get_or_insert((p.tag.as_str(), error));
-            if !self.admit_refusal(repo, p.tag.as_str(), actor) {
+            if self.is_format_retry(repo, p.tag.as_str(), manifest, actor)
+                || !self.admit_refusal(repo, p.tag.as_str(), actor)
+            {
                 continue;
             }
             events.push(NewEvent {
