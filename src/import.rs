@@ -5,21 +5,11 @@
 //! and adopts into the ledger every tag it has no binding for. Existing bindings are
 //! never changed; where the registry disagrees with one, it is reported.
 
-use axum::body::Body;
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
-
 use crate::config::Config;
 use crate::ledger::{Action, Actor, Ledger, ManifestRef, NewBinding, NewEvent};
-use crate::oci::media::ACCEPT_ALL_MANIFESTS;
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::{Policy, TagClass};
-use crate::proxy::body::Activity;
-use crate::proxy::Upstream;
-
-/// The most pages followed in one listing, and the largest page read.
-const MAX_PAGES: usize = 10_000;
-const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+use crate::registry::RegistryClient;
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -33,159 +23,28 @@ pub struct Summary {
     pub skipped: Vec<String>,
 }
 
-/// Talks to the upstream with tagwarden's own credentials. Shared with
-/// [`crate::reconcile`], which walks the registry the same way.
-pub(crate) struct Registry {
-    upstream: Upstream,
-    authorization: Option<HeaderValue>,
-    /// `limits.max_manifest_bytes`: a manifest read to hash it is bounded like a push.
-    max_manifest_bytes: usize,
-    /// Paces every request (reconciliation); an import runs unpaced.
-    pace: Option<crate::reconcile::pace::Pacer>,
-}
-
-impl Registry {
-    pub(crate) fn new(
-        config: &Config,
-        pace: Option<crate::reconcile::pace::Pacer>,
-    ) -> anyhow::Result<Self> {
-        Ok(Registry {
-            upstream: Upstream::new(&config.upstream)?,
-            authorization: config.upstream.authorization(),
-            max_manifest_bytes: config.limits.max_manifest_bytes,
-            pace,
-        })
-    }
-
-    /// One request; the answer's body is read up to `limit` bytes (an error beyond).
-    async fn get(
-        &self,
-        method: Method,
-        path: &str,
-        limit: usize,
-    ) -> anyhow::Result<(StatusCode, http::HeaderMap, bytes::Bytes)> {
-        if let Some(pace) = &self.pace {
-            pace.wait().await;
-        }
-        let mut req = Request::new(Body::empty());
-        *req.method_mut() = method;
-        *req.uri_mut() = self.upstream.uri(&path.parse()?);
-        req.headers_mut().insert(
-            header::ACCEPT,
-            HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
-        );
-        if let Some(auth) = &self.authorization {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
-        }
-        let resp = self.upstream.send(req, &Activity::new()).await?;
-        let (parts, body) = resp.into_parts();
-        let bytes = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading {path} (at most {limit} bytes): {e}"))?
-            .to_bytes();
-        Ok((parts.status, parts.headers, bytes))
-    }
-
-    /// Every entry of a paginated listing (`_catalog` or `tags/list`), following `Link`.
-    pub(crate) async fn list(&self, first: &str, field: &str) -> anyhow::Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut path = first.to_owned();
-        for _ in 0..MAX_PAGES {
-            let (status, headers, body) = self.get(Method::GET, &path, MAX_PAGE_BYTES).await?;
-            if status == StatusCode::NOT_FOUND {
-                return Ok(out);
-            }
-            if status != StatusCode::OK {
-                anyhow::bail!("GET {path}: the registry answered {status}{}", hint(status));
-            }
-            let page: serde_json::Value = serde_json::from_slice(&body)?;
-            if let Some(items) = page.get(field).and_then(|v| v.as_array()) {
-                out.extend(items.iter().filter_map(|v| v.as_str().map(str::to_owned)));
-            }
-            match crate::oci::link::next_page(&headers) {
-                Some(next) => path = next,
-                None => return Ok(out),
-            }
-        }
-        anyhow::bail!("{first}: more than {MAX_PAGES} pages")
-    }
-
-    /// The digest `tag` names in the registry, `None` if it names nothing. Without a
-    /// `Docker-Content-Digest` on the HEAD, the digest is the hash of the manifest a GET
-    /// answers with 200: anything else (an error page, a body over the manifest limit)
-    /// is an error, so that the tag is skipped rather than bound to the wrong bytes.
-    pub(crate) async fn resolve(&self, name: &Name, tag: &Tag) -> anyhow::Result<Option<Digest>> {
-        let path = format!("/v2/{name}/manifests/{tag}");
-        let (status, headers, _) = self.get(Method::HEAD, &path, 0).await?;
-        match status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            s => anyhow::bail!("HEAD {path}: the registry answered {s}{}", hint(s)),
-        }
-        if let Some(d) = headers
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-        {
-            return Ok(Some(Digest::parse(d)?));
-        }
-        let (status, _, body) = self
-            .get(Method::GET, &path, self.max_manifest_bytes)
-            .await?;
-        if status != StatusCode::OK {
-            anyhow::bail!(
-                "HEAD {path} named no digest and GET answered {status}{}",
-                hint(status)
-            );
-        }
-        Ok(Some(Digest::of(
-            crate::oci::reference::Algorithm::Sha256,
-            &body,
-        )))
-    }
-}
-
-impl Registry {
-    /// What the release `name@digest` references, for the delete checks; a manifest
-    /// the registry no longer holds references nothing.
-    async fn references(&self, name: &Name, digest: &Digest) -> anyhow::Result<Vec<ManifestRef>> {
-        let fetch = |d: Digest| async move {
-            let path = format!("/v2/{name}/manifests/{d}");
-            match self.get(Method::GET, &path, self.max_manifest_bytes).await {
-                Ok((StatusCode::OK, _, bytes)) => Ok(Some(bytes)),
-                Ok((StatusCode::NOT_FOUND, _, _)) => Ok(None),
-                Ok((s, _, _)) => Err(format!("GET {path}: the registry answered {s}")),
-                Err(e) => Err(format!("GET {path}: {e}")),
-            }
-            .map_err(|m| OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", m))
-        };
-        let top = match fetch(digest.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?
-        {
-            Some(top) if Digest::of(digest.algorithm(), &top) == *digest => top,
-            Some(_) => anyhow::bail!("{name}@{digest}: the registry served other bytes"),
-            None => return Ok(Vec::new()),
-        };
-        crate::enforce::collect_references(&top, false, fetch)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))
-    }
-}
-
-fn hint(status: StatusCode) -> &'static str {
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        " (set upstream.username and upstream.password to an account that can list the catalog)"
-    } else {
-        ""
-    }
+/// What the release `name@digest` references, for the delete checks; a manifest the
+/// registry no longer holds references nothing.
+async fn references(
+    registry: &RegistryClient,
+    name: &Name,
+    digest: &Digest,
+) -> anyhow::Result<Vec<ManifestRef>> {
+    let fetch = |d: Digest| async move {
+        Ok::<_, OciError>(registry.manifest(name, &d).await?.map(|m| m.bytes))
+    };
+    let Some(top) = registry.manifest(name, digest).await? else {
+        return Ok(Vec::new());
+    };
+    crate::enforce::collect_references(&top.bytes, false, fetch)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// Import every tag of every repository the upstream lists.
 pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     let policy = Policy::from_config(&config.policy)?;
-    let registry = Registry::new(config, None)?;
+    let registry = RegistryClient::from_config(config)?;
     let actor = Actor {
         identity: config
             .upstream
@@ -198,7 +57,7 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     };
 
     let mut summary = Summary::default();
-    for repo in registry.list("/v2/_catalog", "repositories").await? {
+    for repo in registry.catalog(None).all().await? {
         let Ok(name) = Name::parse(&repo) else {
             summary
                 .skipped
@@ -206,15 +65,12 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
             continue;
         };
         summary.repositories += 1;
-        for t in registry
-            .list(&format!("/v2/{name}/tags/list"), "tags")
-            .await?
-        {
+        for t in registry.tags(&name, None).all().await? {
             let Ok(tag) = Tag::parse(&t) else {
                 summary.skipped.push(format!("{name}:{t}: not a valid tag"));
                 continue;
             };
-            let digest = match registry.resolve(&name, &tag).await {
+            let digest = match registry.resolve(&name, tag.as_str()).await {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
                 Err(e) => {
@@ -247,7 +103,7 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                     .await?;
                     if decision.class == TagClass::Immutable {
                         // Unread references are read at the first delete instead.
-                        match registry.references(&name, &digest).await {
+                        match references(&registry, &name, &digest).await {
                             Ok(refs) => {
                                 tx.record_references(name.as_str(), digest.as_str(), &refs)
                                     .await?

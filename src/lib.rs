@@ -23,6 +23,7 @@ pub mod policy;
 pub mod proxy;
 pub mod pulls;
 pub mod reconcile;
+pub mod registry;
 pub mod retention;
 pub mod server;
 pub mod startup;

@@ -260,7 +260,7 @@ async fn history_is_recorded_in_order_with_its_actor() {
     assert!(first.id < second.id && first.at <= second.at);
     assert_eq!(first.action.as_str(), "create");
     assert_eq!(first.digest.as_deref(), Some(DIGEST_A));
-    assert_eq!(first.class.as_deref(), Some("immutable"));
+    assert_eq!(first.class, Some(TagClass::Immutable));
     assert_eq!(first.identity.as_deref(), Some("alice"));
     assert!(first.identity_verified);
     assert_eq!(first.remote_addr.as_deref(), Some("192.0.2.7"));
@@ -354,7 +354,7 @@ async fn every_action_and_class_is_accepted_by_the_schema() {
         let b = current(&ledger, REPO, &format!("t{i}"))
             .await
             .expect("bound");
-        assert_eq!(b.class, class.as_str());
+        assert_eq!(b.class, class);
     }
 }
 
@@ -457,7 +457,7 @@ async fn bind_keeps_the_first_binding_of_a_digest_and_restarts_it_on_a_move() {
     assert_eq!(first.repository, REPO);
     assert_eq!(first.tag, "1.0.0");
     assert_eq!(first.digest, DIGEST_A);
-    assert_eq!(first.class, "immutable");
+    assert_eq!(first.class, TagClass::Immutable);
     assert_eq!(first.rule, "semver-releases");
     assert_eq!(first.bound_by.as_deref(), Some("alice"));
     assert_eq!(first.first_bound_at, first.last_changed_at);

@@ -41,7 +41,7 @@ pub fn csv_record(e: &StoredEvent) -> String {
         opt(&e.tag),
         opt(&e.digest),
         opt(&e.previous_digest),
-        opt(&e.class),
+        e.class.map(|c| c.as_str().to_owned()).unwrap_or_default(),
         opt(&e.rule),
         opt(&e.reason),
         opt(&e.identity),
@@ -99,7 +99,7 @@ mod tests {
             tag: Some("1.4.0".into()),
             digest: Some("sha256:aa".into()),
             previous_digest: Some("sha256:bb".into()),
-            class: Some("immutable".into()),
+            class: Some(crate::policy::TagClass::Immutable),
             rule: Some("semver-releases".into()),
             reason: Some("immutable-tag-rebind".into()),
             identity: Some("=HYPERLINK(\"x\")".into()),
@@ -118,9 +118,9 @@ mod tests {
         assert_eq!(
             line,
             "7,2026-11-01T23:00:00.000000Z,refuse,driftwood/web,1.4.0,sha256:aa,sha256:bb,immutable,semver-releases,immutable-tag-rebind,\
-             \"'=HYPERLINK(\"\"x\"\")\",false,127.0.0.1:5000,\"skopeo/1.9, \"\"quoted\"\"\",,\"{\"\"a\"\":1}\"\r\n"
+             \"'=HYPERLINK(\"\"x\"\")\",false,127.0.0.1:5000,\"skopeo/1.9, \"\"quoted\"\"\",,\"{\"\"a\"\":1}\",\r\n"
         );
-        assert_eq!(csv_header().trim_end().split(',').count(), 16);
+        assert_eq!(csv_header().trim_end().split(',').count(), 17);
     }
 
     #[test]

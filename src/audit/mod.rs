@@ -133,15 +133,15 @@ impl From<Binding> for TagBinding {
             repository: b.repository,
             tag: b.tag,
             digest: b.digest,
-            class: b.class,
+            class: b.class.as_str().to_owned(),
             rule: b.rule,
             since: b.first_bound_at,
             bound_by: b.bound_by,
             last_changed_at: b.last_changed_at,
             deleted_at: b.deleted_at,
-            retired_at: b.retired.as_ref().map(|r| r.at),
-            retired_reason: b.retired.as_ref().map(|r| r.reason.clone()),
-            retired_by: b.retired.and_then(|r| r.by),
+            retired_at: b.retired_at,
+            retired_reason: b.retired_reason,
+            retired_by: b.retired_by,
         }
     }
 }
@@ -432,7 +432,7 @@ fn binding_change(e: &StoredEvent) -> BindingChange {
         digest: e.digest.clone(),
         reason: e.reason.clone(),
         identity: e.identity.clone(),
-        class: e.class.clone(),
+        class: e.class.map(|c| c.as_str().to_owned()),
     }
 }
 

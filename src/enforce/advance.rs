@@ -2,19 +2,15 @@
 //! following a new release (`follow = true`) and a deliberate rewind by an operator.
 //! The rules themselves are in [`crate::policy::advance`].
 
-use axum::body::Body;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderValue, StatusCode};
 
 use super::plan::{self, Verdict};
-use super::{check_stored_digest, Guard};
+use super::Guard;
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
-use crate::oci::media::ACCEPT_ALL_MANIFESTS;
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::advance as rules;
 use crate::policy::{Decision, TagClass};
-use crate::proxy::body::Activity;
 
 /// What an advancing tag would be pointed at.
 pub(super) struct Target<'a> {
@@ -200,7 +196,7 @@ impl Guard {
             .ledger
             .binding(repo, to.as_str())
             .await?
-            .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable.as_str())
+            .filter(|b| b.deleted_at.is_none() && b.class == TagClass::Immutable)
             .ok_or_else(|| {
                 OciError::new(
                     StatusCode::NOT_FOUND,
@@ -291,20 +287,6 @@ impl Guard {
         Ok(tx.append(&event, actor).await?)
     }
 
-    pub(super) fn own_request(&self, method: Method, path: &str, body: Body) -> Request<Body> {
-        let mut req = Request::new(body);
-        *req.method_mut() = method;
-        *req.uri_mut() = self
-            .forwarder
-            .upstream()
-            .uri(&path.parse().expect("paths built from valid names"));
-        if let Some(auth) = &self.own_authorization {
-            req.headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
-        }
-        req
-    }
-
     /// Write a manifest under a tag with tagwarden's own credentials, never a client's.
     pub(crate) async fn put_as_tagwarden(
         &self,
@@ -314,28 +296,10 @@ impl Guard {
         manifest: Bytes,
         content_type: HeaderValue,
     ) -> Result<(), OciError> {
-        let len = manifest.len();
-        let mut req = self.own_request(
-            Method::PUT,
-            &format!("/v2/{name}/manifests/{tag}"),
-            Body::from(manifest),
-        );
-        req.headers_mut().insert(header::CONTENT_TYPE, content_type);
-        req.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        let resp = self
-            .forwarder
-            .send(req, &Activity::new(), "manifest")
-            .await
-            .map_err(|e| e.to_oci())?;
-        if !resp.status().is_success() {
-            return Err(OciError::new(
-                StatusCode::BAD_GATEWAY,
-                "UNAVAILABLE",
-                format!("the registry answered {} to tagwarden's own write of {name}:{tag} (check upstream.username and upstream.password)", resp.status()),
-            ));
-        }
-        check_stored_digest(&resp, digest)
+        Ok(self
+            .registry
+            .put_manifest(name, tag, digest, manifest, content_type)
+            .await?)
     }
 
     /// Read a manifest by digest with tagwarden's own credentials, checking its bytes.
@@ -344,47 +308,17 @@ impl Guard {
         name: &Name,
         digest: &Digest,
     ) -> Result<(Bytes, HeaderValue), OciError> {
-        let mut req = self.own_request(
-            Method::GET,
-            &format!("/v2/{name}/manifests/{digest}"),
-            Body::empty(),
-        );
-        req.headers_mut().insert(
-            header::ACCEPT,
-            HeaderValue::from_static(ACCEPT_ALL_MANIFESTS),
-        );
-        let resp = self
-            .forwarder
-            .send(req, &Activity::new(), "manifest")
-            .await
-            .map_err(|e| e.to_oci())?;
         let unavailable =
             |what: String| OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", what);
-        if resp.status() != StatusCode::OK {
-            return Err(unavailable(format!(
-                "the registry answered {} for {name}@{digest}",
-                resp.status()
-            )));
-        }
-        let content_type = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .cloned()
-            .ok_or_else(|| {
-                unavailable(format!(
-                    "the registry sent {name}@{digest} without a Content-Type"
-                ))
+        let manifest =
+            self.registry.manifest(name, digest).await?.ok_or_else(|| {
+                unavailable(format!("the registry does not hold {name}@{digest}"))
             })?;
-        let bytes = Limited::new(resp.into_body(), self.max_manifest_bytes)
-            .collect()
-            .await
-            .map_err(|e| unavailable(format!("reading {name}@{digest}: {e}")))?
-            .to_bytes();
-        if Digest::of(digest.algorithm(), &bytes) != *digest {
-            return Err(unavailable(format!(
-                "the registry's {name}@{digest} does not hash to its digest"
-            )));
-        }
-        Ok((bytes, content_type))
+        let content_type = manifest.content_type.ok_or_else(|| {
+            unavailable(format!(
+                "the registry sent {name}@{digest} without a Content-Type"
+            ))
+        })?;
+        Ok((manifest.bytes, content_type))
     }
 }

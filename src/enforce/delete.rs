@@ -63,13 +63,11 @@ impl Guard {
                 // Immutable tags the ledger never saw may still name this digest.
                 if refused.is_empty() {
                     for tag in probe::unrecorded_immutable_tags(
-                        &self.forwarder,
+                        &self.registry.as_client(&parts.headers, client),
                         &self.policy,
                         &mut tx,
                         name,
                         digest,
-                        &parts.headers,
-                        client,
                     )
                     .await?
                     {
@@ -222,12 +220,14 @@ fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
         repository: repo.into(),
         tag: tag.into(),
         digest: "(not recorded)".into(),
-        class: decision.class.as_str().into(),
+        class: decision.class,
         rule: decision.rule.clone(),
         bound_by: None,
         first_bound_at: now,
         last_changed_at: now,
         deleted_at: None,
-        retired: None,
+        retired_at: None,
+        retired_reason: None,
+        retired_by: None,
     }
 }

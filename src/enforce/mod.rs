@@ -38,6 +38,7 @@ use crate::oci::{Digest, Name, OciError, Reference};
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
+use crate::registry::RegistryClient;
 use crate::telemetry::Metrics;
 
 pub use access::UpstreamAuth;
@@ -60,7 +61,10 @@ pub struct Guard {
     metrics: Metrics,
     max_manifest_bytes: usize,
     read_bounds: ReadBounds,
-    /// tagwarden's own upstream credentials, for the writes it makes itself.
+    /// Asks the upstream: with tagwarden's own credentials for the writes it makes
+    /// itself, with a client's (`as_client`) for the checks of its requests.
+    registry: RegistryClient,
+    /// tagwarden's own upstream credentials, for the checks a retirement makes with them.
     own_authorization: Option<HeaderValue>,
     /// Whether the upstream authenticates clients: decides whether an identity counts
     /// as verified and whether push access must be checked before a refusal.
@@ -79,6 +83,11 @@ impl Guard {
         read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
+        let registry = RegistryClient::new(
+            forwarder.clone(),
+            own_authorization.clone(),
+            max_manifest_bytes,
+        );
         Guard {
             policy,
             ledger,
@@ -86,6 +95,7 @@ impl Guard {
             metrics,
             max_manifest_bytes,
             read_bounds,
+            registry,
             own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),

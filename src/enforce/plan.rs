@@ -106,8 +106,8 @@ fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdic
     let live = f.current.as_ref().filter(|b| b.deleted_at.is_none());
     let verdict = match (f.decision.class, &f.current) {
         // A retired name stays reserved for its digest whatever the policy says now.
-        (_, Some(b)) if b.retired.is_some() && b.digest == digest => Verdict::Restore,
-        (_, Some(b)) if b.retired.is_some() => Verdict::Violation {
+        (_, Some(b)) if b.retired_at.is_some() && b.digest == digest => Verdict::Restore,
+        (_, Some(b)) if b.retired_at.is_some() => Verdict::Violation {
             error: refusal::retired(repo, tag, b, digest, f.taken.as_deref()),
             reason: "retired-tag-rebind",
             previous: Some(b.digest.clone()),
@@ -220,23 +220,23 @@ mod tests {
             repository: REPO.into(),
             tag: tag.into(),
             digest: digest.into(),
-            class: "immutable".into(),
+            class: TagClass::Immutable,
             rule: "r".into(),
             bound_by: Some("alice".into()),
             first_bound_at: now,
             last_changed_at: now,
             deleted_at: deleted.then_some(now),
-            retired: None,
+            retired_at: None,
+            retired_reason: None,
+            retired_by: None,
         }
     }
 
     fn retired(tag: &str, digest: &str) -> Binding {
         Binding {
-            retired: Some(crate::ledger::Retirement {
-                at: Utc::now(),
-                reason: "end of support".into(),
-                by: Some("token:ops".into()),
-            }),
+            retired_at: Some(Utc::now()),
+            retired_reason: Some("end of support".into()),
+            retired_by: Some("token:ops".into()),
             ..binding(tag, digest, true)
         }
     }

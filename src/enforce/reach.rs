@@ -12,7 +12,7 @@ use std::future::Future;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::{probe, Guard};
+use super::Guard;
 use crate::ledger::{LedgerTx, ManifestRef, Reach, RefKind};
 use crate::oci::{Digest, Name, OciError};
 use crate::proxy::Client;
@@ -117,7 +117,7 @@ where
             continue;
         };
         if Digest::of(child.algorithm(), &bytes) != child {
-            return Err(probe::cannot_check(&format!(
+            return Err(crate::registry::cannot_check(&format!(
                 "the registry served other bytes for {child}"
             )));
         }
@@ -173,16 +173,10 @@ impl Guard {
         headers: &HeaderMap,
         client: &Client,
     ) -> Result<Vec<ManifestRef>, OciError> {
+        let registry = self.registry.as_client(headers, client);
+        let registry = &registry;
         let fetch = |d: Digest| async move {
-            probe::fetch_manifest(
-                &self.forwarder,
-                name,
-                &d,
-                self.max_manifest_bytes,
-                headers,
-                client,
-            )
-            .await
+            Ok::<_, OciError>(registry.manifest(name, &d).await?.map(|m| m.bytes))
         };
         match bytes {
             Some(b) => collect(b, true, fetch).await,
@@ -214,7 +208,7 @@ impl Guard {
             }
             for d in &pending {
                 let digest = Digest::parse(d).map_err(|_| {
-                    probe::cannot_check(&format!(
+                    crate::registry::cannot_check(&format!(
                         "the ledger binds a release of {repo} to {d:?}, not a digest"
                     ))
                 })?;

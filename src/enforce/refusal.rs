@@ -50,14 +50,17 @@ pub fn retired(
     attempted: &str,
     taken: Option<&[String]>,
 ) -> OciError {
-    let (at, reason, by) = match &bound.retired {
-        Some(r) => (Some(r.at), r.reason.as_str(), r.by.as_deref()),
-        None => (bound.deleted_at, "", None),
+    let (at, reason, by) = match bound.retirement() {
+        Some(r) => (Some(r.at), r.reason, r.by),
+        None => (bound.deleted_at, String::new(), None),
     };
     let when = at
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| "-".into());
-    let by_text = by.map(|b| format!(" by {b}")).unwrap_or_default();
+    let by_text = by
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
     let message = format!(
         "tag {repository}:{tag} was retired at {when}{by_text} (reason: {reason}); the name stays reserved for {digest}, so only those bytes can restore it; {advice}",
         digest = bound.digest,

@@ -8,8 +8,7 @@
 //! binding is kept, marked retired: it no longer protects its blobs, and its name stays
 //! reserved for its digest (see [`super::plan`]).
 
-use axum::body::Body;
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -17,7 +16,6 @@ use super::Guard;
 use crate::ledger::{Action, Actor, Binding, NewEvent, RefKind};
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::TagClass;
-use crate::proxy::body::Activity;
 use crate::proxy::Client;
 
 /// What a retirement did.
@@ -58,7 +56,7 @@ impl Guard {
         let mut others: Vec<String> = bound
             .iter()
             .filter(|b| b.tag != tag.as_str())
-            .map(|b| format!("{} ({})", b.tag, b.class))
+            .map(|b| format!("{} ({})", b.tag, b.class.as_str()))
             .collect();
         if others.is_empty() {
             others = probe_unrecorded(self, &mut tx, name, &digest, &headers, &client).await?;
@@ -129,30 +127,7 @@ impl Guard {
     /// `DELETE /v2/<name>/manifests/<digest>` with tagwarden's credentials: true when
     /// deleted, false when the registry no longer held it.
     async fn delete_as_tagwarden(&self, name: &Name, digest: &Digest) -> Result<bool, OciError> {
-        let req = self.own_request(
-            Method::DELETE,
-            &format!("/v2/{name}/manifests/{digest}"),
-            Body::empty(),
-        );
-        let resp = self
-            .forwarder
-            .send(req, &Activity::new(), "manifest")
-            .await
-            .map_err(|e| e.to_oci())?;
-        match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            StatusCode::METHOD_NOT_ALLOWED => Err(OciError::new(
-                StatusCode::BAD_GATEWAY,
-                "UNSUPPORTED",
-                format!("the registry does not allow deletes, so {name}@{digest} was not retired (distribution: storage.delete.enabled = true)"),
-            )),
-            s => Err(OciError::new(
-                StatusCode::BAD_GATEWAY,
-                "UNAVAILABLE",
-                format!("the registry answered {s} to tagwarden's delete of {name}@{digest}; nothing was retired (check upstream.username and upstream.password)"),
-            )),
-        }
+        Ok(self.registry.delete_manifest(name, digest).await?)
     }
 }
 
@@ -165,16 +140,9 @@ async fn probe_unrecorded(
     headers: &HeaderMap,
     client: &Client,
 ) -> Result<Vec<String>, OciError> {
-    let tags = super::probe::unrecorded_immutable_tags(
-        &guard.forwarder,
-        &guard.policy,
-        tx,
-        name,
-        digest,
-        headers,
-        client,
-    )
-    .await?;
+    let registry = guard.registry.as_client(headers, client);
+    let tags =
+        super::probe::unrecorded_immutable_tags(&registry, &guard.policy, tx, name, digest).await?;
     Ok(tags
         .iter()
         .map(|t| format!("{t} (immutable, not recorded)"))
@@ -190,7 +158,7 @@ fn retirable(repo: &str, tag: &str, binding: Option<Binding>) -> Result<Binding,
             format!("{repo}:{tag} is not a release recorded in the ledger"),
         )
     })?;
-    if let Some(r) = &b.retired {
+    if let Some(r) = b.retirement() {
         return Err(OciError::new(
             StatusCode::CONFLICT,
             "DENIED",
@@ -201,13 +169,13 @@ fn retirable(repo: &str, tag: &str, binding: Option<Binding>) -> Result<Binding,
             ),
         ));
     }
-    if b.class != TagClass::Immutable.as_str() || b.deleted_at.is_some() {
+    if b.class != TagClass::Immutable || b.deleted_at.is_some() {
         return Err(OciError::new(
             StatusCode::CONFLICT,
             "DENIED",
             format!(
                 "{repo}:{tag} is not a live immutable release (it is {}{}): only releases are retired; other tags are deleted with a normal delete",
-                b.class,
+                b.class.as_str(),
                 if b.deleted_at.is_some() { ", deleted" } else { "" }
             ),
         ));

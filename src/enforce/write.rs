@@ -320,11 +320,9 @@ impl Guard {
             return Ok(None);
         }
         match probe::resolve(
-            &self.forwarder,
+            &self.registry.as_client(&parts.headers, client),
             name,
             p.tag.as_str(),
-            &parts.headers,
-            client,
         )
         .await?
         {
@@ -416,7 +414,7 @@ impl Guard {
         let bound = current.as_ref().or(adopted.as_ref());
         let taken = match bound {
             Some(b)
-                if (decision.class == TagClass::Immutable || b.retired.is_some())
+                if (decision.class == TagClass::Immutable || b.retired_at.is_some())
                     && b.digest != digest.as_str() =>
             {
                 refusal::taken_in_series(tx, repo, tag.as_str()).await?
@@ -459,13 +457,16 @@ impl Guard {
         parts: &Parts,
         client: &Client,
     ) -> Result<Option<Binding>, OciError> {
-        let existing =
-            match probe::resolve(&self.forwarder, name, tag.as_str(), &parts.headers, client)
-                .await?
-            {
-                Probe::Absent => return Ok(None),
-                Probe::Present(d) => d,
-            };
+        let existing = match probe::resolve(
+            &self.registry.as_client(&parts.headers, client),
+            name,
+            tag.as_str(),
+        )
+        .await?
+        {
+            Probe::Absent => return Ok(None),
+            Probe::Present(d) => d,
+        };
         let repo = name.as_str();
         let system = Actor {
             identity: None,

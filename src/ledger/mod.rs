@@ -24,13 +24,13 @@ pub use references::{ManifestRef, Reach, RefKind};
 pub use retire::LiveBinding;
 pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
-/// A tag's current binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tag's current binding, as a row of `tag_bindings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Binding {
     pub repository: String,
     pub tag: String,
     pub digest: String,
-    pub class: String,
+    pub class: TagClass,
     pub rule: String,
     pub bound_by: Option<String>,
     pub first_bound_at: DateTime<Utc>,
@@ -39,7 +39,22 @@ pub struct Binding {
     /// Set when an operator or a retention rule retired the release: it is also
     /// deleted, and its name stays reserved for its digest.
     #[serde(default)]
-    pub retired: Option<Retirement>,
+    pub retired_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub retired_reason: Option<String>,
+    #[serde(default)]
+    pub retired_by: Option<String>,
+}
+
+impl Binding {
+    /// When, why and by whom the release was retired, if it was.
+    pub fn retirement(&self) -> Option<Retirement> {
+        self.retired_at.map(|at| Retirement {
+            at,
+            reason: self.retired_reason.clone().unwrap_or_default(),
+            by: self.retired_by.clone(),
+        })
+    }
 }
 
 /// When, why and by whom a release was retired.
@@ -50,9 +65,10 @@ pub struct Retirement {
     pub by: Option<String>,
 }
 
-/// What happened, as recorded in the history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What happened, as recorded in the history (`tag_events.action`, text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Action {
     /// A tag bound for the first time.
     Create,

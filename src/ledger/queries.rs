@@ -15,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Row};
 
 use super::{Action, Binding, Ledger, LedgerError};
+use crate::policy::TagClass;
 
 /// Which end of a history comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -27,8 +28,8 @@ pub enum Order {
     Desc,
 }
 
-/// A history event as an audit reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A history event as an audit reads it: a row of `tag_events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StoredEvent {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -37,7 +38,7 @@ pub struct StoredEvent {
     pub tag: Option<String>,
     pub digest: Option<String>,
     pub previous_digest: Option<String>,
-    pub class: Option<String>,
+    pub class: Option<TagClass>,
     pub rule: Option<String>,
     pub reason: Option<String>,
     pub identity: Option<String>,
@@ -181,7 +182,10 @@ impl Ledger {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.iter().map(super::store::binding_from_row).collect())
+        Ok(rows
+            .iter()
+            .map(<Binding as sqlx::FromRow<PgRow>>::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// A page of one tag's events, starting after the event `after` in `order`.
@@ -389,26 +393,10 @@ fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
         .ok_or_else(|| LedgerError::Query(format!("unknown action {name:?} in tag_events")))
 }
 
+/// An event from a row that holds at least the columns of `tag_events` (a chain check
+/// and the outbox read more).
 pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
-    Ok(StoredEvent {
-        id: r.get("id"),
-        at: r.get("at"),
-        action: action(r, "action")?,
-        repository: r.get("repository"),
-        tag: r.get("tag"),
-        digest: r.get("digest"),
-        previous_digest: r.get("previous_digest"),
-        class: r.get("class"),
-        rule: r.get("rule"),
-        reason: r.get("reason"),
-        identity: r.get("identity"),
-        identity_verified: r.get("identity_verified"),
-        remote_addr: r.get("remote_addr"),
-        user_agent: r.get("user_agent"),
-        request_id: r.get("request_id"),
-        detail: r.get("detail"),
-        policy_hash: r.get("policy_hash"),
-    })
+    Ok(<StoredEvent as sqlx::FromRow<PgRow>>::from_row(r)?)
 }
 
 /// A [`BindingChange`] from the columns named `<prefix>id`, `<prefix>at`, ...

@@ -298,7 +298,7 @@ fn hashed_fields(e: &StoredEvent) -> HashedFields<'_> {
         tag: e.tag.as_deref(),
         digest: e.digest.as_deref(),
         previous_digest: e.previous_digest.as_deref(),
-        class: e.class.as_deref(),
+        class: e.class.map(crate::policy::TagClass::as_str),
         rule: e.rule.as_deref(),
         reason: e.reason.as_deref(),
         identity: e.identity.as_deref(),
@@ -351,7 +351,7 @@ impl LedgerTx {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as::<_, Binding>(
             "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
                     retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND tag = $2",
@@ -359,8 +359,7 @@ impl LedgerTx {
         .bind(repository)
         .bind(tag)
         .fetch_optional(&mut *self.tx)
-        .await?;
-        Ok(row.as_ref().map(binding_from_row))
+        .await?)
     }
 
     /// Live (not deleted) bindings of a repository that name `digest`.
@@ -369,7 +368,7 @@ impl LedgerTx {
         repository: &str,
         digest: &str,
     ) -> Result<Vec<Binding>, LedgerError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, Binding>(
             "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
                     retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL ORDER BY tag",
@@ -377,8 +376,7 @@ impl LedgerTx {
         .bind(repository)
         .bind(digest)
         .fetch_all(&mut *self.tx)
-        .await?;
-        Ok(rows.iter().map(binding_from_row).collect())
+        .await?)
     }
 
     /// Live immutable tags of a repository bound to `digest`: the releases it is.
@@ -555,28 +553,5 @@ impl LedgerTx {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?)
-    }
-}
-
-pub(super) fn binding_from_row(r: &sqlx::postgres::PgRow) -> Binding {
-    Binding {
-        repository: r.get("repository"),
-        tag: r.get("tag"),
-        digest: r.get("digest"),
-        class: r.get("class"),
-        rule: r.get("rule"),
-        bound_by: r.get("bound_by"),
-        first_bound_at: r.get("first_bound_at"),
-        last_changed_at: r.get("last_changed_at"),
-        deleted_at: r.get("deleted_at"),
-        retired: r
-            .get::<Option<chrono::DateTime<chrono::Utc>>, _>("retired_at")
-            .map(|at| super::Retirement {
-                at,
-                reason: r
-                    .get::<Option<String>, _>("retired_reason")
-                    .unwrap_or_default(),
-                by: r.get("retired_by"),
-            }),
     }
 }

@@ -79,7 +79,7 @@ mod tests {
             tag: Some("1.0.0".into()),
             digest: Some("sha256:bb".into()),
             previous_digest: Some("sha256:aa".into()),
-            class: Some("immutable".into()),
+            class: Some(crate::policy::TagClass::Immutable),
             rule: Some("semver-releases".into()),
             reason: Some("immutable-tag-rebind".into()),
             identity: Some("ci".into()),

@@ -14,8 +14,11 @@ use sha2::{Digest as _, Sha256};
 use crate::config::PolicyConfig;
 
 /// What a rule makes of a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Stored as text (`tag_bindings.class`, `tag_events.class`), read back typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TagClass {
     /// Bound once to a digest, never re-pointed, never deleted.
     Immutable,

@@ -3,7 +3,7 @@
 //! if asked, put immutable tags back on their bound digest (`repair`).
 //!
 //! A pass walks `_catalog` and each repository's `tags/list` with tagwarden's own
-//! credentials (the listing code is [`crate::import`]'s), compares what each tag names
+//! credentials (through [`crate::registry`]), compares what each tag names
 //! with `tag_bindings`, and re-checks every finding under the tag's lock before it is
 //! recorded, so that a push through tagwarden racing the pass is never reported.
 
@@ -19,10 +19,10 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::enforce::Guard;
-use crate::import::Registry;
 use crate::ledger::{Action, Actor, Ledger, NewEvent};
 use crate::oci::{Digest, Name, Tag};
 use crate::policy::{Policy, TagClass};
+use crate::registry::RegistryClient;
 
 /// The most findings a report lists (all are counted and recorded).
 const MAX_LISTED: usize = 10_000;
@@ -114,7 +114,7 @@ pub enum Mode {
 }
 
 pub struct Reconciler {
-    registry: Registry,
+    registry: RegistryClient,
     ledger: Ledger,
     policy: Policy,
     /// Writes with tagwarden's own credentials, for repairs.
@@ -128,7 +128,8 @@ impl Reconciler {
     pub fn new(config: &Config, ledger: Ledger, guard: Guard) -> anyhow::Result<Reconciler> {
         let r = &config.reconcile;
         Ok(Reconciler {
-            registry: Registry::new(config, Some(pace::Pacer::new(r.max_requests_per_second)))?,
+            registry: RegistryClient::from_config(config)?
+                .paced(pace::Pacer::new(r.max_requests_per_second)),
             ledger,
             policy: Policy::from_config(&config.policy)?,
             guard,
@@ -152,10 +153,8 @@ impl Reconciler {
         let started = Instant::now();
         let mut repos: BTreeSet<String> = self
             .registry
-            .list(
-                &format!("/v2/_catalog?n={}", self.page_size),
-                "repositories",
-            )
+            .catalog(Some(self.page_size))
+            .all()
             .await?
             .into_iter()
             .collect();
@@ -193,13 +192,7 @@ impl Reconciler {
     }
 
     async fn repository(&self, name: &Name, mode: Mode, report: &mut Report) -> anyhow::Result<()> {
-        let listed = self
-            .registry
-            .list(
-                &format!("/v2/{name}/tags/list?n={}", self.page_size),
-                "tags",
-            )
-            .await?;
+        let listed = self.registry.tags(name, Some(self.page_size)).all().await?;
         let bindings: BTreeMap<String, (String, String, bool)> =
             store::bindings(self.ledger.pool(), name.as_str())
                 .await?
@@ -211,7 +204,7 @@ impl Reconciler {
             let Ok(tag) = Tag::parse(t) else { continue };
             seen.insert(t.clone());
             report.tags_checked += 1;
-            let served = self.registry.resolve(name, &tag).await?;
+            let served = self.registry.resolve(name, tag.as_str()).await?;
             let live = bindings
                 .get(t)
                 .filter(|(_, _, live)| *live)
@@ -245,15 +238,15 @@ impl Reconciler {
             .binding(name.as_str(), tag.as_str())
             .await?
             .filter(|b| b.deleted_at.is_none());
-        let served = self.registry.resolve(name, tag).await?;
+        let served = self.registry.resolve(name, tag.as_str()).await?;
         let registry_digest = served.as_ref().map(|d| d.as_str().to_owned());
         let (kind, class) = match (&binding, &registry_digest) {
             (Some(b), Some(d)) if b.digest == *d => return Ok(tx.rollback().await?),
-            (Some(b), Some(_)) if class_of(&b.class) == TagClass::Immutable => {
+            (Some(b), Some(_)) if b.class == TagClass::Immutable => {
                 (Kind::RegistryDigestDiffers, TagClass::Immutable)
             }
-            (Some(b), Some(_)) => (Kind::MovedOutside, class_of(&b.class)),
-            (Some(b), None) => (Kind::RegistryLostTag, class_of(&b.class)),
+            (Some(b), Some(_)) => (Kind::MovedOutside, b.class),
+            (Some(b), None) => (Kind::RegistryLostTag, b.class),
             (None, Some(_)) => (
                 Kind::UnrecordedTag,
                 self.policy.classify(name.as_str(), tag.as_str()).class,
@@ -327,15 +320,6 @@ impl Reconciler {
             policy_hash: Some(self.policy.hash()),
             ..NewEvent::new(Action::Drift, &f.repository)
         }
-    }
-}
-
-/// A binding's stored class; the column's CHECK admits only these three.
-fn class_of(stored: &str) -> TagClass {
-    match stored {
-        "immutable" => TagClass::Immutable,
-        "exempt" => TagClass::Exempt,
-        _ => TagClass::Moving,
     }
 }
 

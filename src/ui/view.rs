@@ -495,7 +495,7 @@ mod tests {
             tag: Some("1.4".into()),
             digest: Some(format!("sha256:{}", "b".repeat(64))),
             previous_digest: Some(format!("sha256:{}", "a".repeat(64))),
-            class: Some("moving".into()),
+            class: Some(crate::policy::TagClass::Moving),
             rule: Some(HOSTILE.into()),
             reason: Some(HOSTILE.into()),
             identity: Some(HOSTILE.into()),
