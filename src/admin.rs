@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::api::{self, ApiState};
 use crate::ledger::Ledger;
+use crate::policy::live::LivePolicy;
 use crate::proxy::body::Activity;
 use crate::proxy::Upstream;
 use crate::telemetry::Metrics;
@@ -25,6 +26,7 @@ pub struct AdminState {
     pub ledger: Ledger,
     pub upstream: Upstream,
     pub metrics: Metrics,
+    pub policy: LivePolicy,
 }
 
 pub fn router(state: AdminState, api: ApiState, pages: UiState) -> Router {
@@ -38,7 +40,7 @@ pub fn router(state: AdminState, api: ApiState, pages: UiState) -> Router {
 }
 
 /// Ready when both the upstream answers `/v2/` (any HTTP answer, 401 included) and
-/// the ledger answers a query.
+/// the ledger answers a query. Also names the policy in force, by hash.
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
     let upstream = async {
@@ -67,6 +69,7 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
         "ready": ready,
         "upstream": match &up { Ok(status) => json!({"ok": true, "status": status}), Err(e) => json!({"ok": false, "error": e}) },
         "ledger": match &db { Ok(()) => json!({"ok": true}), Err(e) => json!({"ok": false, "error": e}) },
+        "policy": {"hash": s.policy.current().hash()},
     });
     let status = if ready {
         StatusCode::OK

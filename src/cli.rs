@@ -10,6 +10,7 @@ use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
 mod audit;
+mod explain_at;
 mod pulls;
 mod reconcile;
 mod retention;
@@ -89,6 +90,15 @@ enum Command {
         /// With the ledger, also show what an advancing tag names now and may name next.
         #[arg(long, env = "TAGWARDEN_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Explain with the policy that was in force at this instant (RFC 3339, e.g.
+        /// 2026-03-01T12:00:00Z), from the ledger's policy history; needs --database-url.
+        #[arg(
+            long,
+            value_name = "TIME",
+            requires = "database_url",
+            conflicts_with = "config"
+        )]
+        at: Option<String>,
     },
     /// The audit questions: history, resolve, events and digest.
     #[command(flatten)]
@@ -122,6 +132,18 @@ struct ServiceArgs {
 }
 
 impl ServiceArgs {
+    /// Where the service reads its configuration, now and on every reload.
+    fn source(self, overrides: Overrides) -> crate::reload::ConfigSource {
+        crate::reload::ConfigSource {
+            file: self.config,
+            overrides: Overrides {
+                upstream: self.upstream,
+                database_url: self.database_url,
+                ..overrides
+            },
+        }
+    }
+
     fn load(self, overrides: Overrides) -> Result<Config, String> {
         let overrides = Overrides {
             upstream: self.upstream,
@@ -176,12 +198,13 @@ pub fn run() -> ExitCode {
                 }),
                 ..Overrides::default()
             };
-            let config = match service.load(overrides) {
+            let source = service.source(overrides);
+            let config = match source.load() {
                 Ok(c) => c,
-                Err(e) => return fail(&e),
+                Err(e) => return fail(&format!("configuration error: {e}")),
             };
             crate::telemetry::init_logging(&config.log);
-            block_on(crate::startup::run(config))
+            block_on(crate::startup::run(config, source))
         }
         Command::Import { service } => {
             let config = match service.load(Overrides::default()) {
@@ -227,7 +250,11 @@ pub fn run() -> ExitCode {
             reference,
             config,
             database_url,
-        } => explain(&reference, config, database_url),
+            at,
+        } => match (at, database_url) {
+            (Some(at), Some(url)) => explain_at::run(&reference, &at, &url),
+            (_, database_url) => explain(&reference, config, database_url),
+        },
         Command::Rewind(args) => block_on(args.run()),
         Command::Retire(args) => block_on(args.run()),
         Command::Retention(args) => run_audit(args.run()),

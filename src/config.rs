@@ -38,6 +38,7 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    pub reload: ReloadConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -589,6 +590,40 @@ impl ReconcileConfig {
     }
 }
 
+/// Reloading the policy while running: always on `SIGHUP`; on a file change too when
+/// `watch` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Also reload when the configuration file's contents change (polled). Off by
+    /// default: an editor's half-written save would be rejected and logged as an error.
+    pub watch: bool,
+    /// How often the watch reads the file.
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch: false,
+            watch_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ReloadConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.watch_interval < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                key: "reload.watch_interval".into(),
+                message: "must be at least 100ms".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 mod defaults {
     use std::time::Duration;
     pub fn connect_timeout() -> Duration {
@@ -746,6 +781,7 @@ impl Config {
         self.retention
             .validate(self.pulls.enabled)
             .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        self.reload.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
             message: e.to_string(),

@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod pulls;
 pub mod reconcile;
 pub mod registry;
+pub mod reload;
 pub mod retention;
 pub mod server;
 pub mod startup;

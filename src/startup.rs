@@ -15,8 +15,10 @@ use crate::enforce::{Guard, ReadBounds, UpstreamAuth};
 use crate::gateway::Gateway;
 use crate::ledger::store::StatementBounds;
 use crate::ledger::Ledger;
+use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::{Forwarder, Upstream};
+use crate::reload::{self, ConfigSource, Reloader};
 use crate::server;
 use crate::telemetry::Metrics;
 use crate::ui::{Sessions, UiState};
@@ -53,15 +55,16 @@ pub async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
     }
 }
 
-/// Bind both listeners, serve until SIGTERM or Ctrl-C, then drain.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Bind both listeners, serve until SIGTERM or Ctrl-C, then drain. `source` is where
+/// `config` came from: `SIGHUP` reads it again for a new policy (see [`crate::reload`]).
+pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let metrics = Metrics::install();
-    let policy = Arc::new(Policy::from_config(&config.policy)?);
+    let policy = LivePolicy::new(Policy::from_config(&config.policy)?);
     let upstream = Upstream::new(&config.upstream)?;
     let ledger = open_ledger(&config).await?;
     let forwarder = Forwarder::new(upstream.clone(), metrics.clone());
     let guard = Guard::new(
-        policy,
+        policy.clone(),
         ledger.clone(),
         forwarder.clone(),
         metrics.clone(),
@@ -84,11 +87,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+    let reloader = reload::start(
+        Reloader::new(source, policy.clone(), config.clone(), metrics.clone())
+            .with_history(ledger.clone()),
+        config.reload.watch.then_some(config.reload.watch_interval),
+    )
+    .context("cannot install the SIGHUP handler for reloads")?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
         upstream = %upstream.authority(),
         tls = tls.is_some(),
+        policy = policy.current().hash(),
         "tagwarden is serving"
     );
 
@@ -130,6 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ledger,
             upstream,
             metrics,
+            policy,
         },
         ApiState {
             audit: audit.clone(),
@@ -195,6 +206,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(task) = retention_task {
         task.abort();
     }
+    reloader.abort();
     crate::pulls::writer::drain(pulls_writer).await;
     tracing::info!("stopped");
     Ok(())

@@ -114,6 +114,17 @@ impl Metrics {
             "tagwarden_reconcile_passes_total",
             "Reconcile passes, by outcome (ok, errors, partial, error)."
         );
+        metrics::describe_gauge!(
+            "tagwarden_policy_info",
+            "1 for the hash of the policy in force; 0 for policies it replaced."
+        );
+        metrics::describe_counter!(
+            "tagwarden_policy_reloads_total",
+            "Configuration reloads, by outcome (applied, unchanged, rejected)."
+        );
+        for outcome in ["applied", "unchanged", "rejected"] {
+            metrics::counter!("tagwarden_policy_reloads_total", "outcome" => outcome).increment(0);
+        }
         // Registered at zero so that a scrape shows them before the first pull.
         metrics::counter!("tagwarden_pulls_recorded_total").increment(0);
         metrics::counter!("tagwarden_pulls_dropped_total").increment(0);
@@ -202,6 +213,18 @@ impl Metrics {
 
     pub fn reconcile_pass(&self, outcome: &'static str) {
         metrics::counter!("tagwarden_reconcile_passes_total", "outcome" => outcome).increment(1);
+    }
+
+    /// `hash` is in force now; `previous`, if any, no longer is.
+    pub fn policy_loaded(&self, previous: Option<&str>, hash: &str) {
+        if let Some(old) = previous {
+            metrics::gauge!("tagwarden_policy_info", "hash" => old.to_owned()).set(0.0);
+        }
+        metrics::gauge!("tagwarden_policy_info", "hash" => hash.to_owned()).set(1.0);
+    }
+
+    pub fn policy_reload(&self, outcome: &'static str) {
+        metrics::counter!("tagwarden_policy_reloads_total", "outcome" => outcome).increment(1);
     }
 
     pub fn render(&self) -> String {

@@ -179,6 +179,17 @@ impl Guard {
         reason: &str,
         who: &str,
     ) -> Result<Rewound, OciError> {
+        self.pinned().try_rewind(name, tag, to, reason, who).await
+    }
+
+    async fn try_rewind(
+        &self,
+        name: &Name,
+        tag: &Tag,
+        to: &Tag,
+        reason: &str,
+        who: &str,
+    ) -> Result<Rewound, OciError> {
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
         if decision.class != TagClass::Moving {

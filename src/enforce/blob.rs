@@ -30,7 +30,11 @@ impl Guard {
         parts: Parts,
         client: &Client,
     ) -> Response {
-        match self.try_delete_blob(name, digest, parts, client).await {
+        match self
+            .pinned()
+            .try_delete_blob(name, digest, parts, client)
+            .await
+        {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         }

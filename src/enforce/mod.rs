@@ -35,6 +35,7 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::ledger::{Actor, Ledger, LedgerError, LedgerTx, NewEvent};
 use crate::oci::{Digest, Name, OciError, Reference};
+use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
@@ -55,6 +56,9 @@ use self::retries::FormatRetries;
 /// Decides and records manifest writes and deletes.
 #[derive(Clone)]
 pub struct Guard {
+    /// The policy in force; each request pins a snapshot of it in `policy`.
+    live: LivePolicy,
+    /// The snapshot this request decides with (see [`Guard::pinned`]).
     policy: Arc<Policy>,
     ledger: Ledger,
     forwarder: Forwarder,
@@ -75,7 +79,7 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(
-        policy: Arc<Policy>,
+        policy: LivePolicy,
         ledger: Ledger,
         forwarder: Forwarder,
         metrics: Metrics,
@@ -89,7 +93,8 @@ impl Guard {
             max_manifest_bytes,
         );
         Guard {
-            policy,
+            policy: policy.current(),
+            live: policy,
             ledger,
             forwarder,
             metrics,
@@ -100,6 +105,20 @@ impl Guard {
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
             retries: Arc::default(),
+        }
+    }
+
+    /// The policy handle that reloads replace.
+    pub fn live_policy(&self) -> &LivePolicy {
+        &self.live
+    }
+
+    /// A copy of this guard that decides with the policy in force now, from the start of
+    /// a request to its end, whatever reloads happen meanwhile.
+    fn pinned(&self) -> Guard {
+        Guard {
+            policy: self.live.current(),
+            ..self.clone()
         }
     }
 
@@ -120,7 +139,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),
@@ -137,7 +156,7 @@ impl Guard {
         client: &Client,
     ) -> Response {
         let (guard, name, reference, client) = (
-            self.clone(),
+            self.pinned(),
             name.clone(),
             reference.clone(),
             client.clone(),

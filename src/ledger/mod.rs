@@ -6,6 +6,7 @@
 //! serialises on the same tag.
 
 pub mod chain;
+pub mod policies;
 pub mod queries;
 pub mod references;
 mod repush;

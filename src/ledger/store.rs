@@ -22,6 +22,11 @@ pub enum LedgerError {
 
 impl From<sqlx::Error> for LedgerError {
     fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some(READ_ONLY_SQL_TRANSACTION) {
+                failover::read_only_seen();
+            }
+        }
         match e {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -45,6 +50,48 @@ fn busy_or_gone(code: &str) -> bool {
     code.starts_with("57")
         || code.starts_with("08")
         || matches!(code, "55P03" | "40001" | "40P01" | "25006")
+}
+
+/// SQLSTATE of a write on a read-only server: a standby, or a demoted old primary.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+/// Leaving a server that turned read-only (a failover) within seconds.
+///
+/// sqlx connects to one host and keeps its connections: after a failover, pooled ones
+/// may still reach the old primary, now a read-only standby, and every write on them
+/// fails with 25006. The first such failure is noted here; every connection opened
+/// before it is closed when next acquired instead of being handed out, and a new
+/// connection is only used if its server accepts writes. The writes in between fail
+/// closed (503), as for any unavailable ledger.
+mod failover {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    /// Nanoseconds after [`epoch`] of the last read-only failure; 0 for none.
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn read_only_seen() {
+        let now = epoch().elapsed().as_nanos().max(1) as u64;
+        if SEEN.swap(now, Ordering::Relaxed) < now.saturating_sub(1_000_000_000) {
+            tracing::warn!("the ledger database refused a write as read-only (a failover?); replacing the pooled connections");
+        }
+    }
+
+    /// Whether a connection opened `age` ago predates the last read-only failure.
+    pub(super) fn predates_read_only(age: Duration) -> bool {
+        let seen = SEEN.load(Ordering::Relaxed);
+        if seen == 0 {
+            return false;
+        }
+        let since = epoch().elapsed().saturating_sub(Duration::from_nanos(seen));
+        age > since
+    }
 }
 
 /// Whether an error says that the connection it came from is gone (a dropped socket, or
@@ -109,6 +156,7 @@ impl Ledger {
             .disable_statement_logging()
             // A transaction left open by a stuck request must not hold tag locks forever.
             .options(settings);
+        let writes = bounds.is_some();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
@@ -116,6 +164,29 @@ impl Ledger {
             // No ping before every write: sqlx already pings a connection when it goes
             // back to the pool, and `begin` replaces one that died while idle.
             .test_before_acquire(false)
+            // After a read-only failure (a failover), connections older than it are
+            // closed instead of reused, and a new one must reach a writable server.
+            // Only for the pools that write: an auditor may verify or explain from a
+            // standby.
+            .before_acquire(move |_conn, meta| {
+                Box::pin(async move { Ok(!(writes && failover::predates_read_only(meta.age))) })
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if !writes {
+                        return Ok(());
+                    }
+                    let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if read_only == "on" {
+                        return Err(sqlx::Error::Protocol(
+                            "the ledger database server is read-only (a standby, or an old primary after a failover)".into(),
+                        ));
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         Ok(Ledger { pool })
     }
@@ -336,13 +407,23 @@ impl LedgerTx {
         keys.sort_unstable();
         keys.dedup();
         // One round trip; the locks are taken one after the other in the array's order.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(k)
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
+        // It also asks whether this transaction may write: every write path locks
+        // before it forwards anything, so a server that turned read-only (a failover)
+        // is found before the registry stores what the ledger could not record.
+        let read_only: Vec<String> = sqlx::query_scalar(
+            "SELECT current_setting('transaction_read_only')
+             FROM (SELECT pg_advisory_xact_lock(k)
+                   FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS locked",
         )
         .bind(&keys)
-        .execute(&mut *self.tx)
+        .fetch_all(&mut *self.tx)
         .await?;
+        if read_only.iter().any(|r| r == "on") {
+            failover::read_only_seen();
+            return Err(LedgerError::Unavailable(
+                "the ledger database server is read-only (a standby, or an old primary after a failover)".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 
 pub mod advance;
 mod defaults;
+pub mod live;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -189,6 +190,12 @@ impl Policy {
     /// The effective rules as canonical JSON (what [`Policy::hash`] covers).
     pub fn canonical(&self) -> Vec<u8> {
         canonical_rules(&self.effective)
+    }
+
+    /// The rules in force, built-in ones included, in evaluation order: a policy that
+    /// [`Policy::from_config`] rebuilds exactly (same hash) with `include_defaults = false`.
+    pub fn effective_rules(&self) -> &[RuleConfig] {
+        &self.effective
     }
 
     /// The built-in rules alone.

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::enforce::Guard;
 use crate::ledger::{Action, Actor, Ledger, NewEvent};
 use crate::oci::{Digest, Name, Tag};
+use crate::policy::live::LivePolicy;
 use crate::policy::{Policy, TagClass};
 use crate::registry::RegistryClient;
 
@@ -116,7 +117,8 @@ pub enum Mode {
 pub struct Reconciler {
     registry: RegistryClient,
     ledger: Ledger,
-    policy: Policy,
+    /// The policy in force, shared with the guard: a reload applies to the next check.
+    policy: LivePolicy,
     /// Writes with tagwarden's own credentials, for repairs.
     guard: Guard,
     page_size: u32,
@@ -131,7 +133,7 @@ impl Reconciler {
             registry: RegistryClient::from_config(config)?
                 .paced(pace::Pacer::new(r.max_requests_per_second)),
             ledger,
-            policy: Policy::from_config(&config.policy)?,
+            policy: guard.live_policy().clone(),
             guard,
             page_size: r.page_size,
             time_budget: r.time_budget,
@@ -232,6 +234,8 @@ impl Reconciler {
         mode: Mode,
         report: &mut Report,
     ) -> anyhow::Result<()> {
+        // One policy decides the whole check, whatever reloads happen meanwhile.
+        let policy = self.policy.current();
         let mut tx = self.ledger.begin().await?;
         tx.lock(name.as_str(), &[tag.as_str()]).await?;
         let binding = tx
@@ -249,7 +253,7 @@ impl Reconciler {
             (Some(b), None) => (Kind::RegistryLostTag, b.class),
             (None, Some(_)) => (
                 Kind::UnrecordedTag,
-                self.policy.classify(name.as_str(), tag.as_str()).class,
+                policy.classify(name.as_str(), tag.as_str()).class,
             ),
             (None, None) => return Ok(tx.rollback().await?),
         };
@@ -294,32 +298,33 @@ impl Reconciler {
                 ledger_digest = finding.ledger_digest.as_deref().unwrap_or("-"),
                 "drift: the registry was changed around tagwarden"
             );
-            tx.append(&self.drift_event(&finding), &self.actor).await?;
+            tx.append(&drift_event(&finding, policy.hash()), &self.actor)
+                .await?;
             finding.recorded = true;
         }
         if finding.repaired {
-            tx.append(&repair::event(&finding, self.policy.hash()), &self.actor)
+            tx.append(&repair::event(&finding, policy.hash()), &self.actor)
                 .await?;
         }
         tx.commit().await?;
         report.push(finding);
         Ok(())
     }
+}
 
-    fn drift_event<'a>(&'a self, f: &'a Finding) -> NewEvent<'a> {
-        NewEvent {
-            tag: Some(&f.tag),
-            digest: f.registry_digest.as_deref(),
-            previous_digest: f.ledger_digest.as_deref(),
-            class: Some(f.class),
-            reason: Some(f.kind.as_str()),
-            detail: Some(serde_json::json!({
-                "registry_digest": f.registry_digest,
-                "ledger_digest": f.ledger_digest,
-            })),
-            policy_hash: Some(self.policy.hash()),
-            ..NewEvent::new(Action::Drift, &f.repository)
-        }
+fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
+    NewEvent {
+        tag: Some(&f.tag),
+        digest: f.registry_digest.as_deref(),
+        previous_digest: f.ledger_digest.as_deref(),
+        class: Some(f.class),
+        reason: Some(f.kind.as_str()),
+        detail: Some(serde_json::json!({
+            "registry_digest": f.registry_digest,
+            "ledger_digest": f.ledger_digest,
+        })),
+        policy_hash: Some(policy_hash),
+        ..NewEvent::new(Action::Drift, &f.repository)
     }
 }
 
@@ -332,7 +337,7 @@ pub fn own_writer(config: &Config, ledger: &Ledger) -> anyhow::Result<Guard> {
         metrics.clone(),
     );
     Ok(Guard::new(
-        std::sync::Arc::new(Policy::from_config(&config.policy)?),
+        LivePolicy::new(Policy::from_config(&config.policy)?),
         ledger.clone(),
         forwarder,
         metrics,

@@ -40,6 +40,87 @@ fn is_root() -> bool {
 impl PrivatePostgres {
     /// initdb a fresh cluster (trust auth, user `postgres`) and start it on a free port.
     pub fn start() -> PrivatePostgres {
+        let pg = PrivatePostgres::empty();
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        pg.start_again();
+        pg
+    }
+
+    /// A streaming replica of this cluster (`pg_basebackup -R`), started on a free port,
+    /// and made synchronous: from now on a commit on this server returns only once the
+    /// replica has it.
+    pub fn start_replica(&self) -> PrivatePostgres {
+        let replica = PrivatePostgres::empty();
+        let port = self.port.to_string();
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &replica.data(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        replica.start_again();
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.psql("SELECT pg_reload_conf()");
+        replica
+    }
+
+    /// `pg_ctl promote`: a replica becomes a primary that accepts writes.
+    pub fn promote(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-w", "-t", "30", "promote"]);
+    }
+
+    /// Run one statement with psql; its output, unaligned, without headers.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("run psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// "127.0.0.1:port".
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A directory and a free port, owned by `postgres` when running as root.
+    fn empty() -> PrivatePostgres {
         let dir = tempfile::Builder::new()
             .prefix("tw-pg-")
             .tempdir()
@@ -54,18 +135,11 @@ impl PrivatePostgres {
                 "chown the cluster directory to postgres"
             );
         }
-        let pg = PrivatePostgres {
+        PrivatePostgres {
             bin: server_bin(),
             port: free_port(),
             dir,
-        };
-        let data = pg.data();
-        pg.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
-        pg.start_again();
-        pg
+        }
     }
 
     fn data(&self) -> String {

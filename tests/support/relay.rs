@@ -23,6 +23,7 @@ enum Mode {
 pub struct Relay {
     port: u16,
     mode: Arc<watch::Sender<Mode>>,
+    target: Arc<std::sync::Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,9 +33,10 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
         let port = listener.local_addr().expect("relay addr").port();
         let mode = Arc::new(watch::channel(Mode::Pass).0);
-        let target = target.to_string();
+        let current = Arc::new(std::sync::Mutex::new(target.to_string()));
         let task = tokio::spawn({
             let mode = mode.clone();
+            let current = current.clone();
             async move {
                 loop {
                     let Ok((inbound, _)) = listener.accept().await else {
@@ -44,7 +46,7 @@ impl Relay {
                         drop(inbound);
                         continue;
                     }
-                    let target = target.clone();
+                    let target = current.lock().unwrap().clone();
                     let mode = mode.clone();
                     tokio::spawn(async move {
                         let Ok(outbound) = TcpStream::connect(&target).await else {
@@ -63,7 +65,18 @@ impl Relay {
                 }
             }
         });
-        Relay { port, mode, task }
+        Relay {
+            port,
+            mode,
+            target: current,
+            task,
+        }
+    }
+
+    /// Send new connections to `target` from now on; relayed ones stay where they are,
+    /// as after a DNS or virtual-IP switch.
+    pub fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap() = target.to_string();
     }
 
     pub fn port(&self) -> u16 {
