@@ -14,6 +14,8 @@ mod explain_at;
 mod log;
 mod pulls;
 mod reconcile;
+mod retention;
+mod retire;
 mod rewind;
 
 #[derive(Parser)]
@@ -106,6 +108,12 @@ enum Command {
     /// Move a moving tag back to an earlier release, deliberately (admin token). The
     /// move is made by the running tagwarden and recorded with the reason.
     Rewind(rewind::RewindArgs),
+    /// Retire an immutable release (admin token): the running tagwarden deletes it from
+    /// the registry, and its name stays reserved for its digest.
+    Retire(retire::RetireArgs),
+    /// What the [[retention.rules]] of the running tagwarden select and why the rest
+    /// stays (--dry-run), or retire it (admin token).
+    Retention(retention::RetentionArgs),
     /// Who pulled a tag or digest, when, and which digest they got (the pull log):
     /// e.g. `tagwarden pulls driftwood/web:1.4 --since 2h`.
     Pulls(pulls::PullsArgs),
@@ -252,6 +260,8 @@ pub fn run() -> ExitCode {
             (_, database_url) => explain(&reference, config, database_url),
         },
         Command::Rewind(args) => block_on(args.run()),
+        Command::Retire(args) => block_on(args.run()),
+        Command::Retention(args) => run_audit(args.run()),
         Command::Audit(command) => run_audit(command.run()),
         Command::Pulls(args) => run_audit(args.run()),
         Command::Log(args) => run_audit(args.run()),

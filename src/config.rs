@@ -38,6 +38,7 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     #[serde(default)]
     pub tlog: TlogConfig,
+    pub retention: crate::retention::RetentionConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
 }
@@ -855,6 +856,9 @@ impl Config {
         self.notify.validate()?;
         self.reconcile.validate()?;
         self.tlog.validate()?;
+        self.retention
+            .validate(self.pulls.enabled)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         self.reload.validate()?;
         crate::policy::Policy::from_config(&self.policy).map_err(|e| ConfigError::Invalid {
             key: e.key(),
@@ -1062,6 +1066,40 @@ mod tests {
                 .to_string();
             assert!(e.starts_with(key), "{text} => {e}");
         }
+    }
+
+    #[test]
+    fn retention_rules_parse_and_bad_ones_name_the_key() {
+        let rule = "[[retention.rules]]\nname = \"web\"\nrepository = \"driftwood/.*\"\n";
+        let f = write(&format!(
+            "{MINIMAL}{rule}keep_newest_per_minor = 3\nkeep_younger_than = \"180d\"\nkeep_pulled_within = \"30d\"\n"
+        ));
+        let c = load_isolated(Some(f.path()), &Overrides::default()).unwrap();
+        assert_eq!(c.retention.interval, None, "no scheduled pass by default");
+        let r = &c.retention.rules[0];
+        assert_eq!(r.keep_newest_per_minor, Some(3));
+        assert_eq!(r.keep_younger_than, Some(Duration::from_secs(180 * 86_400)));
+        assert_eq!(r.keep_pulled_within, Some(Duration::from_secs(30 * 86_400)));
+        for (extra, key) in [
+            ("", "retention.rules[0].keep_newest_per_minor"),
+            ("keep_newest_per_minor = 0\n", "retention.rules[0].keep_newest_per_minor"),
+            (
+                "keep_younger_than = \"1d\"\nkeep_pulled_within = \"1d\"\n[pulls]\nenabled = false\n",
+                "retention.rules[0].keep_pulled_within",
+            ),
+        ] {
+            let f = write(&format!("{MINIMAL}{rule}{extra}"));
+            let e = load_isolated(Some(f.path()), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(key), "{extra} => {e}");
+        }
+        let bad = rule.replace("driftwood/.*", "driftwood/(");
+        let f = write(&format!("{MINIMAL}{bad}keep_newest_per_minor = 1\n"));
+        let e = load_isolated(Some(f.path()), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("retention.rules[0].repository"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod pulls;
 pub mod reconcile;
 pub mod registry;
 pub mod reload;
+pub mod retention;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

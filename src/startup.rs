@@ -134,6 +134,12 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     } else {
         None
     };
+    let retention =
+        crate::retention::Retention::new(&config.retention, ledger.clone(), guard.clone())?;
+    let retention_task = config
+        .retention
+        .interval
+        .map(|interval| crate::retention::spawn(retention.clone(), interval));
     let gateway = Arc::new(Gateway {
         forwarder,
         guard: guard.clone(),
@@ -159,6 +165,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             audit: audit.clone(),
             tokens: tokens.clone(),
             guard: guard.clone(),
+            retention,
         },
         UiState {
             audit,
@@ -214,6 +221,9 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     server::serve(listener, client_options, handler, shutdown).await;
     let _ = admin_task.await;
     if let Some(task) = reconcile {
+        task.abort();
+    }
+    if let Some(task) = retention_task {
         task.abort();
     }
     reloader.abort();

@@ -10,6 +10,8 @@ pub mod handlers;
 pub mod log;
 pub mod openapi;
 pub mod pulls;
+pub mod retention;
+pub mod retire;
 pub mod rewind;
 
 use std::sync::Arc;
@@ -28,8 +30,10 @@ pub const PREFIX: &str = "/api/v1";
 pub struct ApiState {
     pub audit: Audit,
     pub tokens: Arc<Tokens>,
-    /// For the one write: a deliberate rewind.
+    /// For the writes: a deliberate rewind, a retirement.
     pub guard: crate::enforce::Guard,
+    /// Retires what the retention rules select.
+    pub retention: crate::retention::Retention,
 }
 
 /// `(path under PREFIX, handler)` of every authenticated endpoint.
@@ -51,7 +55,12 @@ pub fn paths() -> Vec<String> {
     endpoints()
         .into_iter()
         .map(|(p, _)| format!("{PREFIX}{p}"))
-        .chain([format!("{PREFIX}/openapi.json"), format!("{PREFIX}/rewind")])
+        .chain([
+            format!("{PREFIX}/openapi.json"),
+            format!("{PREFIX}/rewind"),
+            format!("{PREFIX}/retire"),
+            format!("{PREFIX}/retention"),
+        ])
         .collect()
 }
 
@@ -71,9 +80,14 @@ pub fn router(state: ApiState) -> Router {
             state.tokens.clone(),
             auth::require_reader,
         ));
-    // The only write, for admins: it moves a tag in the registry.
+    // The writes, for admins: they move or remove tags in the registry.
     let writes = Router::new()
         .route("/rewind", post(rewind::rewind).fallback(method_not_allowed))
+        .route("/retire", post(retire::retire).fallback(method_not_allowed))
+        .route(
+            "/retention",
+            post(retention::retention).fallback(method_not_allowed),
+        )
         .layer(middleware::from_fn_with_state(
             state.tokens.clone(),
             auth::require_admin,

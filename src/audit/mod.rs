@@ -120,6 +120,11 @@ pub struct TagBinding {
     /// When the tag was removed from the registry. An immutable tag stays reserved for
     /// its digest after that.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When a release was retired (it is then deleted too), why and by whom: its name
+    /// stays reserved for its digest.
+    pub retired_at: Option<DateTime<Utc>>,
+    pub retired_reason: Option<String>,
+    pub retired_by: Option<String>,
 }
 
 impl From<Binding> for TagBinding {
@@ -134,6 +139,9 @@ impl From<Binding> for TagBinding {
             bound_by: b.bound_by,
             last_changed_at: b.last_changed_at,
             deleted_at: b.deleted_at,
+            retired_at: b.retired_at,
+            retired_reason: b.retired_reason,
+            retired_by: b.retired_by,
         }
     }
 }

@@ -25,10 +25,15 @@ pub enum Effect<'a> {
 pub fn effect<'a>(action: Action, reason: Option<&str>, digest: Option<&'a str>) -> Effect<'a> {
     let bind = || digest.map_or(Effect::Unchanged, Effect::Bind);
     match action {
-        Action::Create | Action::Move | Action::Repush | Action::Adopt | Action::Repair => bind(),
+        Action::Create
+        | Action::Move
+        | Action::Repush
+        | Action::Adopt
+        | Action::Repair
+        | Action::Restore => bind(),
         Action::Warn if reason == Some(WARNED_DELETE_REASON) => Effect::Unbind,
         Action::Warn => bind(),
-        Action::Delete => Effect::Unbind,
+        Action::Delete | Action::Retire => Effect::Unbind,
         Action::Refuse | Action::Drift => Effect::Unchanged,
     }
 }

@@ -257,7 +257,7 @@ impl Guard {
     /// a concurrent push moving one of those tags elsewhere serialises with the delete
     /// (that push locks the tag, not this digest). If a tag was bound to the digest
     /// between the look and the lock, start over.
-    async fn lock_digest_with_tags(
+    pub(super) async fn lock_digest_with_tags(
         &self,
         repo: &str,
         digest: &str,
@@ -298,5 +298,8 @@ fn unbound(repo: &str, tag: &str, decision: &Decision) -> Binding {
         first_bound_at: now,
         last_changed_at: now,
         deleted_at: None,
+        retired_at: None,
+        retired_reason: None,
+        retired_by: None,
     }
 }

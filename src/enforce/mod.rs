@@ -23,6 +23,7 @@ mod plan;
 mod probe;
 mod reach;
 mod refusal;
+mod retire;
 mod retries;
 mod write;
 
@@ -49,6 +50,7 @@ pub use gates::outlook as promotion_outlook;
 pub use manifest::ReadBounds;
 pub use probe::Probe;
 pub use reach::collect as collect_references;
+pub use retire::Retired;
 
 use self::access::Denied;
 use self::limiter::{Admit, RefusalLimiter};
@@ -69,6 +71,8 @@ pub struct Guard {
     /// Asks the upstream: with tagwarden's own credentials for the writes it makes
     /// itself, with a client's (`as_client`) for the checks of its requests.
     registry: RegistryClient,
+    /// tagwarden's own upstream credentials, for the checks a retirement makes with them.
+    own_authorization: Option<HeaderValue>,
     /// Whether the upstream authenticates clients: decides whether an identity counts
     /// as verified and whether push access must be checked before a refusal.
     auth: UpstreamAuth,
@@ -88,8 +92,11 @@ impl Guard {
         read_bounds: ReadBounds,
         own_authorization: Option<HeaderValue>,
     ) -> Self {
-        let registry =
-            RegistryClient::new(forwarder.clone(), own_authorization, max_manifest_bytes);
+        let registry = RegistryClient::new(
+            forwarder.clone(),
+            own_authorization.clone(),
+            max_manifest_bytes,
+        );
         Guard {
             policy: policy.current(),
             live: policy,
@@ -99,6 +106,7 @@ impl Guard {
             max_manifest_bytes,
             read_bounds,
             registry,
+            own_authorization,
             auth: UpstreamAuth::new(None),
             refusals: Arc::default(),
             log_gate: crate::tlog::anchor::Gate::default(),

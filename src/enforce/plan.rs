@@ -21,6 +21,8 @@ use super::refusal;
 pub(super) enum Verdict {
     Create,
     Repush,
+    /// The own bytes of a retired release pushed again: live once more.
+    Restore,
     Move {
         previous: String,
     },
@@ -128,6 +130,13 @@ fn verdict(repo: &str, digest: &str, f: &Facts, in_request: &[String]) -> Verdic
     };
     let live = f.current.as_ref().filter(|b| b.deleted_at.is_none());
     let verdict = match (f.decision.class, &f.current) {
+        // A retired name stays reserved for its digest whatever the policy says now.
+        (_, Some(b)) if b.retired_at.is_some() && b.digest == digest => Verdict::Restore,
+        (_, Some(b)) if b.retired_at.is_some() => Verdict::Violation {
+            error: refusal::retired(repo, tag, b, digest, f.taken.as_deref()),
+            reason: "retired-tag-rebind",
+            previous: Some(b.digest.clone()),
+        },
         // An immutable tag stays reserved for its digest, deleted or not.
         (TagClass::Immutable, Some(b)) if b.digest == digest => Verdict::Repush,
         (TagClass::Immutable, Some(b)) => rebind(b),
@@ -299,6 +308,8 @@ mod tests {
         Other,
         DeletedSame,
         DeletedOther,
+        RetiredSame,
+        RetiredOther,
     }
 
     /// What a row expects.
@@ -306,6 +317,7 @@ mod tests {
     enum Expect {
         Create,
         Repush,
+        Restore,
         Move,
         Refuse(&'static str),
         Warn(&'static str),
@@ -323,6 +335,18 @@ mod tests {
             first_bound_at: now,
             last_changed_at: now,
             deleted_at: deleted.then_some(now),
+            retired_at: None,
+            retired_reason: None,
+            retired_by: None,
+        }
+    }
+
+    fn retired(tag: &str, digest: &str) -> Binding {
+        Binding {
+            retired_at: Some(Utc::now()),
+            retired_reason: Some("end of support".into()),
+            retired_by: Some("token:ops".into()),
+            ..binding(tag, digest, true)
         }
     }
 
@@ -352,6 +376,8 @@ mod tests {
             Bound::Other => Some(binding(tag, B, false)),
             Bound::DeletedSame => Some(binding(tag, A, true)),
             Bound::DeletedOther => Some(binding(tag, B, true)),
+            Bound::RetiredSame => Some(retired(tag, A)),
+            Bound::RetiredOther => Some(retired(tag, B)),
         };
         Facts {
             tag: Tag::parse(tag).unwrap(),
@@ -369,6 +395,7 @@ mod tests {
         match &p.verdict {
             Verdict::Create => Expect::Create,
             Verdict::Repush => Expect::Repush,
+            Verdict::Restore => Expect::Restore,
             Verdict::Move { .. } => Expect::Move,
             Verdict::Violation { reason, .. } if p.refuses() => Expect::Refuse(reason),
             Verdict::Violation { reason, .. } => Expect::Warn(reason),
@@ -381,6 +408,7 @@ mod tests {
         use Bound::*;
         use Expect::*;
         const REBIND: &str = "immutable-tag-rebind";
+        const RETIRED: &str = "retired-tag-rebind";
         #[rustfmt::skip]
         let rows: &[(&str, Bound, bool, Expect)] = &[
             // immutable, enforced
@@ -389,11 +417,16 @@ mod tests {
             ("1.4.0", Other,        false, Refuse(REBIND)),
             ("1.4.0", DeletedSame,  false, Repush),
             ("1.4.0", DeletedOther, false, Refuse(REBIND)),
+            // retired: reserved for its digest; its own bytes restore it
+            ("1.4.0", RetiredSame,  false, Restore),
+            ("1.4.0", RetiredOther, false, Refuse(RETIRED)),
             // immutable, warn mode: the same violations, allowed
             ("1.4.0", None,         true,  Create),
             ("1.4.0", Same,         true,  Repush),
             ("1.4.0", Other,        true,  Warn(REBIND)),
             ("1.4.0", DeletedOther, true,  Warn(REBIND)),
+            ("1.4.0", RetiredSame,  true,  Restore),
+            ("1.4.0", RetiredOther, true,  Warn(RETIRED)),
             // moving (advancing, but these rows give it no releases to compare:
             // see the advance rows below)
             ("latest", None,         false, Create),
@@ -401,6 +434,9 @@ mod tests {
             ("latest", Other,        false, Move),
             ("latest", DeletedSame,  false, Create),
             ("latest", DeletedOther, false, Create),
+            // a retired name stays reserved even if the policy no longer makes it immutable
+            ("latest", RetiredSame,  false, Restore),
+            ("latest", RetiredOther, false, Refuse(RETIRED)),
             // exempt
             ("sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sig", Other, false, Move),
             ("sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sig", Same,  false, Repush),
@@ -409,6 +445,25 @@ mod tests {
             let p = policy(*warn);
             let plan = decide(REPO, A, vec![facts(&p, tag, *bound, Option::None)]);
             assert_eq!(&outcome(&plan[0]), expect, "{tag} {bound:?} warn={warn}");
+        }
+    }
+
+    #[test]
+    fn a_retired_name_refuses_other_bytes_saying_when_why_and_by_whom() {
+        let p = policy(false);
+        let plan = decide(REPO, A, vec![facts(&p, "1.4.0", Bound::RetiredOther, None)]);
+        let Verdict::Violation { error, .. } = &plan[0].verdict else {
+            panic!("not refused: {:?}", plan[0].verdict)
+        };
+        assert_eq!(error.status, http::StatusCode::CONFLICT);
+        assert_eq!(error.code, "DENIED");
+        for part in [
+            "team/app:1.4.0 was retired at",
+            "by token:ops",
+            "end of support",
+            B,
+        ] {
+            assert!(error.message.contains(part), "{part}: {}", error.message);
         }
     }
 

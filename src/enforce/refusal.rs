@@ -44,6 +44,43 @@ pub fn rebind(
     }))
 }
 
+/// A push of other bytes under a retired release: its name stays reserved for its
+/// digest; `taken` as for [`advice`].
+pub fn retired(
+    repository: &str,
+    tag: &str,
+    bound: &Binding,
+    attempted: &str,
+    taken: Option<&[String]>,
+) -> OciError {
+    let (at, reason, by) = match bound.retirement() {
+        Some(r) => (Some(r.at), r.reason, r.by),
+        None => (bound.deleted_at, String::new(), None),
+    };
+    let when = at
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "-".into());
+    let by_text = by
+        .as_deref()
+        .map(|b| format!(" by {b}"))
+        .unwrap_or_default();
+    let message = format!(
+        "tag {repository}:{tag} was retired at {when}{by_text} (reason: {reason}); the name stays reserved for {digest}, so only those bytes can restore it; {advice}",
+        digest = bound.digest,
+        advice = advice(tag, taken),
+    );
+    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+        "repository": repository,
+        "tag": tag,
+        "bound_digest": bound.digest,
+        "retired_at": at,
+        "retired_by": by,
+        "retired_reason": reason,
+        "attempted_digest": attempted,
+        "rule": bound.rule,
+    }))
+}
+
 /// A delete of an immutable tag, or of a digest that immutable tags name.
 pub fn delete(repository: &str, reference: &str, tags: &[&Binding]) -> OciError {
     let names: Vec<&str> = tags.iter().map(|b| b.tag.as_str()).collect();

@@ -108,7 +108,9 @@ impl Guard {
 
         // Read and lock what a release references before the upstream stores it, so a
         // concurrent delete of one of its blobs waits for the binding (see `reach`).
-        let binds_release = plan.iter().any(|p| p.decision.class == TagClass::Immutable);
+        let binds_release = plan.iter().any(|p| {
+            p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore)
+        });
         let mut references = if binds_release {
             let bytes = Some(&manifest.bytes[..]);
             Some(
@@ -141,7 +143,9 @@ impl Guard {
             .record_accepted(&mut tx, repo, &plan, digest, &actor)
             .await?;
         if let Some(refs) = references.take() {
-            if plan.iter().any(|p| p.decision.class == TagClass::Immutable) {
+            if plan.iter().any(|p| {
+                p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore)
+            }) {
                 tx.record_references(repo, digest.as_str(), &refs).await?;
             }
         }
@@ -251,6 +255,7 @@ impl Guard {
             let (action, previous, reason) = match &p.verdict {
                 Verdict::Create => (Action::Create, None, None),
                 Verdict::Repush => (Action::Repush, None, None),
+                Verdict::Restore => (Action::Restore, None, Some("own-bytes-pushed-again")),
                 Verdict::Move { previous } => (Action::Move, Some(previous.as_str()), None),
                 Verdict::Violation {
                     error,
@@ -415,7 +420,10 @@ impl Guard {
         // write would re-point a release.
         let bound = current.as_ref().or(adopted.as_ref());
         let taken = match bound {
-            Some(b) if decision.class == TagClass::Immutable && b.digest != digest.as_str() => {
+            Some(b)
+                if (decision.class == TagClass::Immutable || b.retired_at.is_some())
+                    && b.digest != digest.as_str() =>
+            {
                 refusal::taken_in_series(tx, repo, tag.as_str()).await?
             }
             _ => None,

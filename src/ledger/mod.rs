@@ -11,6 +11,7 @@ pub mod policies;
 pub mod queries;
 pub mod references;
 mod repush;
+pub mod retire;
 pub mod store;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +23,7 @@ pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
 };
 pub use references::{ManifestRef, Reach, RefKind};
+pub use retire::LiveBinding;
 pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
 
 /// A tag's current binding, as a row of `tag_bindings`.
@@ -36,6 +38,33 @@ pub struct Binding {
     pub first_bound_at: DateTime<Utc>,
     pub last_changed_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Set when an operator or a retention rule retired the release: it is also
+    /// deleted, and its name stays reserved for its digest.
+    #[serde(default)]
+    pub retired_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub retired_reason: Option<String>,
+    #[serde(default)]
+    pub retired_by: Option<String>,
+}
+
+impl Binding {
+    /// When, why and by whom the release was retired, if it was.
+    pub fn retirement(&self) -> Option<Retirement> {
+        self.retired_at.map(|at| Retirement {
+            at,
+            reason: self.retired_reason.clone().unwrap_or_default(),
+            by: self.retired_by.clone(),
+        })
+    }
+}
+
+/// When, why and by whom a release was retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub by: Option<String>,
 }
 
 /// What happened, as recorded in the history (`tag_events.action`, text).
@@ -62,6 +91,11 @@ pub enum Action {
     Drift,
     /// An immutable tag put back on its bound digest by reconciliation.
     Repair,
+    /// A release removed from the registry by an operator or a retention rule; its name
+    /// stays reserved for its digest.
+    Retire,
+    /// A retired release whose own bytes were pushed again: live once more.
+    Restore,
 }
 
 impl Action {
@@ -76,11 +110,13 @@ impl Action {
             Action::Warn => "warn",
             Action::Drift => "drift",
             Action::Repair => "repair",
+            Action::Retire => "retire",
+            Action::Restore => "restore",
         }
     }
 
     /// Every action, in the order the README lists them.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 11] = [
         Action::Create,
         Action::Move,
         Action::Repush,
@@ -90,6 +126,8 @@ impl Action {
         Action::Warn,
         Action::Drift,
         Action::Repair,
+        Action::Retire,
+        Action::Restore,
     ];
 
     /// The action stored as `s`, if any.

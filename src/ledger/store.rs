@@ -446,7 +446,8 @@ impl LedgerTx {
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
         Ok(sqlx::query_as::<_, Binding>(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
+                    retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND tag = $2",
         )
         .bind(repository)
@@ -462,7 +463,8 @@ impl LedgerTx {
         digest: &str,
     ) -> Result<Vec<Binding>, LedgerError> {
         Ok(sqlx::query_as::<_, Binding>(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at
+            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
+                    retired_at, retired_reason, retired_by
              FROM tag_bindings WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL ORDER BY tag",
         )
         .bind(repository)
@@ -505,7 +507,10 @@ impl LedgerTx {
                  last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
                                           AND tag_bindings.deleted_at IS NULL
                                         THEN tag_bindings.last_changed_at ELSE now() END,
-                 deleted_at      = NULL",
+                 deleted_at      = NULL,
+                 retired_at      = NULL,
+                 retired_reason  = NULL,
+                 retired_by      = NULL",
         )
         .bind(b.repository)
         .bind(b.tag)

@@ -45,6 +45,8 @@ tr.refused td { background: #fdecec; }
 .a-warn { background: #ffedd5; color: #9a3412; }
 .a-drift { background: #fee2e2; color: #991b1b; }
 .a-repair { background: #dcfce7; color: #166534; }
+.a-retire { background: #e5e7eb; color: #111827; border-color: #6b7280; }
+.a-restore { background: #dcfce7; color: #166534; }
 .c-immutable { background: #fef3c7; color: #92400e; }
 .c-moving, .c-exempt { background: #eef1f4; color: #334155; }
 .ok { color: #166534; }
@@ -144,6 +146,7 @@ fn action_badge(action: Action) -> Markup {
     let label = match action {
         Action::Refuse => "REFUSED",
         Action::Drift => "DRIFT",
+        Action::Retire => "RETIRED",
         other => other.as_str(),
     };
     html! { span class={ "badge a-" (action.as_str()) } { (label) } }
@@ -255,7 +258,15 @@ pub fn tag(caller: &str, v: &TagView<'_>) -> Markup {
             @match v.binding {
                 None => p.muted { "The ledger has no binding for this tag." },
                 Some(b) => dl.facts {
-                    @if let Some(deleted) = b.deleted_at {
+                    @if let Some(retired) = b.retired_at {
+                        dt { "state" }
+                        dd { span class="badge a-retire" { "retired" } " at " (time(retired))
+                            " by " (who(b.retired_by.as_deref()))
+                            " · removed from the registry, the name stays reserved for its digest" }
+                        dt { "reason" }
+                        dd { (b.retired_reason.as_deref().unwrap_or("")) }
+                        dt { "last digest" }
+                    } @else if let Some(deleted) = b.deleted_at {
                         dt { "state" }
                         dd { span class="badge a-delete" { "deleted" } " from the registry at " (time(deleted))
                             @if b.class == "immutable" { " · stays reserved for its digest" } }
@@ -386,7 +397,9 @@ pub fn repository(caller: &str, v: &RepositoryView<'_>) -> Markup {
                             td.small { (time(t.since)) }
                             td { (who(t.bound_by.as_deref())) }
                             td.small {
-                                @if let Some(d) = t.deleted_at { "deleted " (time(d)) } @else { span.ok { "live" } }
+                                @if let Some(d) = t.retired_at { "retired " (time(d)) }
+                                @else if let Some(d) = t.deleted_at { "deleted " (time(d)) }
+                                @else { span.ok { "live" } }
                             }
                         }
                     }
@@ -520,6 +533,21 @@ mod tests {
     }
 
     #[test]
+    fn retire_and_restore_rows_are_labelled() {
+        let row = event_row(&event(1, Action::Retire)).into_string();
+        assert!(
+            row.contains("a-retire") && row.contains(">RETIRED<"),
+            "{row}"
+        );
+        assert!(row.contains(r#"data-action="retire""#), "{row}");
+        let row = event_row(&event(2, Action::Restore)).into_string();
+        assert!(
+            row.contains("a-restore") && row.contains(">restore<"),
+            "{row}"
+        );
+    }
+
+    #[test]
     fn hostile_values_are_escaped_on_every_page() {
         let events = Page {
             items: vec![event(1, Action::Move), event(2, Action::Refuse)],
@@ -534,7 +562,10 @@ mod tests {
             since: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             bound_by: Some(HOSTILE.into()),
             last_changed_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            deleted_at: None,
+            deleted_at: Some(DateTime::from_timestamp(1_800_000_000, 0).unwrap()),
+            retired_at: Some(DateTime::from_timestamp(1_800_000_000, 0).unwrap()),
+            retired_reason: Some(HOSTILE.into()),
+            retired_by: Some(HOSTILE.into()),
         };
         let hostile_pulls = vec![crate::pulls::Pull {
             id: 1,

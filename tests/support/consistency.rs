@@ -56,7 +56,8 @@ pub fn assert_no_immutable_tag_had_two_digests(db: &Database) {
 
 /// Every live binding is explained by the last binding event of its tag: nothing was
 /// bound without its event, and no event was recorded without its binding. A `repair`
-/// binds its tag again to the same digest; a `drift` changes no binding.
+/// binds its tag again to the same digest, as a `restore` does a retired release; a
+/// `drift` changes no binding.
 pub fn assert_bindings_explained_by_history(db: &Database) {
     let unexplained = db.query_column(
         "SELECT b.repository || ':' || b.tag || ' bound to ' || b.digest
@@ -65,7 +66,7 @@ pub fn assert_bindings_explained_by_history(db: &Database) {
          LEFT JOIN LATERAL (
              SELECT action, digest FROM tag_events e
              WHERE e.repository = b.repository AND e.tag = b.tag
-               AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'repair')
+               AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'repair', 'restore')
              ORDER BY e.id DESC LIMIT 1
          ) e ON true
          WHERE b.deleted_at IS NULL AND e.digest IS DISTINCT FROM b.digest",

@@ -31,7 +31,8 @@ use crate::oci::{Name, Tag};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Every event of one tag: creates, moves, identical re-pushes, deletes, refusals.
+    /// Every event of one tag: creates, moves, identical re-pushes, deletes, refusals,
+    /// retirements and restores.
     History {
         /// REPOSITORY:TAG, e.g. driftwood/web:1.4
         reference: String,
@@ -70,7 +71,8 @@ pub enum AuditCommand {
         /// Only events of this tag.
         #[arg(long)]
         tag: Option<String>,
-        /// Comma-separated: create, move, repush, delete, refuse (or refused), adopt, warn.
+        /// Comma-separated: create, move, repush, delete, refuse (or refused), adopt, warn,
+        /// drift, repair, retire, restore.
         #[arg(long)]
         action: Option<String>,
         /// The client identity (Basic user or bearer token subject).

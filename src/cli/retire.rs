@@ -1,0 +1,55 @@
+//! `tagwarden retire REPO:TAG --reason TEXT`: remove a release from the registry while
+//! its name stays reserved for its digest. It asks a running tagwarden (admin token), so
+//! the delete is made with tagwarden's credentials and lands in the history.
+
+use clap::Args;
+
+use super::audit::{split_reference, ApiClient};
+use crate::enforce::Retired;
+
+#[derive(Args)]
+pub struct RetireArgs {
+    /// The release, REPOSITORY:TAG, e.g. driftwood/web:1.2.0
+    reference: String,
+    /// Why: recorded in the tag's history and shown to anyone who pushes to the name.
+    #[arg(long)]
+    reason: String,
+    /// The tagwarden admin listener, e.g. http://127.0.0.1:5001
+    #[arg(long, value_name = "URL")]
+    api: String,
+    /// An admin token ([[admin.tokens]] with role = "admin").
+    #[arg(long, env = "TAGWARDEN_API_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RetireArgs {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (repository, tag) = split_reference(&self.reference)?;
+        let client = ApiClient::new(&self.api, self.token)?;
+        let body = serde_json::json!({
+            "repository": repository,
+            "tag": tag,
+            "reason": self.reason,
+        });
+        let done: Retired = client.post("retire", &body).await?;
+        if self.json {
+            println!("{}", serde_json::to_string(&done)?);
+        } else {
+            println!(
+                "{}:{} retired ({}){}; the name stays reserved for that digest",
+                done.repository,
+                done.tag,
+                done.digest,
+                if done.deleted_from_registry {
+                    ", deleted from the registry"
+                } else {
+                    ", which the registry no longer held"
+                }
+            );
+        }
+        Ok(())
+    }
+}
