@@ -38,6 +38,7 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     #[serde(default)]
     pub tlog: TlogConfig,
+    #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
