@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, LogConfig, LogFormat, Overrides, PolicyConfig};
 use crate::policy::Policy;
 
+mod admin_api;
 mod audit;
 mod explain_at;
 mod log;

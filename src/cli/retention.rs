@@ -4,7 +4,8 @@
 
 use clap::Args;
 
-use super::audit::{ApiClient, Table};
+use super::admin_api::AdminApi;
+use super::audit::Table;
 use crate::api::retention::RetentionPlan;
 use crate::retention::Outcome;
 
@@ -13,12 +14,8 @@ pub struct RetentionArgs {
     /// List what would be retired and why the rest stays; retire nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The tagwarden admin listener, e.g. http://127.0.0.1:5001
-    #[arg(long, value_name = "URL")]
-    api: String,
-    /// An admin token ([[admin.tokens]] with role = "admin").
-    #[arg(long, env = "TAGWARDEN_API_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    admin: AdminApi,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -26,7 +23,7 @@ pub struct RetentionArgs {
 
 impl RetentionArgs {
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
-        let client = ApiClient::new(&self.api, self.token)?;
+        let client = self.admin.client()?;
         let body = serde_json::json!({ "dry_run": self.dry_run });
         let plan: RetentionPlan = client.post("retention", &body).await?;
         if self.json {

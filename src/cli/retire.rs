@@ -4,7 +4,8 @@
 
 use clap::Args;
 
-use super::audit::{split_reference, ApiClient};
+use super::admin_api::AdminApi;
+use super::audit::split_reference;
 use crate::enforce::Retired;
 
 #[derive(Args)]
@@ -14,12 +15,8 @@ pub struct RetireArgs {
     /// Why: recorded in the tag's history and shown to anyone who pushes to the name.
     #[arg(long)]
     reason: String,
-    /// The tagwarden admin listener, e.g. http://127.0.0.1:5001
-    #[arg(long, value_name = "URL")]
-    api: String,
-    /// An admin token ([[admin.tokens]] with role = "admin").
-    #[arg(long, env = "TAGWARDEN_API_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    admin: AdminApi,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -28,7 +25,7 @@ pub struct RetireArgs {
 impl RetireArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let (repository, tag) = split_reference(&self.reference)?;
-        let client = ApiClient::new(&self.api, self.token)?;
+        let client = self.admin.client()?;
         let body = serde_json::json!({
             "repository": repository,
             "tag": tag,
