@@ -8,8 +8,12 @@
 #   scripts/check-compose-up.sh
 #
 # Environment (all optional):
-#   COMPOSE_UP_CACHE  where the debootstrapped base is kept between runs
-#                     (default .tmp/compose-up; delete it to bootstrap again)
+#   COMPOSE_UP_CACHE  where the debootstrapped base is kept between runs, outside the
+#                     checkout so that fresh clones share it (default
+#                     ~/.cache/tagwarden/compose-up; delete it to bootstrap again)
+#   COMPOSE_UP_BINARY a tagwarden binary to put in the image instead of building a
+#                     release one (scripts/test.sh passes the debug binary the tests
+#                     just built: the check is about the deployment, not the optimiser)
 #   DEBIAN_MIRROR     for debootstrap, and so for the stand-ins' apt (default deb.debian.org)
 #   TMPDIR            where the daemon's data root and the run's files go
 #   CARGO_TARGET_DIR  honoured as usual
@@ -23,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-CACHE=${COMPOSE_UP_CACHE:-$ROOT/.tmp/compose-up}
+CACHE=${COMPOSE_UP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tagwarden/compose-up}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_TAR="$CACHE/bookworm-minbase.tar"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -166,13 +170,20 @@ done
 
 # tagwarden's runtime image around the binary built here
 # (scripts/compose-standins/tagwarden.Dockerfile); the context holds just what it copies.
-log "building tagwarden (release) on the host"
-cargo build --release --locked --bin tagwarden >"$WORK/cargo.log" 2>&1 ||
-    fail "cargo build failed: $(tail -n 30 "$WORK/cargo.log")"
+if [ -n "${COMPOSE_UP_BINARY:-}" ]; then
+    [ -x "$COMPOSE_UP_BINARY" ] || fail "COMPOSE_UP_BINARY=$COMPOSE_UP_BINARY is not an executable"
+    BINARY=$COMPOSE_UP_BINARY
+    log "using the tagwarden binary $BINARY"
+else
+    log "building tagwarden (release) on the host"
+    cargo build --release --locked --bin tagwarden >"$WORK/cargo.log" 2>&1 ||
+        fail "cargo build failed: $(tail -n 30 "$WORK/cargo.log")"
+    BINARY=$TARGET_DIR/release/tagwarden
+fi
 mkdir -p "$WORK/ctx/target/release"
 cp scripts/compose-standins/tagwarden.Dockerfile "$WORK/ctx/Dockerfile"
 cp -r config "$WORK/ctx/"
-cp "$TARGET_DIR/release/tagwarden" "$WORK/ctx/target/release/"
+cp "$BINARY" "$WORK/ctx/target/release/tagwarden"
 DOCKER_BUILDKIT=0 "$DOCKER" build -q \
     --build-arg RUNTIME_IMAGE="$IMG/runtime:local" -t "$IMG/tagwarden:local" \
     "$WORK/ctx" >"$WORK/build-tagwarden.log" 2>&1 ||

@@ -222,12 +222,14 @@ ensure_zuul() {
 #   podman           podman
 #   buildah          buildah
 #   containerd, ctr  containerd (also a dependency of docker.io)
+#   debootstrap      the base system of scripts/check-compose-up.sh's local images
 ENGINES=(
     "dockerd:docker.io"
     "podman:podman"
     "buildah:buildah"
     "containerd:containerd"
     "ctr:containerd"
+    "debootstrap:debootstrap"
 )
 
 ensure_engines() {

@@ -103,6 +103,10 @@ step clippy cargo clippy --locked --all-targets -- -D warnings
 step clippy-bin cargo clippy --locked --bins -- -D warnings
 step tests run_tests
 step compose scripts/check-compose.sh
+# docker-compose.yml brought up for real on a private dockerd, around the binary the
+# tests just built (a release build would add minutes and check nothing more here).
+step compose-up env COMPOSE_UP_BINARY="${CARGO_TARGET_DIR:-$ROOT/target}/debug/tagwarden" \
+    scripts/check-compose-up.sh
 
 summary
 [ "${#FAILED[@]}" -eq 0 ]
