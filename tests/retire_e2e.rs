@@ -1,7 +1,8 @@
 //! Retiring releases end to end with skopeo, the real registry and Postgres: a retired
 //! release is gone from the registry, its name refuses other bytes and accepts its own
 //! (restored, recorded), its unshared blobs become deletable while shared ones stay
-//! protected, and retention plans exactly what its rules select.
+//! protected, retention plans exactly what its rules select, and the scheduled pass
+//! retires what they select and keeps what was pulled recently.
 
 mod support;
 
@@ -398,5 +399,92 @@ async fn retention_dry_run_lists_exactly_what_the_rules_select() {
         ),
         [Some("0".to_string())],
         "every retirement records the policy hash"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduled_pass_retires_by_rule_and_keeps_a_recently_pulled_release() {
+    // First without a schedule: three releases of one series, bound long ago, and a pull
+    // of the oldest through tagwarden, recorded in the pull log.
+    let s = start("").await;
+    let mut images = std::collections::HashMap::new();
+    for tag in ["1.0.0", "1.0.1", "1.0.2"] {
+        let image = Image::random(&[128]);
+        s.push(&image, tag).await.assert_success();
+        images.insert(tag, image);
+    }
+    s.db.query_column(
+        "UPDATE tag_bindings SET first_bound_at = now() - interval '400 days' RETURNING tag",
+    );
+    skopeo::inspect_raw(&s.tw.docker_ref(&format!("{REPO}:1.0.0")))
+        .await
+        .assert_success();
+    let pulled = format!(
+        "SELECT count(*)::text FROM pull_log WHERE repository = '{REPO}'
+         AND digest = '{}' AND status BETWEEN 200 AND 299",
+        images["1.0.0"].digest()
+    );
+    let mut recorded = false;
+    for _ in 0..75 {
+        if s.db.query_column(&pulled) != [Some("0".to_string())] {
+            recorded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recorded, "the pull of 1.0.0 was never recorded");
+
+    // Then tagwarden again, with the rules and a pass every second.
+    let Setup { tw, db, registry } = s;
+    drop(tw);
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&format!(
+            "{}\n[retention]\ninterval = \"1s\"\n\n[[retention.rules]]\nname = \"web-nightly\"\n\
+             repository = \"driftwood/web\"\nkeep_newest_per_minor = 1\n\
+             keep_younger_than = \"180d\"\nkeep_pulled_within = \"1h\"\n",
+            tokens()
+        ))
+        .start()
+        .await;
+    let s = Setup { tw, db, registry };
+    let mut retired = Vec::new();
+    for _ in 0..150 {
+        retired = s.events("1.0.1");
+        if retired.iter().any(|e| e.starts_with("retire")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let last = retired.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("retire retention rule web-nightly: ")
+            && last.ends_with("tagwarden:retention"),
+        "1.0.1 was not retired by the scheduled pass: {retired:?}\n{}",
+        s.tw.logs()
+    );
+    assert_eq!(s.served("1.0.1").await, None, "1.0.1 is gone");
+    // The same pass kept the newest of the series and the one pulled within the hour.
+    for tag in ["1.0.0", "1.0.2"] {
+        assert_eq!(
+            s.served(tag).await.as_deref(),
+            Some(images[tag].digest()),
+            "{tag} stays"
+        );
+        assert!(
+            !s.events(tag).iter().any(|e| e.starts_with("retire")),
+            "{tag}: {:?}",
+            s.events(tag)
+        );
+    }
+    // And a plan now says why 1.0.0 stays.
+    let (ok, stdout, stderr) = s.tagwarden(&["retention", "--dry-run"], ADMIN_TOKEN);
+    assert!(ok, "{stdout}{stderr}");
+    let kept = stdout
+        .lines()
+        .find(|l| l.contains(&format!("{REPO}:1.0.0")))
+        .unwrap_or_default();
+    assert!(
+        kept.contains("keep") && kept.contains("pulled 0h ago, within 1h"),
+        "{stdout}"
     );
 }
