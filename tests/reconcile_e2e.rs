@@ -228,6 +228,23 @@ async fn repair_puts_the_release_back_on_its_bound_digest() {
             .all(|f| f["tag"] != "1.0.0"),
         "the repaired release is no longer a finding: {json}"
     );
+    // The audit page of the release shows both the drift and its repair.
+    let page = reqwest::Client::new()
+        .get(format!(
+            "{}/ui/tag?repository={REPO}&tag=1.0.0",
+            d.tw.admin_url()
+        ))
+        .bearer_auth(audit::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-action="drift""#) && page.contains(r#"data-action="repair""#),
+        "{page}"
+    );
     assert_bindings_explained_by_history(&d.db);
 }
 
