@@ -8,10 +8,12 @@
 //!   events their leaf indices and signs checkpoints; writers only insert events.
 //! - [`anchor`]: the last signed checkpoint kept outside the database, and the refusal
 //!   of manifest writes when the database's log no longer extends it.
+//! - [`cosignature`]: checking witnesses' cosignatures (C2SP tlog-cosignature).
 //! - [`proof`] and [`verify`]: inclusion proofs for receipts, and the full replay an
 //!   auditor runs. [`store`] holds every SQL statement.
 
 pub mod anchor;
+pub mod cosignature;
 pub mod integrator;
 pub mod leaf;
 pub mod note;
