@@ -8,7 +8,8 @@
 //!   events their leaf indices and signs checkpoints; writers only insert events.
 //! - [`anchor`]: the last signed checkpoint kept outside the database, and the refusal
 //!   of manifest writes when the database's log no longer extends it.
-//! - [`cosignature`]: checking witnesses' cosignatures (C2SP tlog-cosignature).
+//! - [`witness`], [`witness_client`] and [`cosignature`]: witnesses that cosign each
+//!   checkpoint (C2SP tlog-witness, tlog-cosignature), and checking their cosignatures.
 //! - [`proof`] and [`verify`]: inclusion proofs for receipts, and the full replay an
 //!   auditor runs. [`store`] holds every SQL statement.
 
@@ -21,6 +22,8 @@ pub mod proof;
 pub mod store;
 pub mod tree;
 pub mod verify;
+pub mod witness;
+pub mod witness_client;
 
 use sqlx::PgConnection;
 use tlog_tiles::Hash;
