@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use sqlx::{Connection, PgConnection};
 
+use crate::tlog::cosignature::{self, WitnessKey};
 use crate::tlog::{note, proof, store, verify, LogError};
 
 #[derive(Args)]
@@ -58,6 +59,13 @@ enum LogCommand {
         /// An older checkpoint (a signed note file) the log must still extend.
         #[arg(long = "checkpoint", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
+        /// A witness's cosignature/v1 verifier key (`<name>+<id>+<key>`), or a file
+        /// holding it; repeatable. The checkpoint must carry their cosignatures.
+        #[arg(long = "witness-key", value_name = "KEY")]
+        witness_keys: Vec<String>,
+        /// How many of the given witnesses must have cosigned (default: all).
+        #[arg(long, requires = "witness_keys")]
+        witness_quorum: Option<usize>,
     },
     /// Check a proof file offline, with only the verifier key.
     VerifyProof {
@@ -66,6 +74,13 @@ enum LogCommand {
         /// The verifier key (`<name>+<id>+<key>`), or a file holding it.
         #[arg(long)]
         verifier_key: String,
+        /// A witness's cosignature/v1 verifier key (`<name>+<id>+<key>`), or a file
+        /// holding it; repeatable. The checkpoint must carry their cosignatures.
+        #[arg(long = "witness-key", value_name = "KEY")]
+        witness_keys: Vec<String>,
+        /// How many of the given witnesses must have cosigned (default: all).
+        #[arg(long, requires = "witness_keys")]
+        witness_quorum: Option<usize>,
     },
 }
 
@@ -112,8 +127,11 @@ impl LogArgs {
                 database_url,
                 verifier_key,
                 checkpoints,
+                witness_keys,
+                witness_quorum,
             } => {
                 let key = verifier(&verifier_key)?;
+                let witnesses = Witnesses::parse(&witness_keys, witness_quorum)?;
                 let mut given = Vec::new();
                 for f in &checkpoints {
                     given.push(verify::Given {
@@ -128,7 +146,12 @@ impl LogArgs {
                 sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     .execute(&mut *tx)
                     .await?;
-                let report = verify::run(&mut tx, &key, &given).await.map_err(refused)?;
+                let mut report = verify::run(&mut tx, &key, &given).await.map_err(refused)?;
+                if report.failure.is_none() && !witnesses.keys.is_empty() {
+                    if let Some((_, note)) = store::latest_checkpoint(&mut tx).await? {
+                        witnesses.check(&note, "the database's newest checkpoint", &mut report);
+                    }
+                }
                 tx.rollback().await?;
                 for line in &report.checked {
                     println!("ok      {line}");
@@ -147,8 +170,11 @@ impl LogArgs {
             LogCommand::VerifyProof {
                 proof: file,
                 verifier_key,
+                witness_keys,
+                witness_quorum,
             } => {
                 let key = verifier(&verifier_key)?;
+                let witnesses = Witnesses::parse(&witness_keys, witness_quorum)?;
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("--proof {}", file.display()))?;
                 let bundle: proof::Bundle = serde_json::from_str(&text)
@@ -162,7 +188,21 @@ impl LogArgs {
                         for (name, value) in p.fields {
                             println!("  {name:<18} {}", value.as_deref().unwrap_or("-"));
                         }
-                        Ok(ExitCode::SUCCESS)
+                        if witnesses.keys.is_empty() {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        let mut report = verify::Report::default();
+                        witnesses.check(&bundle.checkpoint, "the proof's checkpoint", &mut report);
+                        for line in &report.checked {
+                            println!("ok      {line}");
+                        }
+                        match report.failure {
+                            Some(why) => {
+                                println!("BROKEN  {why}");
+                                Ok(ExitCode::from(1))
+                            }
+                            None => Ok(ExitCode::SUCCESS),
+                        }
                     }
                     Err(why) => {
                         println!("BROKEN  {why}");
@@ -170,6 +210,59 @@ impl LogArgs {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The witnesses an auditor requires, and how many of them.
+struct Witnesses {
+    keys: Vec<WitnessKey>,
+    quorum: usize,
+}
+
+impl Witnesses {
+    fn parse(args: &[String], quorum: Option<usize>) -> anyhow::Result<Self> {
+        let mut keys = Vec::new();
+        for a in args {
+            let text = verifier(a).with_context(|| format!("--witness-key {a}"))?;
+            keys.push(
+                WitnessKey::parse(&text).map_err(|e| anyhow::anyhow!("--witness-key {a}: {e}"))?,
+            );
+        }
+        let quorum = quorum.unwrap_or(keys.len());
+        if !keys.is_empty() && (quorum == 0 || quorum > keys.len()) {
+            anyhow::bail!(
+                "--witness-quorum must be between 1 and the number of --witness-key ({})",
+                keys.len()
+            );
+        }
+        Ok(Witnesses { keys, quorum })
+    }
+
+    /// Report each witness's cosignature of `note`, and fail below the quorum.
+    fn check(&self, note: &str, what: &str, report: &mut verify::Report) {
+        let q = cosignature::check(note, &self.keys);
+        for (name, time) in &q.cosigned {
+            let at = chrono::DateTime::from_timestamp(i64::try_from(*time).unwrap_or(i64::MAX), 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| time.to_string());
+            report
+                .checked
+                .push(format!("{what} is cosigned by witness {name} (at {at})"));
+        }
+        if q.cosigned.len() < self.quorum {
+            let missing: Vec<String> = q
+                .missing
+                .iter()
+                .map(|(name, why)| format!("{name}: {why}"))
+                .collect();
+            report.failure = Some(format!(
+                "{what} is cosigned by {} of the {} given witnesses, {} required ({})",
+                q.cosigned.len(),
+                self.keys.len(),
+                self.quorum,
+                missing.join("; ")
+            ));
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct TlogConfig {
     pub public: bool,
     /// Where each new checkpoint is posted (a witness or a log pipeline).
     pub witness_url: Option<String>,
+    /// Witnesses that cosign each checkpoint (`[tlog.witnesses]`).
+    pub witnesses: crate::tlog::witness::WitnessesConfig,
     /// Events integrated per transaction.
     pub batch: u32,
 }
@@ -60,6 +62,7 @@ impl Default for TlogConfig {
             state_file: None,
             public: false,
             witness_url: None,
+            witnesses: Default::default(),
             batch: 1000,
         }
     }
@@ -98,6 +101,9 @@ impl TlogConfig {
                 ));
             }
         }
+        self.witnesses
+            .validate()
+            .map_err(|(key, message)| invalid(&key, &message))?;
         Ok(())
     }
 }

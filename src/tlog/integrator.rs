@@ -31,6 +31,8 @@ pub struct Integrator {
     batch: i64,
     witness: Option<reqwest::Url>,
     http: reqwest::Client,
+    /// Where each new checkpoint goes to the witnesses, if any are configured.
+    witnesses: Option<tokio::sync::watch::Sender<super::witness_client::Checkpoint>>,
 }
 
 /// How a leader's session ended.
@@ -59,7 +61,19 @@ impl Integrator {
         )?
         .pool()
         .clone();
+        let witness_pool = Ledger::connect_lazy_bounded(
+            config.database.url.expose(),
+            2,
+            config.database.acquire_timeout,
+            Some(StatementBounds {
+                lock_timeout: Duration::from_secs(5),
+                statement_timeout: Duration::from_secs(30),
+            }),
+        )?
+        .pool()
+        .clone();
         Ok(Integrator {
+            witnesses: super::witness_client::spawn(&config.tlog.witnesses, witness_pool)?,
             pool,
             signer,
             state: StateFile::new(state),
@@ -223,6 +237,9 @@ impl Integrator {
             .await
             .map_err(|e| End::Retry(e.into()))?;
         tracing::debug!(size, "transparency log: signed a checkpoint");
+        if let Some(w) = &self.witnesses {
+            w.send_replace(Some((size, note.clone())));
+        }
         if let Some(url) = &self.witness {
             self.witness(conn, url, size, &note).await;
         }

@@ -8,10 +8,13 @@
 //!   events their leaf indices and signs checkpoints; writers only insert events.
 //! - [`anchor`]: the last signed checkpoint kept outside the database, and the refusal
 //!   of manifest writes when the database's log no longer extends it.
+//! - [`witness`], [`witness_client`] and [`cosignature`]: witnesses that cosign each
+//!   checkpoint (C2SP tlog-witness, tlog-cosignature), and checking their cosignatures.
 //! - [`proof`] and [`verify`]: inclusion proofs for receipts, and the full replay an
 //!   auditor runs. [`store`] holds every SQL statement.
 
 pub mod anchor;
+pub mod cosignature;
 pub mod integrator;
 pub mod leaf;
 pub mod note;
@@ -19,6 +22,8 @@ pub mod proof;
 pub mod store;
 pub mod tree;
 pub mod verify;
+pub mod witness;
+pub mod witness_client;
 
 use sqlx::PgConnection;
 use tlog_tiles::Hash;

@@ -163,11 +163,16 @@ pub async fn append(
     tx.commit().await
 }
 
-/// The newest signed checkpoint: `(size, note)`.
+/// The newest signed checkpoint: `(size, note)`, with the witnesses' cosignature
+/// lines appended to its signatures.
 pub async fn latest_checkpoint(conn: &mut PgConnection) -> sqlx::Result<Option<(u64, String)>> {
-    let row = sqlx::query("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(
+        "SELECT c.size, c.note || coalesce((SELECT string_agg(s.line || E'\\n', '' ORDER BY s.witness) \
+         FROM log_cosignatures s WHERE s.size = c.size), '') AS note \
+         FROM log_checkpoints c ORDER BY c.size DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(|r| (u64_of(r.get("size")), r.get("note"))))
 }
 
@@ -388,4 +393,35 @@ pub async fn update_checkpoint_note(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Keep a witness's verified cosignature line of the checkpoint of `size`.
+pub async fn store_cosignature(
+    conn: &mut PgConnection,
+    size: u64,
+    witness: &str,
+    time: u64,
+    line: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO log_cosignatures (size, witness, cosigned_at, line) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (size, witness) DO NOTHING",
+    )
+    .bind(size as i64)
+    .bind(witness)
+    .bind(i64::try_from(time).unwrap_or(i64::MAX))
+    .bind(line.trim_end())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The largest checkpoint a witness has cosigned, as far as this database knows.
+pub async fn last_cosigned(conn: &mut PgConnection, witness: &str) -> sqlx::Result<Option<u64>> {
+    let size: Option<i64> =
+        sqlx::query_scalar("SELECT max(size) FROM log_cosignatures WHERE witness = $1")
+            .bind(witness)
+            .fetch_one(conn)
+            .await?;
+    Ok(size.map(u64_of))
 }
