@@ -45,7 +45,8 @@ pub struct TlogConfig {
     pub state_file: Option<PathBuf>,
     /// Serve `/log/checkpoint` and `/log/tile/...` without a token.
     pub public: bool,
-    /// Where each new checkpoint is posted (a witness or a log pipeline).
+    /// Replaced by `[[tlog.witnesses.witness]]`; kept only to say so at startup.
+    #[serde(skip_serializing)]
     pub witness_url: Option<String>,
     /// Witnesses that cosign each checkpoint (`[tlog.witnesses]`).
     pub witnesses: crate::tlog::witness::WitnessesConfig,
@@ -91,15 +92,11 @@ impl TlogConfig {
         if !(1..=10_000).contains(&self.batch) {
             return Err(invalid("tlog.batch", "must be between 1 and 10000"));
         }
-        if let Some(u) = &self.witness_url {
-            if !(u.starts_with("http://") || u.starts_with("https://"))
-                || reqwest::Url::parse(u).is_err()
-            {
-                return Err(invalid(
-                    "tlog.witness_url",
-                    "must be an http:// or https:// URL",
-                ));
-            }
+        if self.witness_url.is_some() {
+            return Err(invalid(
+                "tlog.witness_url",
+                "was replaced by [[tlog.witnesses.witness]] with url and key: a witness's cosignatures are now checked against its key before they are kept",
+            ));
         }
         self.witnesses
             .validate()

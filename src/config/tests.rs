@@ -350,3 +350,17 @@ fn the_shipped_example_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tagwarden.toml");
     load_isolated(Some(&path), &Overrides::default()).unwrap();
 }
+
+#[test]
+fn the_unchecked_witness_url_says_what_replaced_it() {
+    let f = write(&format!(
+        "{MINIMAL}[tlog]\nwitness_url = \"https://witness.example/add-checkpoint\"\n"
+    ));
+    let e = load_isolated(Some(f.path()), &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("tlog.witness_url: was replaced by [[tlog.witnesses.witness]]"),
+        "{e}"
+    );
+}

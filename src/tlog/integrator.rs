@@ -29,8 +29,6 @@ pub struct Integrator {
     gate: Gate,
     interval: Duration,
     batch: i64,
-    witness: Option<reqwest::Url>,
-    http: reqwest::Client,
     /// Where each new checkpoint goes to the witnesses, if any are configured.
     witnesses: Option<tokio::sync::watch::Sender<super::witness_client::Checkpoint>>,
 }
@@ -80,17 +78,6 @@ impl Integrator {
             gate,
             interval: config.tlog.checkpoint_interval,
             batch: i64::from(config.tlog.batch),
-            witness: config
-                .tlog
-                .witness_url
-                .as_deref()
-                .map(reqwest::Url::parse)
-                .transpose()?,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
         })
     }
 
@@ -240,53 +227,7 @@ impl Integrator {
         if let Some(w) = &self.witnesses {
             w.send_replace(Some((size, note.clone())));
         }
-        if let Some(url) = &self.witness {
-            self.witness(conn, url, size, &note).await;
-        }
         Ok(())
-    }
-
-    /// Post a checkpoint to the witness; keep any cosignature lines it answers with.
-    async fn witness(
-        &self,
-        conn: &mut PoolConnection<Postgres>,
-        url: &reqwest::Url,
-        size: u64,
-        note: &str,
-    ) {
-        let answer = self
-            .http
-            .post(url.clone())
-            .header("content-type", "text/plain; charset=utf-8")
-            .body(note.to_owned())
-            .send()
-            .await;
-        let body = match answer {
-            Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "transparency log: the witness refused a checkpoint");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "transparency log: the witness is unreachable");
-                return;
-            }
-        };
-        let lines: String = body
-            .lines()
-            .filter(|l| l.starts_with("\u{2014} "))
-            .take(16)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if lines.is_empty() {
-            return;
-        }
-        let cosigned = format!("{note}{lines}");
-        if signed_note::Note::from_bytes(cosigned.as_bytes()).is_ok() {
-            if let Err(e) = store::update_checkpoint_note(conn, size, &cosigned).await {
-                tracing::warn!(error = %e, "transparency log: cosignature not stored");
-            }
-        }
     }
 }
 
