@@ -13,6 +13,7 @@ pub mod pulls;
 pub mod retention;
 pub mod retire;
 pub mod rewind;
+pub mod schemas;
 
 use std::sync::Arc;
 
