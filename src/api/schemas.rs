@@ -20,6 +20,8 @@ pub struct ErrorItem {
     pub message: String,
 }
 
+/// The API's own codes; a write that enforcement or the registry refuses passes on the
+/// OCI distribution code of the refusal (`DENIED`, `MANIFEST_UNKNOWN`, ...).
 #[derive(ToSchema)]
 #[schema(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -30,6 +32,14 @@ pub enum ErrorCode {
     Unsupported,
     Unavailable,
     Internal,
+    ManifestUnknown,
+    ManifestInvalid,
+    ManifestBlobUnknown,
+    DigestInvalid,
+    TagInvalid,
+    SizeInvalid,
+    Toomanyrequests,
+    Unknown,
 }
 
 /// The values of `order`, aliases included.
