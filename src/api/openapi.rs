@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use axum::response::IntoResponse;
 use http::{header, HeaderValue};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{self, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{self, Ref, RefOr, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{handlers, pulls, retention, retire, rewind, schemas};
@@ -69,9 +69,25 @@ const COMMON_ERRORS: [(&str, &str, &str); 4] = [
     ),
 ];
 
+/// `(schema, property, description)` of the optional properties that refer to another
+/// schema: utoipa drops their doc comments.
+const REF_DESCRIPTIONS: [(&str, &str, &str); 2] = [
+    ("Resolution", "event", "The event that decided: the binding in force at `at`, or the delete. Null if the tag had never been bound by then."),
+    ("PlannedRelease", "outcome", "Not a dry run: \"retired\", or {\"failed\": message}."),
+];
+
 impl Modify for Common {
     fn modify(&self, doc: &mut openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
+        for (schema, property, description) in REF_DESCRIPTIONS {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+                panic!("no object schema {schema}");
+            };
+            let Some(RefOr::T(Schema::OneOf(one_of))) = object.properties.get_mut(property) else {
+                panic!("{schema}.{property} is not an optional reference");
+            };
+            one_of.description = Some(description.to_owned());
+        }
         let mut bearer = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build();
         bearer.description = Some("A token from `[[admin.tokens]]` with role `auditor`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
@@ -185,6 +201,8 @@ mod tests {
                 }
             }
         }
+        let event = &d["components"]["schemas"]["Resolution"]["properties"]["event"];
+        assert!(event["description"].is_string(), "{event}");
         let codes = &d["components"]["schemas"]["ErrorCode"]["enum"];
         assert!(codes.to_string().contains("INVALID_PARAMETER"), "{codes}");
     }
