@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::{header, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::ApiState;
@@ -32,10 +33,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -44,6 +48,11 @@ fn page_request(limit: Option<u32>, cursor: Option<String>) -> PageRequest {
     PageRequest { limit, cursor }
 }
 
+#[utoipa::path(get, path = "/api/v1/repositories", operation_id = "listRepositories",
+    summary = "Repositories",
+    description = "Every repository the ledger holds bindings for, in name order.",
+    params(PageParams),
+    responses((status = 200, description = "A page of repositories.", body = super::schemas::RepositoryPage)))]
 pub async fn repositories(
     State(s): State<ApiState>,
     Params(p): Params<PageParams>,
@@ -52,16 +61,27 @@ pub async fn repositories(
     Ok(Json(s.audit.repositories(&page).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TagsParams {
+    #[param(example = "driftwood/web")]
     repository: String,
+    /// Also list tags removed from the registry (with `deleted_at`).
     #[serde(default)]
+    #[param(default = false)]
     include_deleted: bool,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/tags", operation_id = "listTags",
+    summary = "Current tag bindings of a repository",
+    description = "Each tag's digest, class and since when it names that digest, in tag order. Tags removed from the registry are included with `include_deleted=true`; an immutable tag stays reserved for its digest after a delete.",
+    params(TagsParams),
+    responses((status = 200, description = "A page of bindings.", body = super::schemas::TagBindingPage)))]
 pub async fn tags(
     State(s): State<ApiState>,
     Params(p): Params<TagsParams>,
@@ -74,15 +94,31 @@ pub async fn tags(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
+    #[param(example = "driftwood/web")]
     repository: String,
+    #[param(example = "1.4")]
     tag: String,
+    /// `asc`/`oldest`: oldest first; `desc`/`newest`: newest first.
     #[serde(default)]
+    #[param(value_type = super::schemas::OrderValue, inline, default = "asc")]
     order: OrderParam,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The schema of `format`: the aliases are accepted, not advertised.
+fn format_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["jsonl", "csv"]))
+        .default(Some("jsonl".into()))
+        .build()
 }
 
 /// `asc`/`oldest` (default) or `desc`/`newest`.
@@ -105,6 +141,11 @@ impl From<OrderParam> for Order {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/history", operation_id = "tagHistory",
+    summary = "History of one tag",
+    description = "Every event of the tag: create, move, repush, delete, refuse, adopt, warn, drift, repair, retire and restore, oldest first (default) or newest first.",
+    params(HistoryParams),
+    responses((status = 200, description = "A page of events.", body = super::schemas::EventPage)))]
 pub async fn history(
     State(s): State<ApiState>,
     Params(p): Params<HistoryParams>,
@@ -117,15 +158,24 @@ pub async fn history(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResolveParams {
+    #[param(example = "driftwood/web")]
     repository: String,
+    #[param(example = "1.4")]
     tag: String,
-    /// RFC 3339 or a duration ago; now if absent.
+    /// RFC 3339 time, or a duration ago (`2h`); now if absent.
+    #[param(example = "2026-11-01T23:00:00Z")]
     at: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/resolve", operation_id = "resolveTag",
+    summary = "What a tag named at an instant",
+    description = "The digest the tag named at `at`: the latest event at or before `at` that set its binding decides. `exists` is false if the tag had not been bound yet or had been deleted then.",
+    params(ResolveParams),
+    responses((status = 200, description = "The answer; `exists: false` means the tag did not exist then.", body = Resolution)))]
 pub async fn resolve(
     State(s): State<ApiState>,
     Params(p): Params<ResolveParams>,
@@ -138,14 +188,23 @@ pub async fn resolve(
     Ok(Json(s.audit.resolve(&p.repository, &p.tag, at).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DigestParams {
+    #[param(pattern = "^sha(256:[a-f0-9]{64}|512:[a-f0-9]{128})$")]
     digest: String,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/digest", operation_id = "digestUsage",
+    summary = "Every tag that ever named a digest",
+    description = "Reverse lookup across every repository, with the periods during which each tag named the digest. Deleted manifests stay answerable: the periods come from the history.",
+    params(DigestParams),
+    responses((status = 200, description = "A page of tags with their periods.", body = DigestUsage)))]
 pub async fn digest(
     State(s): State<ApiState>,
     Params(p): Params<DigestParams>,
@@ -155,19 +214,30 @@ pub async fn digest(
 }
 
 /// The filters of the event feed and its export.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsParams {
+    /// Events at or after this time: RFC 3339, or a duration ago (`24h`).
     since: Option<String>,
+    /// Events before this time: RFC 3339, or a duration ago.
     until: Option<String>,
+    /// Only events of this repository.
     repository: Option<String>,
+    /// Only events of this tag.
     tag: Option<String>,
-    /// Comma-separated; `refused` is accepted for `refuse`.
+    /// Comma-separated actions; past tenses such as `refused` are accepted.
+    #[param(example = "refused")]
     action: Option<String>,
+    /// Only events by this client identity (Basic user or bearer `sub`).
     identity: Option<String>,
+    /// `asc`/`oldest`: oldest first; `desc`/`newest`: newest first.
     #[serde(default)]
+    #[param(value_type = super::schemas::OrderValue, inline, default = "asc")]
     order: OrderParam,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -197,6 +267,11 @@ impl EventsParams {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/events", operation_id = "listEvents",
+    summary = "Event feed",
+    description = "Events in the order they were recorded (or the reverse), filtered by time range, repository, tag, action and identity.",
+    params(EventsParams),
+    responses((status = 200, description = "A page of events.", body = super::schemas::EventPage)))]
 pub async fn events(
     State(s): State<ApiState>,
     Params(p): Params<EventsParams>,
@@ -206,21 +281,32 @@ pub async fn events(
     Ok(Json(s.audit.events(&filter, p.order.into(), &page).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `jsonl` (default) or `csv`.
     #[serde(default)]
+    #[param(schema_with = format_schema)]
     format: ExportFormat,
+    /// Events at or after this time: RFC 3339, or a duration ago (`24h`).
     since: Option<String>,
+    /// Events before this time: RFC 3339, or a duration ago.
     until: Option<String>,
+    /// Only events of this repository.
     repository: Option<String>,
+    /// Only events of this tag.
     tag: Option<String>,
+    /// Comma-separated actions; past tenses such as `refused` are accepted.
+    #[param(example = "refused")]
     action: Option<String>,
+    /// Only events by this client identity (Basic user or bearer `sub`).
     identity: Option<String>,
     /// At most this many events; all if absent.
+    #[param(minimum = 0)]
     limit: Option<u64>,
-    /// Only events after this one: the `id` of the last event already exported.
+    /// Only events recorded after the event with this id.
+    #[param(minimum = 0)]
     after_id: Option<i64>,
 }
 
@@ -234,6 +320,14 @@ pub enum ExportFormat {
 }
 
 /// Every matching event, oldest first, streamed as JSON lines or CSV.
+#[utoipa::path(get, path = "/api/v1/events/export", operation_id = "exportEvents",
+    summary = "Export events as JSON lines or CSV",
+    description = "Streams every matching event, oldest first, up to the newest event when the export started. To continue an earlier export, pass the `id` of the last event already exported as `after_id`. CSV cells that a spreadsheet would run as a formula are prefixed with `'`.",
+    params(ExportParams),
+    responses((status = 200, description = "The events.", content(
+        (super::schemas::Event = "application/x-ndjson"),
+        (String = "text/csv"),
+    ))))]
 pub async fn export(
     State(s): State<ApiState>,
     Params(p): Params<ExportParams>,

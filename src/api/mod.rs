@@ -13,6 +13,7 @@ pub mod pulls;
 pub mod retention;
 pub mod retire;
 pub mod rewind;
+pub mod schemas;
 
 use std::sync::Arc;
 
@@ -50,17 +51,29 @@ fn endpoints() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     ]
 }
 
-/// The paths the router serves, for checking the OpenAPI document against.
+/// `(path under PREFIX, handler)` of the writes, for admins: they move or remove tags
+/// in the registry.
+fn writes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    vec![
+        ("/rewind", post(rewind::rewind)),
+        ("/retire", post(retire::retire)),
+        ("/retention", post(retention::retention)),
+    ]
+}
+
+/// The path of the OpenAPI document, served without a token.
+fn document_path() -> String {
+    format!("{PREFIX}/openapi.json")
+}
+
+/// The paths the router serves, for checking the OpenAPI document against: the router
+/// is built from the same lists.
 pub fn paths() -> Vec<String> {
     endpoints()
         .into_iter()
+        .chain(writes())
         .map(|(p, _)| format!("{PREFIX}{p}"))
-        .chain([
-            format!("{PREFIX}/openapi.json"),
-            format!("{PREFIX}/rewind"),
-            format!("{PREFIX}/retire"),
-            format!("{PREFIX}/retention"),
-        ])
+        .chain([document_path()])
         .collect()
 }
 
@@ -80,22 +93,18 @@ pub fn router(state: ApiState) -> Router {
             state.tokens.clone(),
             auth::require_reader,
         ));
-    // The writes, for admins: they move or remove tags in the registry.
-    let writes = Router::new()
-        .route("/rewind", post(rewind::rewind).fallback(method_not_allowed))
-        .route("/retire", post(retire::retire).fallback(method_not_allowed))
-        .route(
-            "/retention",
-            post(retention::retention).fallback(method_not_allowed),
-        )
-        .layer(middleware::from_fn_with_state(
-            state.tokens.clone(),
-            auth::require_admin,
-        ));
+    let mut admin = Router::new();
+    for (path, handler) in writes() {
+        admin = admin.route(path, handler.fallback(method_not_allowed));
+    }
+    let writes = admin.layer(middleware::from_fn_with_state(
+        state.tokens.clone(),
+        auth::require_admin,
+    ));
     let api = writes.merge(api).with_state(state);
     Router::new()
         .route(
-            &format!("{PREFIX}/openapi.json"),
+            &document_path(),
             get(openapi::document).fallback(method_not_allowed),
         )
         .nest(PREFIX, api)

@@ -11,19 +11,26 @@ use super::auth::Caller;
 use super::{ApiError, ApiState};
 use crate::retention::Planned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRequest {
     /// List only; retire nothing.
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetentionPlan {
     pub dry_run: bool,
-    /// Every release of every repository a rule matches.
+    /// Every live release of every repository a retention rule matches.
+    #[schema(value_type = Vec<super::schemas::PlannedRelease>)]
     pub releases: Vec<Planned>,
 }
+
+#[utoipa::path(post, path = "/api/v1/retention", operation_id = "runRetention",
+    summary = "Plan or run the retention rules (admin tokens only)",
+    description = "Decides every live release of every repository a `[[retention.rules]]` entry matches: retired when its rule lets it go (older than keep_younger_than, past the newest keep_newest_per_minor of its minor series, not pulled within keep_pulled_within) and no other live tag names its manifest. With `dry_run = false` each selected release is retired as by `/api/v1/retire`, with the rule and its why as the reason.",
+    request_body = RetentionRequest,
+    responses((status = 200, description = "The plan, with each retirement's outcome when not a dry run.", body = RetentionPlan)))]
 
 pub async fn retention(
     State(state): State<ApiState>,

@@ -14,14 +14,28 @@ use crate::oci::{Name, Tag};
 /// The longest reason recorded.
 pub const MAX_REASON: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetireRequest {
+    #[schema(example = "driftwood/web")]
     pub repository: String,
+    #[schema(example = "1.2.0")]
     pub tag: String,
     /// Why: shown in the tag's history and in every refusal of its name.
+    #[schema(example = "end of support for 1.2")]
     pub reason: String,
 }
+
+#[utoipa::path(post, path = "/api/v1/retire", operation_id = "retireRelease",
+    summary = "Retire an immutable release (admin tokens only)",
+    description = "Deletes the release's manifest from the registry by digest, with tagwarden's own upstream credentials, and marks its binding retired with the reason and the token's name (a `retire` event). The name stays reserved for its digest: a push of other bytes is refused with 409, a push of the same bytes restores it (a `restore` event). Refused with 409 when another live tag names the digest or a live release's index lists it, since the registry deletes a manifest with every tag naming it.",
+    request_body = RetireRequest,
+    responses(
+        (status = 200, description = "The release was retired.", body = super::schemas::Retired),
+        (status = 404, description = "The tag is not a release recorded in the ledger.", body = super::schemas::Errors),
+        (status = 409, description = "Not a live immutable release, already retired, or its manifest is needed by another live tag.", body = super::schemas::Errors),
+        (status = 502, description = "The registry refused or failed the delete (deletes disabled, credentials); nothing was retired.", body = super::schemas::Errors),
+    ))]
 
 pub async fn retire(
     State(state): State<ApiState>,

@@ -106,24 +106,31 @@ impl<T> Page<T> {
 }
 
 /// A tag's binding as it stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagBinding {
     pub repository: String,
     pub tag: String,
     pub digest: String,
+    #[schema(value_type = crate::api::schemas::TagClass)]
     pub class: String,
     pub rule: String,
     /// Since when the tag names this digest.
     pub since: DateTime<Utc>,
+    #[schema(required = true)]
     pub bound_by: Option<String>,
     pub last_changed_at: DateTime<Utc>,
     /// When the tag was removed from the registry. An immutable tag stays reserved for
     /// its digest after that.
+    #[schema(required = true)]
     pub deleted_at: Option<DateTime<Utc>>,
     /// When a release was retired (it is then deleted too), why and by whom: its name
     /// stays reserved for its digest.
+    #[schema(required = true)]
     pub retired_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub retired_reason: Option<String>,
+    /// The admin token that retired it, as `token:<name>`.
+    #[schema(required = true)]
     pub retired_by: Option<String>,
 }
 
@@ -147,25 +154,28 @@ impl From<Binding> for TagBinding {
 }
 
 /// What a tag named at an instant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Resolution {
     pub repository: String,
     pub tag: String,
     pub at: DateTime<Utc>,
     /// Whether the tag named anything then.
     pub exists: bool,
+    #[schema(required = true)]
     pub digest: Option<String>,
     /// The event that started the binding in force at `at` (a create, move, adopt,
     /// warned rebind, or re-push after a delete; never an identical re-push within
     /// the binding), or the delete that removed the tag. None: the tag did not exist yet.
+    #[schema(required = true, value_type = Option<crate::api::schemas::BindingChange>)]
     pub event: Option<BindingChange>,
 }
 
 /// Every tag that ever named a digest, one page of tags at a time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DigestUsage {
     pub digest: String,
     pub items: Vec<TagPeriods>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

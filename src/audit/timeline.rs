@@ -62,17 +62,20 @@ pub fn period_start(digest: &str, older: &[Effect<'_>]) -> (Option<usize>, bool)
 }
 
 /// A span of time during which a tag named a digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Period {
     pub from: DateTime<Utc>,
     /// When the tag stopped naming the digest; `None` while it still does.
+    #[schema(required = true)]
     pub until: Option<DateTime<Utc>>,
     /// The event that bound the tag: `create`, `move`, `adopt`, `warn` or `repush`.
+    #[schema(value_type = crate::api::schemas::Action)]
     pub started_by: Action,
     pub start_event: i64,
     /// Who bound it, as recorded on that event.
     pub bound_by: Option<String>,
     /// The event that ended it: `move`, `delete`, `warn`, ...
+    #[schema(value_type = Option<crate::api::schemas::Action>)]
     pub ended_by: Option<Action>,
     pub end_event: Option<i64>,
     /// The digest the tag named next, if it was re-pointed rather than deleted.
@@ -80,7 +83,7 @@ pub struct Period {
 }
 
 /// One tag that named a digest, with every period during which it did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TagPeriods {
     pub repository: String,
     pub tag: String,
