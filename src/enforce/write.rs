@@ -86,23 +86,6 @@ impl Guard {
         answer
     }
 
-    /// Announce the immutable tags of a write before it can reach the registry, when
-    /// the probe may be skipped at all (`[enforce] ledger_complete`); `(id, tag)` each.
-    async fn announce(&self, name: &Name, tags: &[Tag]) -> Result<Vec<(i64, String)>, OciError> {
-        if !self.ledger_complete {
-            return Ok(Vec::new());
-        }
-        let immutable: Vec<&str> = tags
-            .iter()
-            .map(Tag::as_str)
-            .filter(|t| self.policy.classify(name.as_str(), t).class == TagClass::Immutable)
-            .collect();
-        if immutable.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.ledger.announce(name.as_str(), &immutable).await?)
-    }
-
     /// A manifest write that names tags (see the module's steps). `sent` is set while
     /// the registry may have stored the manifest.
     #[allow(clippy::too_many_arguments)]
@@ -496,24 +479,8 @@ impl Guard {
             _ => (tx.binding(repo, tag.as_str()).await?, false),
         };
         let adopted = if decision.class == TagClass::Immutable && current.is_none() {
-            if proven_unwritten {
-                // The operator asserts the ledger is complete, no write of the tag can
-                // have reached the registry uncommitted, and no drift was found: the
-                // registry holds nothing under it.
-                self.metrics.upstream_probe("skipped");
-                None
-            } else {
-                // Never seen: ask the upstream before claiming the name.
-                let adopted = self
-                    .adopt_existing(tx, name, tag, &decision, parts, client)
-                    .await?;
-                self.metrics.upstream_probe(if adopted.is_some() {
-                    "present"
-                } else {
-                    "absent"
-                });
-                adopted
-            }
+            self.unseen_release(tx, name, tag, &decision, proven_unwritten, parts, client)
+                .await?
         } else {
             None
         };
