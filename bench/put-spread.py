@@ -5,7 +5,8 @@
 
 One thread per connection, each with one keep-alive connection. With SPREAD = 1
 connection i writes PREFIX<i>, with SPREAD = 0 every connection writes PREFIX0.
-Prints "REQUESTS_PER_SECOND ERRORS TOTAL". (wrk is not on every machine; the client's
+Prints "REQUESTS_PER_SECOND ERRORS TOTAL P50_MS" (P50_MS: the median time of a
+successful PUT, from sending the request to reading the whole answer). (wrk is not on every machine; the client's
 own cost is the same for both spreads.)
 """
 import http.client
@@ -23,6 +24,7 @@ TEMPLATE = (
     '"annotations":{"org.opencontainers.image.version":"%%s"}}' % (cfg_digest, cfg_size, layer_digest, layer_size)
 )
 counts = [[0, 0] for _ in range(conns)]
+latencies = [[] for _ in range(conns)]
 
 
 def worker(i: int, deadline: float) -> None:
@@ -34,11 +36,14 @@ def worker(i: int, deadline: float) -> None:
         tag = "%s.%d.%d" % (run, i, n)
         body = (TEMPLATE % tag).encode()
         try:
+            sent = time.perf_counter()
             c.request("PUT", "/v2/%s/manifests/%s" % (repo, tag), body,
                       {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
             r = c.getresponse()
             r.read()
             counts[i][0 if r.status == 201 else 1] += 1
+            if r.status == 201:
+                latencies[i].append(time.perf_counter() - sent)
         except OSError:
             counts[i][1] += 1
             c = http.client.HTTPConnection(host, port, timeout=30)
@@ -53,4 +58,6 @@ for t in threads:
 elapsed = time.monotonic() - start
 ok = sum(c[0] for c in counts)
 errors = sum(c[1] for c in counts)
-print("%.1f %d %d" % (ok / elapsed, errors, ok + errors))
+all_latencies = sorted(x for per in latencies for x in per)
+p50 = all_latencies[len(all_latencies) // 2] * 1000 if all_latencies else 0.0
+print("%.1f %d %d %.3f" % (ok / elapsed, errors, ok + errors, p50))

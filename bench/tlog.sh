@@ -113,7 +113,7 @@ RUN_NO=0
 put() { # SPREAD PREFIX -> requests/s (errors abort)
     RUN_NO=$((RUN_NO + 1))
     local rps errors total
-    read -r rps errors total <<<"$(python3 bench/put-spread.py 127.0.0.1 "$P_TW" "$SECONDS_PER_RUN" "$CONNECTIONS" \
+    read -r rps errors total _ <<<"$(python3 bench/put-spread.py 127.0.0.1 "$P_TW" "$SECONDS_PER_RUN" "$CONNECTIONS" \
         "$1" "$2" "$RUN_NO" "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE")"
     [ "$errors" = 0 ] || die "$errors of $total PUTs failed (see $RUN/tagwarden.log)"
     echo "$rps"

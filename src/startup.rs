@@ -75,7 +75,8 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         ),
         config.upstream.authorization(),
     )
-    .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates));
+    .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates))
+    .with_ledger_complete(config.enforce.ledger_complete);
     let log_gate = crate::tlog::anchor::Gate::default();
     let guard = guard.with_log_gate(log_gate.clone());
     let log_routes = if crate::tlog::integrator::start(&config, &ledger, &log_gate).await? {

@@ -63,6 +63,10 @@ impl Metrics {
             })
             .clone();
         metrics::describe_counter!(
+            "tagwarden_upstream_probes_total",
+            "Existence probes of new immutable tags, by outcome (absent, present, or skipped when the ledger proved them unnecessary)."
+        );
+        metrics::describe_counter!(
             "tagwarden_requests_total",
             "Requests answered, by route kind, method and status."
         );
@@ -161,6 +165,12 @@ impl Metrics {
 
     pub fn decision(&self, outcome: &'static str) {
         metrics::counter!("tagwarden_policy_decisions_total", "outcome" => outcome).increment(1);
+    }
+
+    /// An existence probe of a new immutable tag: `absent`, `present`, or `skipped`
+    /// because the ledger proved it unnecessary.
+    pub fn upstream_probe(&self, outcome: &'static str) {
+        metrics::counter!("tagwarden_upstream_probes_total", "outcome" => outcome).increment(1);
     }
 
     pub fn refusal_unrecorded(&self) {

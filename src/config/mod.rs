@@ -20,7 +20,8 @@ pub use backends::{DatabaseConfig, Secret, UpstreamConfig};
 pub use feeds::{NotifyConfig, PullsConfig, StartFrom, WebhookConfig};
 pub use operations::{PolicyConfig, ReconcileConfig, ReloadConfig, TlogConfig};
 pub use server::{
-    AdminConfig, ApiToken, LimitsConfig, LogConfig, LogFormat, Role, ServerConfig, MIN_TOKEN_LENGTH,
+    AdminConfig, ApiToken, EnforceConfig, LimitsConfig, LogConfig, LogFormat, Role, ServerConfig,
+    MIN_TOKEN_LENGTH,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub enforce: EnforceConfig,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]

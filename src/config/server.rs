@@ -163,6 +163,19 @@ impl Default for LimitsConfig {
     }
 }
 
+/// How manifest writes are checked against the registry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnforceConfig {
+    /// The operator's assertion that the ledger records every tag the registry holds:
+    /// `tagwarden import` ran to the end, and nothing writes to the registry except
+    /// through tagwarden. A write of an immutable tag the ledger has never seen then
+    /// skips asking the registry whether the tag exists, unless a write of it is
+    /// pending (one whose commit may not have happened) or reconciliation found the
+    /// repository drifted. Off by default: see README, "Skipping the existence probe".
+    pub ledger_complete: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

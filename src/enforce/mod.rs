@@ -80,6 +80,9 @@ pub struct Guard {
     /// Closed when the transparency log is not anchored (see `crate::tlog::anchor`).
     log_gate: crate::tlog::anchor::Gate,
     retries: Arc<FormatRetries>,
+    /// `[enforce] ledger_complete`: a new immutable tag may skip the existence probe
+    /// when the ledger proves it unnecessary (see `crate::ledger::pending`).
+    ledger_complete: bool,
 }
 
 impl Guard {
@@ -111,6 +114,7 @@ impl Guard {
             refusals: Arc::default(),
             log_gate: crate::tlog::anchor::Gate::default(),
             retries: Arc::default(),
+            ledger_complete: false,
         }
     }
 
@@ -131,6 +135,12 @@ impl Guard {
     /// Refuse manifest writes whenever `gate` is closed.
     pub fn with_log_gate(mut self, gate: crate::tlog::anchor::Gate) -> Self {
         self.log_gate = gate;
+        self
+    }
+
+    /// Trust the operator's `[enforce] ledger_complete` assertion.
+    pub fn with_ledger_complete(mut self, complete: bool) -> Self {
+        self.ledger_complete = complete;
         self
     }
 

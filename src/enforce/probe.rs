@@ -2,10 +2,14 @@
 //! points to, and which tags a repository has. The requests are
 //! [`crate::registry::RegistryClient`]'s.
 
-use crate::ledger::LedgerTx;
+use http::request::Parts;
+
+use super::Guard;
+use crate::ledger::{Binding, LedgerTx};
 use crate::oci::reference::Digest;
 use crate::oci::{Name, OciError, Tag};
-use crate::policy::{Policy, TagClass};
+use crate::policy::{Decision, Policy, TagClass};
+use crate::proxy::Client;
 use crate::registry::{cannot_check, RegistryClient};
 
 /// What the upstream says a tag points to.
@@ -69,4 +73,60 @@ pub async fn unrecorded_immutable_tags(
         }
     }
     Ok(found)
+}
+
+impl Guard {
+    /// Announce the immutable tags of a write before it can reach the registry, when
+    /// the probe may be skipped at all (`[enforce] ledger_complete`); `(id, tag)` each.
+    pub(super) async fn announce(
+        &self,
+        name: &Name,
+        tags: &[Tag],
+    ) -> Result<Vec<(i64, String)>, OciError> {
+        if !self.ledger_complete {
+            return Ok(Vec::new());
+        }
+        let immutable: Vec<&str> = tags
+            .iter()
+            .map(Tag::as_str)
+            .filter(|t| self.policy.classify(name.as_str(), t).class == TagClass::Immutable)
+            .collect();
+        if immutable.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.ledger.announce(name.as_str(), &immutable).await?)
+    }
+
+    /// An immutable tag the ledger has never seen: skip the probe when the ledger proved
+    /// the registry holds nothing under it (`proven_unwritten`, see
+    /// `crate::ledger::pending`), else ask the registry and adopt what it holds.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn unseen_release(
+        &self,
+        tx: &mut LedgerTx,
+        name: &Name,
+        tag: &Tag,
+        decision: &Decision,
+        proven_unwritten: bool,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Option<Binding>, OciError> {
+        if proven_unwritten {
+            // The operator asserts the ledger is complete, no write of the tag can have
+            // reached the registry uncommitted, and no drift was found: the registry
+            // holds nothing under it.
+            self.metrics.upstream_probe("skipped");
+            return Ok(None);
+        }
+        // Ask the upstream before claiming the name.
+        let adopted = self
+            .adopt_existing(tx, name, tag, decision, parts, client)
+            .await?;
+        self.metrics.upstream_probe(if adopted.is_some() {
+            "present"
+        } else {
+            "absent"
+        });
+        Ok(adopted)
+    }
 }

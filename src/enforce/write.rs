@@ -1,13 +1,15 @@
 //! A manifest write (`PUT /v2/<name>/manifests/<reference>[?tag=...]`).
 //!
 //! For a write that names tags:
-//! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`);
+//! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`); with
+//!    `[enforce] ledger_complete`, announce its immutable tags as pending writes
+//!    (`crate::ledger::pending`);
 //! 2. open a ledger transaction and take advisory locks on the tags and the digest, so
 //!    that every tagwarden process sharing the database serialises on them;
 //! 3. read what each tag's decision needs: its binding; for an immutable tag the ledger
 //!    has never seen, what the upstream holds under it (it may predate tagwarden, or a
-//!    crash may have left the upstream ahead of the ledger); for an advancing tag, the
-//!    releases involved;
+//!    crash may have left the upstream ahead of the ledger), unless the ledger proves it
+//!    holds nothing; for an advancing tag, the releases involved;
 //! 4. decide, with no I/O ([`super::plan`]);
 //! 5. refuse (recording the refusal), or forward the manifest and bind only once the
 //!    upstream accepted it with the digest tagwarden computed; then commit.
@@ -37,7 +39,7 @@ impl Guard {
         if let Some(why) = self.log_gate.refusal() {
             return Err(unanchored(why));
         }
-        let mut actor = identity::actor(&parts.headers, client);
+        let actor = identity::actor(&parts.headers, client);
         let tags = tags_of(reference, parts.uri.query())?;
         let expected = match reference {
             Reference::Digest(d) => Some(d),
@@ -66,16 +68,53 @@ impl Guard {
             return Ok(self.forwarder.downstream_response(resp));
         }
 
+        let pending = self.announce(name, &tags).await?;
+        let mut sent = false;
+        let answer = self
+            .put_tagged(
+                name, reference, parts, &manifest, &tags, &pending, client, actor, &mut sent,
+            )
+            .await;
+        if !sent && !pending.is_empty() {
+            // Nothing reached the registry (or it stored nothing): the announcements
+            // are withdrawn. Left behind, they would only cost later writes a probe.
+            let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+            if let Err(e) = self.ledger.forget(&ids).await {
+                tracing::warn!(error = %e, repository = name.as_str(), "could not withdraw the pending writes of a write that stored nothing");
+            }
+        }
+        answer
+    }
+
+    /// A manifest write that names tags (see the module's steps). `sent` is set while
+    /// the registry may have stored the manifest.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_tagged(
+        &self,
+        name: &Name,
+        reference: &Reference,
+        parts: Parts,
+        manifest: &manifest::Manifest,
+        tags: &[Tag],
+        pending: &[(i64, String)],
+        client: &Client,
+        mut actor: Actor,
+        sent: &mut bool,
+    ) -> Result<Response, OciError> {
+        let digest = &manifest.digest;
         let repo = name.as_str();
         let mut tx = self.ledger.begin().await?;
         let mut lock_items: Vec<&str> = tags.iter().map(Tag::as_str).collect();
         lock_items.push(digest.as_str());
         tx.lock(repo, &lock_items).await?;
 
+        let own: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
         let mut facts = Vec::with_capacity(tags.len());
-        for tag in &tags {
+        for tag in tags {
+            let announced = pending.iter().any(|(_, t)| t == tag.as_str());
+            let own = if announced { Some(&own[..]) } else { None };
             facts.push(
-                self.read_facts(&mut tx, name, tag, &manifest, &parts, client)
+                self.read_facts(&mut tx, name, tag, manifest, &parts, client, own)
                     .await?,
             );
         }
@@ -121,12 +160,14 @@ impl Guard {
             None
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+        *sent = true;
         let resp = self
             .send_manifest(parts, manifest.bytes.clone(), client)
             .await?;
         if !resp.status().is_success() {
             // The upstream said no (auth, missing blobs...): its answer is the client's;
-            // nothing is bound.
+            // nothing is bound, and nothing was stored.
+            *sent = false;
             drop(tx);
             return Ok(self.forwarder.downstream_response(resp));
         }
@@ -140,15 +181,8 @@ impl Guard {
 
         actor.verified = self.verified(&actor).await;
         let (warnings, events) = self
-            .record_accepted(&mut tx, repo, &plan, digest, &actor)
+            .record_accepted(&mut tx, repo, &plan, digest, &actor, references.take())
             .await?;
-        if let Some(refs) = references.take() {
-            if plan.iter().any(|p| {
-                p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore)
-            }) {
-                tx.record_references(repo, digest.as_str(), &refs).await?;
-            }
-        }
         tx.commit().await.map_err(|e| {
             // The upstream holds the manifest but the ledger does not: the client sees
             // a failure and retries; the retry adopts what the upstream holds.
@@ -241,6 +275,10 @@ impl Guard {
 
     /// Bind and record each tag of an accepted write; the warnings of rules in warn
     /// mode, for the client, and the ids of the events recorded.
+    ///
+    /// `references`, what the manifest references, are recorded with the first binding
+    /// of a release (an immutable tag, or a restored one); each binding and its event
+    /// take one statement ([`LedgerTx::bind_and_append`]).
     async fn record_accepted(
         &self,
         tx: &mut LedgerTx,
@@ -248,9 +286,16 @@ impl Guard {
         plan: &[Planned],
         digest: &Digest,
         actor: &Actor,
+        mut references: Option<Vec<crate::ledger::ManifestRef>>,
     ) -> Result<(Vec<String>, Vec<i64>), OciError> {
         let mut warnings = Vec::new();
         let mut events = Vec::new();
+        let releases = plan.iter().any(|p| {
+            p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore)
+        });
+        if !releases {
+            references = None;
+        }
         for p in plan {
             let (action, previous, reason) = match &p.verdict {
                 Verdict::Create => (Action::Create, None, None),
@@ -269,18 +314,14 @@ impl Guard {
                     (Action::Warn, previous.as_deref(), Some(*reason))
                 }
             };
-            tx.bind(&NewBinding {
+            let binding = NewBinding {
                 repository: repo,
                 tag: p.tag.as_str(),
                 digest: digest.as_str(),
                 class: p.decision.class,
                 rule: &p.decision.rule,
                 bound_by: actor.identity.as_deref(),
-            })
-            .await?;
-            if action == Action::Repush && !self.first_repush(tx, repo, p, digest, actor).await? {
-                continue;
-            }
+            };
             let event = NewEvent {
                 tag: Some(p.tag.as_str()),
                 digest: Some(digest.as_str()),
@@ -291,7 +332,24 @@ impl Guard {
                 policy_hash: Some(self.policy.hash()),
                 ..NewEvent::new(action, repo)
             };
-            events.push(tx.append(&event, actor).await?);
+            if action == Action::Repush {
+                tx.bind(&binding).await?;
+                if self.first_repush(tx, repo, p, digest, actor).await? {
+                    events.push(tx.append(&event, actor).await?);
+                }
+                continue;
+            }
+            let is_release =
+                p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore);
+            let refs = if is_release { references.take() } else { None };
+            events.push(
+                tx.bind_and_append(&binding, &event, actor, refs.as_deref())
+                    .await?,
+            );
+        }
+        if let Some(refs) = references {
+            // Only re-pushes bound a release: record what it references on its own.
+            tx.record_references(repo, digest.as_str(), &refs).await?;
         }
         Ok((warnings, events))
     }
@@ -396,6 +454,10 @@ impl Guard {
     /// binding; for an immutable tag the ledger never saw, what the registry holds
     /// under it (adopted); for a tag that only moves forward, the releases of the
     /// digests it would move between.
+    ///
+    /// `own` is given when this write announced the tag (see `crate::ledger::pending`):
+    /// the ledger may then prove the probe unnecessary.
+    #[allow(clippy::too_many_arguments)]
     async fn read_facts(
         &self,
         tx: &mut LedgerTx,
@@ -404,14 +466,20 @@ impl Guard {
         manifest: &manifest::Manifest,
         parts: &Parts,
         client: &Client,
+        own: Option<&[i64]>,
     ) -> Result<Facts, OciError> {
         let digest = &manifest.digest;
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
-        let current = tx.binding(repo, tag.as_str()).await?;
+        let (current, proven_unwritten) = match own {
+            Some(own) if decision.class == TagClass::Immutable => {
+                let unseen = tx.binding_unseen(repo, tag.as_str(), own).await?;
+                (unseen.binding, unseen.no_unrecorded_write)
+            }
+            _ => (tx.binding(repo, tag.as_str()).await?, false),
+        };
         let adopted = if decision.class == TagClass::Immutable && current.is_none() {
-            // Never seen: ask the upstream before claiming the name.
-            self.adopt_existing(tx, name, tag, &decision, parts, client)
+            self.unseen_release(tx, name, tag, &decision, proven_unwritten, parts, client)
                 .await?
         } else {
             None

@@ -5,8 +5,10 @@
 //! locks on the tags involved, so that every tagwarden process sharing the database
 //! serialises on the same tag.
 
+mod accept;
 pub mod chain;
 mod changes;
+mod pending;
 pub mod policies;
 pub mod queries;
 pub mod references;
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::TagClass;
 
+pub use pending::Unseen;
 pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
 };

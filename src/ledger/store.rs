@@ -11,6 +11,33 @@ use super::chain::{self, HashedFields, Verifier};
 use super::queries::{stored_event, StoredEvent};
 use super::{Actor, Binding, NewBinding, NewEvent};
 
+/// Insert or replace a tag's binding, from `$1`..`$6` (repository, tag, digest, class,
+/// rule, bound_by): [`LedgerTx::bind`]'s statement, also a part of
+/// [`LedgerTx::bind_and_append`]'s.
+macro_rules! upsert_binding_sql {
+    () => {
+        "INSERT INTO tag_bindings (repository, tag, digest, class, rule, bound_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (repository, tag) DO UPDATE SET
+                 first_bound_at  = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                        THEN tag_bindings.first_bound_at ELSE now() END,
+                 bound_by        = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                        THEN COALESCE(tag_bindings.bound_by, EXCLUDED.bound_by)
+                                        ELSE EXCLUDED.bound_by END,
+                 digest          = EXCLUDED.digest,
+                 class           = EXCLUDED.class,
+                 rule            = EXCLUDED.rule,
+                 last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
+                                          AND tag_bindings.deleted_at IS NULL
+                                        THEN tag_bindings.last_changed_at ELSE now() END,
+                 deleted_at      = NULL,
+                 retired_at      = NULL,
+                 retired_reason  = NULL,
+                 retired_by      = NULL"
+    };
+}
+pub(super) use upsert_binding_sql;
+
 /// The database could not be reached or refused an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -490,28 +517,13 @@ impl LedgerTx {
     }
 
     /// Insert or replace a tag's binding. `first_bound_at` and `bound_by` are kept when
-    /// the digest does not change (an identical re-push or a re-created tag).
+    /// the digest does not change (an identical re-push or a re-created tag). The tag's
+    /// pending writes end with it (see [`super::pending`]).
     pub async fn bind(&mut self, b: &NewBinding<'_>) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO tag_bindings (repository, tag, digest, class, rule, bound_by)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (repository, tag) DO UPDATE SET
-                 first_bound_at  = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                        THEN tag_bindings.first_bound_at ELSE now() END,
-                 bound_by        = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                        THEN COALESCE(tag_bindings.bound_by, EXCLUDED.bound_by)
-                                        ELSE EXCLUDED.bound_by END,
-                 digest          = EXCLUDED.digest,
-                 class           = EXCLUDED.class,
-                 rule            = EXCLUDED.rule,
-                 last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                          AND tag_bindings.deleted_at IS NULL
-                                        THEN tag_bindings.last_changed_at ELSE now() END,
-                 deleted_at      = NULL,
-                 retired_at      = NULL,
-                 retired_reason  = NULL,
-                 retired_by      = NULL",
-        )
+        sqlx::query(concat!(
+            "WITH cleared AS (DELETE FROM pending_writes WHERE repository = $1 AND tag = $2) ",
+            upsert_binding_sql!()
+        ))
         .bind(b.repository)
         .bind(b.tag)
         .bind(b.digest)
