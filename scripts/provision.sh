@@ -26,6 +26,7 @@ ORAS_VENV="$ROOT/.tmp/venv"
 # oras venv has no use for.
 ZUUL_VENV="$ROOT/.tmp/zuul-venv"
 ZUUL_VERSION=1.3.0
+CARGO_DENY_VERSION=0.20.2
 
 log() { printf 'provision: %s\n' "$*" >&2; }
 die() {
@@ -114,6 +115,13 @@ ensure_rust() {
         die "rustfmt not found: rustup component add rustfmt"
     cargo clippy --version >/dev/null 2>&1 ||
         die "clippy not found: rustup component add clippy"
+    # cargo-deny checks the dependency tree's licenses and sources (deny.toml). It is
+    # built from crates.io once per machine (minutes), then found in ~/.cargo/bin.
+    if ! cargo deny --version >/dev/null 2>&1; then
+        log "installing cargo-deny $CARGO_DENY_VERSION (built from crates.io, once)"
+        cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" ||
+            die "could not install cargo-deny $CARGO_DENY_VERSION from crates.io"
+    fi
 }
 
 postgres_ok() {
@@ -365,6 +373,7 @@ main() {
     local summary
     summary="docker-registry $(docker-registry --version | awk '{print $NF}')"
     summary+=", skopeo $(skopeo --version | awk '{print $NF}')"
+    summary+=", $(cargo deny --version)"
     summary+=", PostgreSQL $(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -XAtqc 'show server_version' | awk '{print $1}')"
     [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
     [ "$with_engines" -eq 0 ] || summary+=", docker/podman/buildah/containerd"

@@ -101,6 +101,9 @@ step clippy cargo clippy --locked --all-targets -- -D warnings
 # The shipped binary alone: without the tests' dev-dependencies, whose features would
 # otherwise hide a feature the binary needs but does not ask for.
 step clippy-bin cargo clippy --locked --bins -- -D warnings
+# Licenses, duplicate crates and sources of the dependency tree (deny.toml). Not the
+# advisories: their database is on GitHub, out of reach of the CI machines.
+step deny cargo deny --locked check licenses bans sources
 step tests run_tests
 step compose scripts/check-compose.sh
 # docker-compose.yml brought up for real on a private dockerd, around the binary the
