@@ -11,6 +11,20 @@ use super::chain::{self, HashedFields, Verifier};
 use super::queries::{stored_event, StoredEvent};
 use super::{Actor, Binding, NewBinding, NewEvent};
 
+const CHAIN_END: &str = include_str!("sql/chain_end.sql");
+const CHAIN_HEADS: &str = include_str!("sql/chain_heads.sql");
+const VERIFY_EVENTS: &str = include_str!("sql/verify_events.sql");
+const RELEASES: &str = include_str!("sql/releases.sql");
+const TAG_HISTORY: &str = include_str!("sql/tag_history.sql");
+const LOCK: &str = include_str!("sql/lock.sql");
+const BINDING: &str = include_str!("sql/binding.sql");
+const BINDINGS_FOR_DIGEST: &str = include_str!("sql/bindings_for_digest.sql");
+const RELEASE_TAGS: &str = include_str!("sql/release_tags.sql");
+const BIND: &str = include_str!("sql/bind.sql");
+const MARK_DELETED: &str = include_str!("sql/mark_deleted.sql");
+const APPEND: &str = include_str!("sql/append.sql");
+const TAGS_WITH_PREFIX: &str = include_str!("sql/tags_with_prefix.sql");
+
 /// The database could not be reached or refused an operation.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -250,14 +264,9 @@ impl Ledger {
     /// Chains end at migration 0011 (`chain_end`): later events carry no chain hash and
     /// are counted as `logged`, for `tagwarden log verify` to check.
     pub async fn verify_chains(&self) -> Result<Vec<ChainReport>, LedgerError> {
-        let chain_end: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(last_chained_id), 0) FROM chain_end")
-                .fetch_one(&self.pool)
-                .await?;
+        let chain_end: i64 = sqlx::query_scalar(CHAIN_END).fetch_one(&self.pool).await?;
         let heads: Vec<(String, i64, Vec<u8>)> =
-            sqlx::query_as("SELECT repository, last_id, hash FROM chain_heads")
-                .fetch_all(&self.pool)
-                .await?;
+            sqlx::query_as(CHAIN_HEADS).fetch_all(&self.pool).await?;
         let mut heads: std::collections::BTreeMap<String, (i64, Vec<u8>)> =
             heads.into_iter().map(|(r, id, h)| (r, (id, h))).collect();
         let mut reports = Vec::new();
@@ -270,12 +279,7 @@ impl Ledger {
                 v.finish(head.as_ref().map(|(id, h)| (*id, h.as_slice())));
                 ChainReport::from_verifier(repository, v)
             };
-        let mut rows = sqlx::query(
-            "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash, prev_hash, hash
-             FROM tag_events ORDER BY repository, id",
-        )
-        .fetch(&self.pool);
+        let mut rows = sqlx::query(VERIFY_EVENTS).fetch(&self.pool);
         while let Some(r) = rows.try_next().await? {
             let repository: String = r.get("repository");
             if current.as_ref().is_none_or(|(repo, _)| *repo != repository) {
@@ -318,13 +322,10 @@ impl Ledger {
 
     /// A repository's live immutable bindings as `(tag, digest)`: its releases.
     pub async fn releases(&self, repository: &str) -> Result<Vec<(String, String)>, LedgerError> {
-        Ok(sqlx::query_as(
-            "SELECT tag, digest FROM tag_bindings
-             WHERE repository = $1 AND class = 'immutable' AND deleted_at IS NULL",
-        )
-        .bind(repository)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(RELEASES)
+            .bind(repository)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every history event of a tag, oldest first.
@@ -333,15 +334,11 @@ impl Ledger {
         repository: &str,
         tag: &str,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                    identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
-             FROM tag_events WHERE repository = $1 AND tag = $2 ORDER BY id",
-        )
-        .bind(repository)
-        .bind(tag)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(TAG_HISTORY)
+            .bind(repository)
+            .bind(tag)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stored_event).collect()
     }
 }
@@ -423,14 +420,10 @@ impl LedgerTx {
         // It also asks whether this transaction may write: every write path locks
         // before it forwards anything, so a server that turned read-only (a failover)
         // is found before the registry stores what the ledger could not record.
-        let read_only: Vec<String> = sqlx::query_scalar(
-            "SELECT current_setting('transaction_read_only')
-             FROM (SELECT pg_advisory_xact_lock(k)
-                   FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS locked",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let read_only: Vec<String> = sqlx::query_scalar(LOCK)
+            .bind(&keys)
+            .fetch_all(&mut *self.tx)
+            .await?;
         if read_only.iter().any(|r| r == "on") {
             failover::read_only_seen();
             return Err(LedgerError::Unavailable(
@@ -445,15 +438,11 @@ impl LedgerTx {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
-                    retired_at, retired_reason, retired_by
-             FROM tag_bindings WHERE repository = $1 AND tag = $2",
-        )
-        .bind(repository)
-        .bind(tag)
-        .fetch_optional(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_as::<_, Binding>(BINDING)
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(&mut *self.tx)
+            .await?)
     }
 
     /// Live (not deleted) bindings of a repository that name `digest`.
@@ -462,15 +451,11 @@ impl LedgerTx {
         repository: &str,
         digest: &str,
     ) -> Result<Vec<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
-                    retired_at, retired_reason, retired_by
-             FROM tag_bindings WHERE repository = $1 AND digest = $2 AND deleted_at IS NULL ORDER BY tag",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_all(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_as::<_, Binding>(BINDINGS_FOR_DIGEST)
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     /// Live immutable tags of a repository bound to `digest`: the releases it is.
@@ -479,61 +464,36 @@ impl LedgerTx {
         repository: &str,
         digest: &str,
     ) -> Result<Vec<String>, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT tag FROM tag_bindings
-             WHERE repository = $1 AND digest = $2 AND class = 'immutable' AND deleted_at IS NULL",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_all(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_scalar(RELEASE_TAGS)
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     /// Insert or replace a tag's binding. `first_bound_at` and `bound_by` are kept when
     /// the digest does not change (an identical re-push or a re-created tag).
     pub async fn bind(&mut self, b: &NewBinding<'_>) -> Result<(), LedgerError> {
-        sqlx::query(
-            "INSERT INTO tag_bindings (repository, tag, digest, class, rule, bound_by)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (repository, tag) DO UPDATE SET
-                 first_bound_at  = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                        THEN tag_bindings.first_bound_at ELSE now() END,
-                 bound_by        = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                        THEN COALESCE(tag_bindings.bound_by, EXCLUDED.bound_by)
-                                        ELSE EXCLUDED.bound_by END,
-                 digest          = EXCLUDED.digest,
-                 class           = EXCLUDED.class,
-                 rule            = EXCLUDED.rule,
-                 last_changed_at = CASE WHEN tag_bindings.digest = EXCLUDED.digest
-                                          AND tag_bindings.deleted_at IS NULL
-                                        THEN tag_bindings.last_changed_at ELSE now() END,
-                 deleted_at      = NULL,
-                 retired_at      = NULL,
-                 retired_reason  = NULL,
-                 retired_by      = NULL",
-        )
-        .bind(b.repository)
-        .bind(b.tag)
-        .bind(b.digest)
-        .bind(b.class.as_str())
-        .bind(b.rule)
-        .bind(b.bound_by)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(BIND)
+            .bind(b.repository)
+            .bind(b.tag)
+            .bind(b.digest)
+            .bind(b.class.as_str())
+            .bind(b.rule)
+            .bind(b.bound_by)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     /// Mark a tag as removed from the registry; its row stays for history and, for an
     /// immutable tag, as the reservation of its digest.
     pub async fn mark_deleted(&mut self, repository: &str, tag: &str) -> Result<(), LedgerError> {
-        sqlx::query(
-            "UPDATE tag_bindings SET deleted_at = now(), last_changed_at = now()
-             WHERE repository = $1 AND tag = $2 AND deleted_at IS NULL",
-        )
-        .bind(repository)
-        .bind(tag)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(MARK_DELETED)
+            .bind(repository)
+            .bind(tag)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -542,31 +502,25 @@ impl LedgerTx {
     /// The transparency log's integrator gives the event its place in the log once the
     /// transaction has committed (see `crate::tlog`).
     pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
-                                     reason, identity, identity_verified, remote_addr, user_agent,
-                                     request_id, detail, policy_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-             RETURNING id",
-        )
-        .bind(chain::truncate_to_micros(chrono::Utc::now()))
-        .bind(e.action.as_str())
-        .bind(e.repository)
-        .bind(e.tag)
-        .bind(e.digest)
-        .bind(e.previous_digest)
-        .bind(e.class.map(|c| c.as_str()))
-        .bind(e.rule)
-        .bind(e.reason)
-        .bind(actor.identity.as_deref())
-        .bind(actor.verified)
-        .bind(actor.remote_addr.as_deref())
-        .bind(actor.user_agent.as_deref())
-        .bind(actor.request_id.as_deref())
-        .bind(e.detail.as_ref())
-        .bind(e.policy_hash)
-        .fetch_one(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_scalar(APPEND)
+            .bind(chain::truncate_to_micros(chrono::Utc::now()))
+            .bind(e.action.as_str())
+            .bind(e.repository)
+            .bind(e.tag)
+            .bind(e.digest)
+            .bind(e.previous_digest)
+            .bind(e.class.map(|c| c.as_str()))
+            .bind(e.rule)
+            .bind(e.reason)
+            .bind(actor.identity.as_deref())
+            .bind(actor.verified)
+            .bind(actor.remote_addr.as_deref())
+            .bind(actor.user_agent.as_deref())
+            .bind(actor.request_id.as_deref())
+            .bind(e.detail.as_ref())
+            .bind(e.policy_hash)
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     pub async fn commit(self) -> Result<(), LedgerError> {
@@ -587,14 +541,11 @@ impl LedgerTx {
         prefix: &str,
         limit: i64,
     ) -> Result<Vec<String>, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT tag FROM tag_bindings
-             WHERE repository = $1 AND starts_with(tag, $2) LIMIT $3",
-        )
-        .bind(repository)
-        .bind(prefix)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_scalar(TAGS_WITH_PREFIX)
+            .bind(repository)
+            .bind(prefix)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 }
