@@ -11,7 +11,7 @@ use futures_util::TryStreamExt as _;
 use serde_json::Value;
 use support::Database;
 use tagwarden::audit::{Audit, PageRequest};
-use tagwarden::ledger::{Action, EventFilter, Ledger, Order};
+use tagwarden::ledger::{Action, EventFilter, Ledger, LedgerReader, Order};
 
 async fn migrated(db: &Database) -> Ledger {
     let ledger = Ledger::connect_lazy(db.url(), 2, Duration::from_secs(10)).unwrap();
@@ -102,7 +102,7 @@ async fn resolve_history_digest_periods_and_the_feed_follow_the_recorded_times()
     )
     .await;
 
-    let audit = Audit::new(ledger.clone());
+    let audit = Audit::new(ledger.reader().clone());
     let resolve = |at| {
         let audit = audit.clone();
         async move {
@@ -375,7 +375,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         .unwrap();
 
     // Plans as the audit API gets them: through a reader pool.
-    let reader = Ledger::connect_reader(
+    let reader = LedgerReader::connect_read_only(
         db.url(),
         1,
         Duration::from_secs(10),

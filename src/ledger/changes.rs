@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::store::{LedgerError, LedgerTx};
+use super::{LedgerError, LedgerTx};
 use crate::policy::promote::Change;
 
 const TAG_CHANGES: &str = include_str!("sql/tag_changes.sql");

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::store::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, LedgerReader};
 use crate::policy::{Policy, RuleConfig};
 
 const REMEMBER_POLICY: &str = include_str!("sql/remember_policy.sql");
@@ -46,7 +46,9 @@ impl Ledger {
         tx.commit().await?;
         Ok(())
     }
+}
 
+impl LedgerReader {
     /// The policy last loaded at or before `at`.
     pub async fn policy_loaded_at(
         &self,

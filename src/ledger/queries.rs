@@ -7,14 +7,12 @@
 //! and `bench/ledger.sh` read the same files by path, so their plans are those of
 //! exactly what runs.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
 
-use super::{Action, Binding, Ledger, LedgerError};
+use super::{Action, Binding, LedgerError, LedgerReader};
 use crate::policy::TagClass;
 
 const REPOSITORIES: &str = include_str!("sql/repositories.sql");
@@ -26,6 +24,9 @@ const DIGEST_BINDINGS: &str = include_str!("sql/digest_bindings.sql");
 const EVENTS_ASC: &str = include_str!("sql/events_asc.sql");
 const EVENTS_DESC: &str = include_str!("sql/events_desc.sql");
 const LAST_EVENT_ID: &str = include_str!("sql/last_event_id.sql");
+const BINDING: &str = include_str!("sql/binding.sql");
+const RELEASES: &str = include_str!("sql/releases.sql");
+const TAG_HISTORY: &str = include_str!("sql/tag_history.sql");
 
 /// Which end of a history comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -108,39 +109,7 @@ pub struct EventFilter {
     pub identity: Option<String>,
 }
 
-impl Ledger {
-    /// A pool for audit reads only: every transaction is read-only and every statement
-    /// is cancelled after `statement_timeout`. Connects lazily.
-    pub fn connect_reader(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-        statement_timeout: Duration,
-    ) -> Result<Ledger, LedgerError> {
-        let options: PgConnectOptions = url
-            .parse::<PgConnectOptions>()
-            .map_err(|e| LedgerError::Query(format!("database url: {e}")))?
-            .disable_statement_logging()
-            .application_name("tagwarden-audit")
-            .options([
-                ("default_transaction_read_only", "on".to_string()),
-                // Plan each statement with its parameters: the feed's optional filters
-                // then fold away and the fitting index is used (see events_page).
-                ("plan_cache_mode", "force_custom_plan".to_string()),
-                (
-                    "statement_timeout",
-                    statement_timeout.as_millis().max(1).to_string(),
-                ),
-            ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(true)
-            .connect_lazy_with(options);
-        Ok(Ledger::from_pool(pool))
-    }
-
+impl LedgerReader {
     /// Repositories in name order, after `after`.
     pub async fn repositories(
         &self,
@@ -161,6 +130,19 @@ impl Ledger {
                 last_changed_at: r.get("last_changed_at"),
             })
             .collect())
+    }
+
+    /// The current binding of a tag.
+    pub async fn binding(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Binding>, LedgerError> {
+        Ok(sqlx::query_as::<_, Binding>(BINDING)
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     /// A repository's bindings in tag order, after `after`.
@@ -302,6 +284,28 @@ impl Ledger {
         Ok(sqlx::query_scalar(LAST_EVENT_ID)
             .fetch_one(self.pool())
             .await?)
+    }
+
+    /// A repository's live immutable bindings as `(tag, digest)`: its releases.
+    pub async fn releases(&self, repository: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as(RELEASES)
+            .bind(repository)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Every history event of a tag, oldest first.
+    pub async fn tag_history(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let rows = sqlx::query(TAG_HISTORY)
+            .bind(repository)
+            .bind(tag)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(stored_event).collect()
     }
 }
 

@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::store::{lock_key, LedgerError, LedgerTx};
+use super::tx::lock_key;
+use super::{LedgerError, LedgerTx};
 
 const LOCK_REFERENCES_SHARED: &str = include_str!("sql/lock_references_shared.sql");
 const RECORD_REFERENCES: &str = include_str!("sql/record_references.sql");

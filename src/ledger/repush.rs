@@ -1,6 +1,6 @@
 //! Coalescing identical re-pushes (see `migrations/0006_repush_tally.sql`).
 
-use super::store::{LedgerError, LedgerTx};
+use super::{LedgerError, LedgerTx};
 
 const TALLY_REPUSH: &str = include_str!("sql/tally_repush.sql");
 

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::store::{LedgerError, LedgerTx};
-use super::Ledger;
+use super::LedgerReader;
+use super::{LedgerError, LedgerTx};
 
 const MARK_RETIRED: &str = include_str!("sql/mark_retired.sql");
 const REPOSITORIES_WITH_RELEASES: &str = include_str!("sql/repositories_with_releases.sql");
@@ -44,7 +44,7 @@ impl LedgerTx {
     }
 }
 
-impl Ledger {
+impl LedgerReader {
     /// Repositories with at least one live release.
     pub async fn repositories_with_releases(&self) -> Result<Vec<String>, LedgerError> {
         Ok(sqlx::query_scalar(REPOSITORIES_WITH_RELEASES)

@@ -6,10 +6,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
 use crate::audit::{AuditError, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, LedgerReader};
 use crate::oci::{Digest, Name, Reference};
 
 const PULLS: &str = include_str!("sql/pulls.sql");
@@ -81,7 +81,7 @@ impl PullFilter {
 
 /// One page of pulls, newest first.
 pub async fn pulls(
-    pool: &PgPool,
+    ledger: &LedgerReader,
     filter: &PullFilter,
     page: &PageRequest,
 ) -> Result<Page<Pull>, AuditError> {
@@ -109,7 +109,7 @@ pub async fn pulls(
         .bind(after.map(|(at, _)| at))
         .bind(after.map(|(_, id)| id))
         .bind(i64::from(limit) + 1)
-        .fetch_all(pool)
+        .fetch_all(ledger.pool())
         .await
         .map_err(LedgerError::from)?;
     let mut items = rows
