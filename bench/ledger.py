@@ -4,9 +4,10 @@
     ledger.py paths SAMPLES FEED OUTDIR      write the request paths of each measured query
                                              (one file per query) from the sampled keys and
                                              the sampled events (action, id) of FEED
-    ledger.py explain-sql QUERIES_RS PARAMS  print a psql script that EXPLAINs (ANALYZE,
-                                             BUFFERS) each audit statement of QUERIES_RS,
-                                             with the parameters in PARAMS (key=value lines)
+    ledger.py explain-sql SQL_DIR PARAMS     print a psql script that EXPLAINs (ANALYZE,
+                                             BUFFERS) each audit statement of SQL_DIR
+                                             (src/ledger/sql), with the parameters in PARAMS
+                                             (key=value lines)
     ledger.py check-plans EXPLAIN_OUT        list sequential scans of tag_events and
                                              tag_bindings; exit 1 if there is any
     ledger.py result WRK_OUT                 the RESULT line of bench/ledger-paths.lua as
@@ -97,19 +98,15 @@ def paths(samples_path, feed_path, outdir):
         print(f"{name}\t{len(lines)}")
 
 
-def statement(source, name):
-    """The literal after `// plan: NAME`, as tests/audit_queries.rs reads it."""
-    marker = f"// plan: {name}\n"
-    at = source.find(marker)
-    if at < 0:
-        sys.exit(f"no `// plan: {name}` in queries.rs")
-    rest = source[at + len(marker):]
-    rest = rest[rest.index("sqlx::query("):]
-    start = rest.index('"') + 1
-    sql = rest[start:start + rest[start:].index('"')]
-    if "\\" in sql:
-        sys.exit(f"escapes in the statement {name}")
-    return sql
+def statement(sql_dir, name):
+    """The audit statement NAME: SQL_DIR/NAME.sql, the file the code includes and
+    tests/audit_queries.rs reads."""
+    path = os.path.join(sql_dir, name + ".sql")
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        sys.exit(f"{path}: {e}")
 
 
 def sql_literal(v):
@@ -118,9 +115,7 @@ def sql_literal(v):
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def explain_sql(queries_rs, params_path):
-    with open(queries_rs) as f:
-        source = f.read()
+def explain_sql(sql_dir, params_path):
     p = {}
     with open(params_path) as f:
         for line in f:
@@ -156,7 +151,7 @@ def explain_sql(queries_rs, params_path):
         "SET default_transaction_read_only = on;",
     ]
     for name, types, args, what in cases:
-        sql = statement(source, name)
+        sql = statement(sql_dir, name)
         shown = ", ".join("NULL" if a is None else str(a) for a in args)
         out.append(f"\\echo '=== {name}: {what}'")
         out.append(f"\\echo '    parameters: {shown.replace(chr(39), '')}'")
@@ -303,8 +298,8 @@ keeps this section). It loads a ledger database with synthetic events in set-bas
 (`bench/ledger-load.sql`), starts tagwarden on it with an auditor token, and drives the
 audit API with wrk, one query at a time, picking a random request from sampled keys
 for every request (`bench/ledger-paths.lua`). Then it runs `EXPLAIN (ANALYZE, BUFFERS)`
-on each audit statement exactly as `src/ledger/queries.rs` sends it (read from that
-file, with `plan_cache_mode = force_custom_plan` like the API's pool) and fails if any
+on each audit statement exactly as tagwarden sends it (read from its file in
+`src/ledger/sql/`, which the code includes), with `plan_cache_mode = force_custom_plan` like the API's pool) and fails if any
 plan scans `tag_events` or `tag_bindings` sequentially.
 
 ```sh

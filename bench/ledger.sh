@@ -21,8 +21,8 @@
 #    (first pages, and pages starting at events sampled from the ledger).
 #    Every answer must be a 200 with items. ROUNDS rounds of all of them, interleaved:
 #    the report gives the median over the rounds, and each round's p99.
-# 3. EXPLAIN (ANALYZE, BUFFERS) of every audit statement exactly as src/ledger/queries.rs
-#    sends it (read from that file), as the API's pool plans it, with the hottest tag.
+# 3. EXPLAIN (ANALYZE, BUFFERS) of every audit statement exactly as tagwarden sends it
+#    (read from its file in src/ledger/sql, which the code includes), as the API's pool plans it, with the hottest tag.
 # Prints everything and writes BENCHMARKS.md. Exits 1 if a query failed, an answer was
 # not 200 or empty, or a plan reads tag_events or tag_bindings with a sequential scan
 # (after writing the report).
@@ -84,7 +84,7 @@ BENCH_NAME=ledger-bench
 HELPER="$ROOT/bench/ledger.py"
 LOADER="$ROOT/bench/ledger-load.sql"
 WRK_SCRIPT="$ROOT/bench/ledger-paths.lua"
-QUERIES_RS="$ROOT/src/ledger/queries.rs"
+LEDGER_SQL="$ROOT/src/ledger/sql"
 # What bench/ledger.py measures, in order; NAME:N runs with N connections (and one
 # thread) instead of CONNECTIONS: one connection shows the latency without queueing.
 MEASURED="resolve resolve_hot history_asc history_desc history_hot resolve:1 history_hot:1 digest events"
@@ -383,7 +383,7 @@ EOF
     } >"$RUN/explain-params"
     meta hot_repo "$hot_repo"
     meta hot_tag "$hot_tag"
-    python3 "$HELPER" explain-sql "$QUERIES_RS" "$RUN/explain-params" >"$RUN/explain.sql"
+    python3 "$HELPER" explain-sql "$LEDGER_SQL" "$RUN/explain-params" >"$RUN/explain.sql"
     db_psql -q -f "$RUN/explain.sql" >"$RUN/explain.txt" 2>&1 ||
         { cat "$RUN/explain.txt" >&2; die "EXPLAIN failed"; }
     cat "$RUN/explain.txt" >&2

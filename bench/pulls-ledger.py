@@ -7,8 +7,8 @@
                                                  GET random paths on CONNS kept-alive connections
                                                  for SECONDS; print "rps p50 p90 p99 max requests
                                                  non200 empty errors" (ms)
-    pulls-ledger.py explain-sql QUERY_RS PARAMS  a psql script that EXPLAINs (ANALYZE, BUFFERS)
-                                                 the pull log's query of QUERY_RS per question
+    pulls-ledger.py explain-sql QUERY_SQL PARAMS a psql script that EXPLAINs (ANALYZE, BUFFERS)
+                                                 the pull log's query QUERY_SQL per question
     pulls-ledger.py check-plans EXPLAIN_OUT      list sequential scans of pull_log partitions;
                                                  exit 1 if there is any
     pulls-ledger.py batches INSERT_SQL N SIZE    a psql script that PREPAREs the writer's
@@ -139,24 +139,15 @@ def drive(paths_file, token, url, conns, seconds):
     return 0
 
 
-def pulls_statement(source):
-    """The literal of the one sqlx::query in src/pulls/query.rs."""
-    at = source.index("let rows = sqlx::query(")
-    rest = source[at:]
-    start = rest.index('"') + 1
-    sql = rest[start:start + rest[start:].index('"')]
-    if "\\" in sql:
-        sys.exit("escapes in the pull log's statement")
-    return sql
 
 
 def sql_literal(v):
     return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
 
 
-def explain_sql(query_rs, params_path):
-    with open(query_rs) as f:
-        sql = pulls_statement(f.read())
+def explain_sql(query_sql, params_path):
+    with open(query_sql) as f:
+        sql = f.read()
     p = {}
     with open(params_path) as f:
         for line in f:
@@ -339,7 +330,7 @@ every hand-written note). It loads a pull log in set-based SQL
 four indexes dropped, then recreated from their definitions), times the writer's own
 statement (`src/pulls/sql/insert.sql`, which `src/pulls/store.rs` includes) in batches
 with the rows present, drives `GET /api/v1/pulls` with an auditor token, EXPLAINs the
-statement of `src/pulls/query.rs` per question as the API's pool plans it
+statement `src/pulls/sql/pulls.sql` (which `src/pulls/query.rs` includes) per question as the API's pool plans it
 (`plan_cache_mode = force_custom_plan`), fails if a plan scans a partition
 sequentially, and times dropping the oldest day partition.
 

@@ -16,7 +16,8 @@
 #    with one: who pulled REPO:TAG in a window (the 20 hottest tags; release tags), what
 #    an identity pulled in a window, the last pull of a digest. Keys are sampled from the
 #    loaded rows, windows built around sampled pulls. ROUNDS interleaved rounds.
-# 3. EXPLAIN (ANALYZE, BUFFERS) of src/pulls/query.rs's statement (read from that file)
+# 3. EXPLAIN (ANALYZE, BUFFERS) of the pull log's statement (src/pulls/sql/pulls.sql,
+#    which src/pulls/query.rs includes)
 #    per question, as the API's pool plans it; fails if a plan scans a partition
 #    sequentially.
 # 4. Write cost: WRITE_BATCHES executions of the writer's statement
@@ -76,7 +77,7 @@ BENCH_NAME=pulls-ledger-bench
 . "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/pulls-ledger.py"
 LOADER="$ROOT/bench/pulls-ledger-load.sql"
-QUERY_RS="$ROOT/src/pulls/query.rs"
+QUERY_SQL="$ROOT/src/pulls/sql/pulls.sql"
 INSERT_SQL="$ROOT/src/pulls/sql/insert.sql"
 MEASURED="tag_hot tag_cold identity digest_last tag_hot:1 tag_cold:1 identity:1 digest_last:1"
 
@@ -316,7 +317,7 @@ EOSQL
     printf '%s\n' "hot_repo=${k[0]}" "hot_ref=${k[1]}" "hot_since=${k[2]}" "hot_until=${k[3]}" \
         "cold_repo=${k[4]}" "cold_ref=${k[5]}" "cold_since=${k[6]}" "cold_until=${k[7]}" \
         "identity=${k[8]}" "id_since=${k[9]}" "id_until=${k[10]}" "digest=${k[11]}" >"$RUN/explain-params"
-    python3 "$HELPER" explain-sql "$QUERY_RS" "$RUN/explain-params" >"$RUN/explain.sql"
+    python3 "$HELPER" explain-sql "$QUERY_SQL" "$RUN/explain-params" >"$RUN/explain.sql"
     db_psql -q -f "$RUN/explain.sql" >"$RUN/explain.txt" 2>&1 || { cat "$RUN/explain.txt" >&2; die "EXPLAIN failed"; }
     cat "$RUN/explain.txt" >&2
     local scans

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::api::{self, ApiState};
-use crate::ledger::Ledger;
+use crate::ledger::LedgerReader;
 use crate::policy::live::LivePolicy;
 use crate::proxy::body::Activity;
 use crate::proxy::Upstream;
@@ -23,7 +23,8 @@ use crate::ui::{self, UiState};
 
 #[derive(Clone)]
 pub struct AdminState {
-    pub ledger: Ledger,
+    /// For the readiness check: the write pool's connections, read through.
+    pub ledger: LedgerReader,
     pub upstream: Upstream,
     pub metrics: Metrics,
     pub policy: LivePolicy,

@@ -308,8 +308,11 @@ async fn import(config: Config) -> anyhow::Result<()> {
 }
 
 async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
-    let ledger =
-        crate::ledger::Ledger::connect_lazy(&database_url, 2, std::time::Duration::from_secs(10))?;
+    let ledger = crate::ledger::LedgerReader::connect_lazy(
+        &database_url,
+        2,
+        std::time::Duration::from_secs(10),
+    )?;
     let reports = ledger.verify_chains().await?;
     let broken = reports.iter().filter(|r| r.broken.is_some()).count();
     for r in &reports {

@@ -13,8 +13,8 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::enforce::{Guard, ReadBounds, UpstreamAuth};
 use crate::gateway::Gateway;
-use crate::ledger::store::StatementBounds;
-use crate::ledger::Ledger;
+use crate::ledger::StatementBounds;
+use crate::ledger::{Ledger, LedgerReader};
 use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::{Forwarder, Upstream};
@@ -82,7 +82,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let log_routes = if crate::tlog::integrator::start(&config, &ledger, &log_gate).await? {
         Some(admin::LogRoutes {
             state: crate::api::log::LogState {
-                pool: Ledger::connect_reader(
+                pool: LedgerReader::connect_read_only(
                     config.database.url.expose(),
                     2,
                     config.database.acquire_timeout,
@@ -148,7 +148,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         server: config.server.clone(),
         pulls,
     });
-    let audit = Audit::new(Ledger::connect_reader(
+    let audit = Audit::new(LedgerReader::connect_read_only(
         config.database.url.expose(),
         config.admin.max_connections,
         config.database.acquire_timeout,
@@ -157,7 +157,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let tokens = Arc::new(Tokens::new(&config.admin.tokens));
     let admin_app = admin::router(
         AdminState {
-            ledger,
+            ledger: ledger.into(),
             upstream,
             metrics,
             policy,

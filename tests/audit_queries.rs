@@ -11,7 +11,7 @@ use futures_util::TryStreamExt as _;
 use serde_json::Value;
 use support::Database;
 use tagwarden::audit::{Audit, PageRequest};
-use tagwarden::ledger::{Action, EventFilter, Ledger, Order};
+use tagwarden::ledger::{Action, EventFilter, Ledger, LedgerReader, Order};
 
 async fn migrated(db: &Database) -> Ledger {
     let ledger = Ledger::connect_lazy(db.url(), 2, Duration::from_secs(10)).unwrap();
@@ -102,7 +102,7 @@ async fn resolve_history_digest_periods_and_the_feed_follow_the_recorded_times()
     )
     .await;
 
-    let audit = Audit::new(ledger.clone());
+    let audit = Audit::new(ledger.reader().clone());
     let resolve = |at| {
         let audit = audit.clone();
         async move {
@@ -292,22 +292,11 @@ fn second_cursor_of_other_kind() -> Option<String> {
     )
 }
 
-/// The statement marked `// plan: NAME` in `src/ledger/queries.rs`: the string literal
-/// of the next `sqlx::query(` after the marker, exactly as the code runs it.
+/// The audit statement `NAME`: `src/ledger/sql/NAME.sql`, the file the code includes,
+/// so the plan checked is that of exactly what runs.
 fn statement(name: &str) -> String {
-    let source = include_str!("../src/ledger/queries.rs");
-    let marker = format!("// plan: {name}\n");
-    let at = source
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no `{}` in queries.rs", marker.trim()));
-    let rest = &source[at + marker.len()..];
-    let call = rest.find("sqlx::query(").expect("a query after the marker");
-    let rest = &rest[call..];
-    let open = rest.find('"').expect("a string literal") + 1;
-    let len = rest[open..].find('"').expect("the end of the literal");
-    let sql = &rest[open..open + len];
-    assert!(!sql.contains('\\'), "escapes in {name}: read them properly");
-    sql.to_string()
+    let path = format!("{}/src/ledger/sql/{name}.sql", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Names of the plan nodes and the indexes they use, e.g. "Index Scan tag_events_by_tag".
@@ -386,7 +375,7 @@ async fn audit_queries_are_answered_from_indexes_on_a_large_ledger() {
         .unwrap();
 
     // Plans as the audit API gets them: through a reader pool.
-    let reader = Ledger::connect_reader(
+    let reader = LedgerReader::connect_read_only(
         db.url(),
         1,
         Duration::from_secs(10),

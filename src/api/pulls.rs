@@ -64,7 +64,5 @@ pub async fn pulls(
         limit: p.limit,
         cursor: p.cursor,
     };
-    Ok(Json(
-        query::pulls(s.audit.ledger().pool(), &filter, &page).await?,
-    ))
+    Ok(Json(query::pulls(s.audit.ledger(), &filter, &page).await?))
 }

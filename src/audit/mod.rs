@@ -14,7 +14,8 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{
-    Binding, BindingChange, EventFilter, Ledger, LedgerError, Order, RepositorySummary, StoredEvent,
+    Binding, BindingChange, EventFilter, LedgerError, LedgerReader, Order, RepositorySummary,
+    StoredEvent,
 };
 use crate::oci::{Digest, Name, Tag};
 
@@ -179,20 +180,21 @@ pub struct DigestUsage {
     pub next_cursor: Option<String>,
 }
 
-/// The audit questions, answered from the ledger.
+/// The audit questions, answered from the ledger. It holds a reader: audits cannot
+/// write.
 #[derive(Clone)]
 pub struct Audit {
-    ledger: Ledger,
+    ledger: LedgerReader,
 }
 
 impl Audit {
-    /// `ledger` should be a reader pool ([`Ledger::connect_reader`]).
-    pub fn new(ledger: Ledger) -> Self {
+    /// `ledger` should be a read-only pool ([`LedgerReader::connect_read_only`]).
+    pub fn new(ledger: LedgerReader) -> Self {
         Audit { ledger }
     }
 
-    /// The reader pool, for the pull log's questions ([`crate::pulls::query`]).
-    pub fn ledger(&self) -> &Ledger {
+    /// The reader, for the pull log's questions ([`crate::pulls::query`]).
+    pub fn ledger(&self) -> &LedgerReader {
         &self.ledger
     }
 

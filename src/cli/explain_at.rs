@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{block_on, fail};
 use crate::config::PolicyConfig;
-use crate::ledger::Ledger;
+use crate::ledger::LedgerReader;
 use crate::policy::Policy;
 
 pub fn run(reference: &str, at: &str, database_url: &str) -> ExitCode {
@@ -31,7 +31,7 @@ pub fn run(reference: &str, at: &str, database_url: &str) -> ExitCode {
     };
     let (repo, tag, url) = (repo.to_owned(), tag.to_owned(), database_url.to_owned());
     block_on(async move {
-        let ledger = Ledger::connect_lazy(&url, 1, Duration::from_secs(10))?;
+        let ledger = LedgerReader::connect_lazy(&url, 1, Duration::from_secs(10))?;
         let Some(stored) = ledger.policy_in_force(at).await? else {
             anyhow::bail!(
                 "the ledger's policy history has no policy loaded at or before {at} (it starts when tagwarden with policy history first ran)"

@@ -94,7 +94,7 @@ async fn fetch(
     page: PageRequest,
 ) -> anyhow::Result<Page<Pull>> {
     match source {
-        Source::Ledger(a) => Ok(query::pulls(a.ledger().pool(), filter, &page).await?),
+        Source::Ledger(a) => Ok(query::pulls(a.ledger(), filter, &page).await?),
         Source::Api(c) => {
             let mut q = Vec::new();
             let text = [

@@ -7,8 +7,8 @@
 //! statements run one after the other (the tag's lock is held throughout).
 
 use super::references::{ManifestRef, RefKind};
-use super::store::{upsert_binding_sql, LedgerError, LedgerTx};
 use super::{chain, Actor, NewBinding, NewEvent};
+use super::{LedgerError, LedgerTx};
 
 impl LedgerTx {
     /// [`LedgerTx::bind`], [`LedgerTx::record_references`] of the bound digest when
@@ -33,7 +33,7 @@ impl LedgerTx {
         }
         let sql = concat!(
             "WITH bound AS (",
-            upsert_binding_sql!(),
+            include_str!("sql/upsert_binding.sql"),
             "), referenced AS (
                  INSERT INTO manifest_references (repository, manifest_digest, referenced_digest, kind)
                  SELECT $1, $3, d, k FROM unnest($23::text[], $24::text[]) AS u(d, k)

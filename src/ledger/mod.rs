@@ -1,33 +1,52 @@
 //! The ledger: what each tag is bound to now, and every decision ever made about it.
 //!
-//! [`store`] (writes) and [`queries`] (audit reads) hold all SQL; the rest of tagwarden
-//! sees only these types. Writes happen inside a [`store::LedgerTx`] that holds advisory
-//! locks on the tags involved, so that every tagwarden process sharing the database
-//! serialises on the same tag.
+//! All of its SQL is in `sql/`, one statement a file. A [`Ledger`] (the writer) opens
+//! [`LedgerTx`] write transactions that hold advisory locks on the tags involved, so
+//! that every tagwarden process sharing the database serialises on the same tag. A
+//! [`LedgerReader`] can only read: the audits are given one. The rest of tagwarden sees
+//! only these types.
+//!
+//! - `pool`: how the pools are built; `failover`: leaving a server turned read-only;
+//!   `error`: [`LedgerError`].
+//! - `writer`, `tx`: the writer and its transactions (bindings and events), with
+//!   `changes`, `references`, `repush` and `retire` adding statements to the transaction.
+//! - `reader`, `queries`: the reader and the audit reads; `verify`: the hash chains;
+//!   `policies`: the policies loaded over time.
 
 mod accept;
 pub mod chain;
 mod changes;
+mod error;
+mod failover;
 mod pending;
 pub mod policies;
+mod pool;
 pub mod queries;
+mod reader;
 pub mod references;
 mod repush;
 pub mod retire;
-pub mod store;
+mod tx;
+mod verify;
+mod writer;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::TagClass;
 
+pub use error::LedgerError;
 pub use pending::Unseen;
+pub use pool::StatementBounds;
 pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,
 };
+pub use reader::LedgerReader;
 pub use references::{ManifestRef, Reach, RefKind};
 pub use retire::LiveBinding;
-pub use store::{ChainReport, Ledger, LedgerError, LedgerTx};
+pub use tx::LedgerTx;
+pub use verify::ChainReport;
+pub use writer::Ledger;
 
 /// A tag's current binding, as a row of `tag_bindings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]

@@ -15,8 +15,8 @@
 
 use sqlx::{FromRow, Row};
 
-use super::store::{LedgerError, LedgerTx};
 use super::{Binding, Ledger};
+use super::{LedgerError, LedgerTx};
 
 impl Ledger {
     /// Announce, in a committed row per tag, that a write of `tags` is about to reach

@@ -4,8 +4,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::store::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, LedgerReader};
 use crate::policy::{Policy, RuleConfig};
+
+const REMEMBER_POLICY: &str = include_str!("sql/remember_policy.sql");
+const RECORD_POLICY_LOAD: &str = include_str!("sql/record_policy_load.sql");
+const POLICY_LOADED_AT: &str = include_str!("sql/policy_loaded_at.sql");
+const POLICY_LAST_DECIDED: &str = include_str!("sql/policy_last_decided.sql");
+const POLICY_BY_HASH: &str = include_str!("sql/policy_by_hash.sql");
 
 /// A policy from the history.
 #[derive(Debug, Clone)]
@@ -28,36 +34,30 @@ impl Ledger {
         let rules = serde_json::to_value(policy.effective_rules())
             .map_err(|e| LedgerError::Query(format!("policy rules: {e}")))?;
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO policy_versions (hash, rules) VALUES ($1, $2)
-             ON CONFLICT (hash) DO UPDATE SET last_loaded_at = clock_timestamp()",
-        )
-        .bind(policy.hash())
-        .bind(rules)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO policy_loads (hash) VALUES ($1)")
+        sqlx::query(REMEMBER_POLICY)
+            .bind(policy.hash())
+            .bind(rules)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(RECORD_POLICY_LOAD)
             .bind(policy.hash())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
     }
+}
 
+impl LedgerReader {
     /// The policy last loaded at or before `at`.
     pub async fn policy_loaded_at(
         &self,
         at: DateTime<Utc>,
     ) -> Result<Option<StoredPolicy>, LedgerError> {
-        let row = sqlx::query(
-            "SELECT v.hash, v.rules, v.first_loaded_at, v.last_loaded_at, l.loaded_at
-             FROM policy_loads l JOIN policy_versions v ON v.hash = l.hash
-             WHERE l.loaded_at <= $1
-             ORDER BY l.loaded_at DESC, l.id DESC LIMIT 1",
-        )
-        .bind(at)
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query(POLICY_LOADED_AT)
+            .bind(at)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| stored(&r)).transpose()
     }
 
@@ -70,16 +70,11 @@ impl Ledger {
     ) -> Result<Option<StoredPolicy>, LedgerError> {
         let loaded = self.policy_loaded_at(at).await?;
         let since = loaded.as_ref().map(|p| p.loaded_at);
-        let decided = sqlx::query(
-            "SELECT e.policy_hash, e.at FROM tag_events e
-             JOIN policy_versions v ON v.hash = e.policy_hash
-             WHERE e.at <= $1 AND ($2::timestamptz IS NULL OR e.at >= $2)
-             ORDER BY e.at DESC, e.id DESC LIMIT 1",
-        )
-        .bind(at)
-        .bind(since)
-        .fetch_optional(self.pool())
-        .await?;
+        let decided = sqlx::query(POLICY_LAST_DECIDED)
+            .bind(at)
+            .bind(since)
+            .fetch_optional(self.pool())
+            .await?;
         match (loaded, decided) {
             (Some(l), Some(e)) if e.get::<String, _>("policy_hash") == l.hash => Ok(Some(l)),
             (_, Some(e)) => {
@@ -95,13 +90,10 @@ impl Ledger {
 
     /// A policy of the history by its hash, with its first load as `loaded_at`.
     pub async fn policy_by_hash(&self, hash: &str) -> Result<Option<StoredPolicy>, LedgerError> {
-        let row = sqlx::query(
-            "SELECT hash, rules, first_loaded_at, last_loaded_at, first_loaded_at AS loaded_at
-             FROM policy_versions WHERE hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query(POLICY_BY_HASH)
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| stored(&r)).transpose()
     }
 }

@@ -1,21 +1,32 @@
 //! Reads for audits: bindings, a tag's history, what a tag named at an instant, every
 //! tag that ever named a digest, and the event feed.
 //!
-//! Every statement is a literal with bind parameters, answered from an index (see
+//! Every statement is a file in `sql/` with bind parameters, answered from an index (see
 //! `migrations/0004_audit_indexes.sql`). Actions are spelled out in the statements, not
-//! bound, so that the planner can match the partial indexes. A `// plan: NAME` line
-//! marks each statement whose plan `tests/audit_queries.rs` checks: the test reads the
-//! statement from this file, so it checks exactly what runs.
-
-use std::time::Duration;
+//! bound, so that the planner can match the partial indexes. `tests/audit_queries.rs`
+//! and `bench/ledger.sh` read the same files by path, so their plans are those of
+//! exactly what runs.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Row};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
 
-use super::{Action, Binding, Ledger, LedgerError};
+use super::{Action, Binding, LedgerError, LedgerReader};
 use crate::policy::TagClass;
+
+const REPOSITORIES: &str = include_str!("sql/repositories.sql");
+const BINDINGS: &str = include_str!("sql/bindings.sql");
+const HISTORY_ASC: &str = include_str!("sql/history_asc.sql");
+const HISTORY_DESC: &str = include_str!("sql/history_desc.sql");
+const RESOLVE: &str = include_str!("sql/resolve.sql");
+const DIGEST_BINDINGS: &str = include_str!("sql/digest_bindings.sql");
+const EVENTS_ASC: &str = include_str!("sql/events_asc.sql");
+const EVENTS_DESC: &str = include_str!("sql/events_desc.sql");
+const LAST_EVENT_ID: &str = include_str!("sql/last_event_id.sql");
+const BINDING: &str = include_str!("sql/binding.sql");
+const RELEASES: &str = include_str!("sql/releases.sql");
+const TAG_HISTORY: &str = include_str!("sql/tag_history.sql");
 
 /// Which end of a history comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -98,57 +109,18 @@ pub struct EventFilter {
     pub identity: Option<String>,
 }
 
-impl Ledger {
-    /// A pool for audit reads only: every transaction is read-only and every statement
-    /// is cancelled after `statement_timeout`. Connects lazily.
-    pub fn connect_reader(
-        url: &str,
-        max_connections: u32,
-        acquire_timeout: Duration,
-        statement_timeout: Duration,
-    ) -> Result<Ledger, LedgerError> {
-        let options: PgConnectOptions = url
-            .parse::<PgConnectOptions>()
-            .map_err(|e| LedgerError::Query(format!("database url: {e}")))?
-            .disable_statement_logging()
-            .application_name("tagwarden-audit")
-            .options([
-                ("default_transaction_read_only", "on".to_string()),
-                // Plan each statement with its parameters: the feed's optional filters
-                // then fold away and the fitting index is used (see events_page).
-                ("plan_cache_mode", "force_custom_plan".to_string()),
-                (
-                    "statement_timeout",
-                    statement_timeout.as_millis().max(1).to_string(),
-                ),
-            ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .test_before_acquire(true)
-            .connect_lazy_with(options);
-        Ok(Ledger::from_pool(pool))
-    }
-
+impl LedgerReader {
     /// Repositories in name order, after `after`.
     pub async fn repositories(
         &self,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RepositorySummary>, LedgerError> {
-        // plan: repositories
-        let rows = sqlx::query(
-            "SELECT repository, count(*) AS tags,
-                    count(*) FILTER (WHERE deleted_at IS NULL) AS live_tags,
-                    max(last_changed_at) AS last_changed_at
-             FROM tag_bindings WHERE repository > $1
-             GROUP BY repository ORDER BY repository LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query(REPOSITORIES)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows
             .iter()
             .map(|r| RepositorySummary {
@@ -160,6 +132,19 @@ impl Ledger {
             .collect())
     }
 
+    /// The current binding of a tag.
+    pub async fn binding(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Binding>, LedgerError> {
+        Ok(sqlx::query_as::<_, Binding>(BINDING)
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
     /// A repository's bindings in tag order, after `after`.
     pub async fn bindings(
         &self,
@@ -168,14 +153,7 @@ impl Ledger {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Binding>, LedgerError> {
-        // plan: bindings
-        let rows = sqlx::query(
-            "SELECT repository, tag, digest, class, rule, bound_by, first_bound_at, last_changed_at, deleted_at,
-                    retired_at, retired_reason, retired_by
-             FROM tag_bindings
-             WHERE repository = $1 AND tag > $2 AND ($3 OR deleted_at IS NULL)
-             ORDER BY tag LIMIT $4",
-        )
+        let rows = sqlx::query(BINDINGS)
             .bind(repository)
             .bind(after.unwrap_or(""))
             .bind(include_deleted)
@@ -198,26 +176,8 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let (query, from) = match order {
-            Order::Asc => (
-                // plan: history_asc
-                sqlx::query(
-                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                            identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
-                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id > $3
-                     ORDER BY id LIMIT $4",
-                ),
-                after.unwrap_or(0),
-            ),
-            Order::Desc => (
-                // plan: history_desc
-                sqlx::query(
-                    "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                            identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
-                     FROM tag_events WHERE repository = $1 AND tag = $2 AND id < $3
-                     ORDER BY id DESC LIMIT $4",
-                ),
-                after.unwrap_or(i64::MAX),
-            ),
+            Order::Asc => (sqlx::query(HISTORY_ASC), after.unwrap_or(0)),
+            Order::Desc => (sqlx::query(HISTORY_DESC), after.unwrap_or(i64::MAX)),
         };
         let rows = query
             .bind(repository)
@@ -237,19 +197,12 @@ impl Ledger {
         at: DateTime<Utc>,
     ) -> Result<Option<BindingChange>, LedgerError> {
         // The latest event that could change what the tag names, at or before `at`.
-        // plan: resolve
-        let row = sqlx::query(
-            "SELECT id, at, action, digest, reason, identity, class
-             FROM tag_events
-             WHERE repository = $1 AND tag = $2 AND at <= $3
-               AND action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
-             ORDER BY at DESC, id DESC LIMIT 1",
-        )
-        .bind(repository)
-        .bind(tag)
-        .bind(at)
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query(RESOLVE)
+            .bind(repository)
+            .bind(tag)
+            .bind(at)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(|r| binding_change(r, "")).transpose()
     }
 
@@ -264,38 +217,13 @@ impl Ledger {
         let (after_repo, after_tag) = after.unwrap_or(("", ""));
         // Tags (after $2, $3) that an event bound to digest $1, at most $4 of them; each
         // such event, and the next one that could change its tag.
-        // plan: digest_bindings
-        let rows = sqlx::query(
-            "WITH keys AS (
-                 SELECT DISTINCT repository, tag FROM tag_events
-                 WHERE digest = $1 AND action IN ('create', 'move', 'repush', 'adopt', 'warn')
-                   AND (repository, tag) > ($2, $3)
-                 ORDER BY repository, tag LIMIT $4
-             )
-             SELECT e.repository, e.tag,
-                    e.id, e.at, e.action, e.digest, e.reason, e.identity, e.class,
-                    n.id AS next_id, n.at AS next_at, n.action AS next_action,
-                    n.digest AS next_digest, n.reason AS next_reason,
-                    n.identity AS next_identity, n.class AS next_class
-             FROM keys
-             JOIN tag_events e
-               ON e.digest = $1 AND e.repository = keys.repository AND e.tag = keys.tag
-              AND e.action IN ('create', 'move', 'repush', 'adopt', 'warn')
-             LEFT JOIN LATERAL (
-                 SELECT id, at, action, digest, reason, identity, class FROM tag_events n
-                 WHERE n.repository = e.repository AND n.tag = e.tag
-                   AND n.action IN ('create', 'move', 'repush', 'adopt', 'warn', 'delete')
-                   AND (n.at, n.id) > (e.at, e.id)
-                 ORDER BY n.at, n.id LIMIT 1
-             ) n ON true
-             ORDER BY e.repository, e.tag, e.at, e.id",
-        )
-        .bind(digest)
-        .bind(after_repo)
-        .bind(after_tag)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query(DIGEST_BINDINGS)
+            .bind(digest)
+            .bind(after_repo)
+            .bind(after_tag)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| {
                 let next_id: Option<i64> = r.get("next_id");
@@ -331,36 +259,8 @@ impl Ledger {
         // order; `action = ANY('{x}')` would not, and a rare action then meant walking
         // the feed by id and filtering, or sorting every event with that action.
         let query = match order {
-            // plan: events_asc
-            Order::Asc => sqlx::query(
-                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                        identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
-                 FROM tag_events
-                 WHERE ($1::timestamptz IS NULL OR at >= $1)
-                   AND ($2::timestamptz IS NULL OR at < $2)
-                   AND ($3::text IS NULL OR repository = $3)
-                   AND ($4::text IS NULL OR tag = $4)
-                   AND ($5::text[] IS NULL
-                        OR CASE WHEN cardinality($5) = 1 THEN action = $5[1] ELSE action = ANY($5) END)
-                   AND ($6::text IS NULL OR identity = $6)
-                   AND ($7::bigint IS NULL OR id > $7) AND ($8::bigint IS NULL OR id <= $8)
-                 ORDER BY id LIMIT $9",
-            ),
-            // plan: events_desc
-            Order::Desc => sqlx::query(
-                "SELECT id, at, action, repository, tag, digest, previous_digest, class, rule, reason,
-                        identity, identity_verified, remote_addr, user_agent, request_id, detail, policy_hash
-                 FROM tag_events
-                 WHERE ($1::timestamptz IS NULL OR at >= $1)
-                   AND ($2::timestamptz IS NULL OR at < $2)
-                   AND ($3::text IS NULL OR repository = $3)
-                   AND ($4::text IS NULL OR tag = $4)
-                   AND ($5::text[] IS NULL
-                        OR CASE WHEN cardinality($5) = 1 THEN action = $5[1] ELSE action = ANY($5) END)
-                   AND ($6::text IS NULL OR identity = $6)
-                   AND ($7::bigint IS NULL OR id < $7) AND ($8::bigint IS NULL OR id <= $8)
-                 ORDER BY id DESC LIMIT $9",
-            ),
+            Order::Asc => sqlx::query(EVENTS_ASC),
+            Order::Desc => sqlx::query(EVENTS_DESC),
         };
         let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
             .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
@@ -381,9 +281,31 @@ impl Ledger {
 
     /// The id of the newest event, if any.
     pub async fn last_event_id(&self) -> Result<Option<i64>, LedgerError> {
-        Ok(sqlx::query_scalar("SELECT max(id) FROM tag_events")
+        Ok(sqlx::query_scalar(LAST_EVENT_ID)
             .fetch_one(self.pool())
             .await?)
+    }
+
+    /// A repository's live immutable bindings as `(tag, digest)`: its releases.
+    pub async fn releases(&self, repository: &str) -> Result<Vec<(String, String)>, LedgerError> {
+        Ok(sqlx::query_as(RELEASES)
+            .bind(repository)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Every history event of a tag, oldest first.
+    pub async fn tag_history(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Vec<StoredEvent>, LedgerError> {
+        let rows = sqlx::query(TAG_HISTORY)
+            .bind(repository)
+            .bind(tag)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(stored_event).collect()
     }
 }
 

@@ -3,7 +3,14 @@
 
 use sqlx::Row;
 
-use super::store::{lock_key, LedgerError, LedgerTx};
+use super::tx::lock_key;
+use super::{LedgerError, LedgerTx};
+
+const LOCK_REFERENCES_SHARED: &str = include_str!("sql/lock_references_shared.sql");
+const RECORD_REFERENCES: &str = include_str!("sql/record_references.sql");
+const RECORDED_REFERENCES: &str = include_str!("sql/recorded_references.sql");
+const UNRECORDED_RELEASES: &str = include_str!("sql/unrecorded_releases.sql");
+const RELEASES_REACHING: &str = include_str!("sql/releases_reaching.sql");
 
 /// How a bound manifest reaches a digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,13 +85,10 @@ impl LedgerTx {
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock_shared(k)
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
-        )
-        .bind(&keys)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(LOCK_REFERENCES_SHARED)
+            .bind(&keys)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -116,17 +120,13 @@ impl LedgerTx {
             digests.push(&r.digest);
             kinds.push(r.kind.as_str());
         }
-        sqlx::query(
-            "INSERT INTO manifest_references (repository, manifest_digest, referenced_digest, kind)
-             SELECT $1, $2, d, k FROM unnest($3::text[], $4::text[]) AS u(d, k)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repository)
-        .bind(manifest_digest)
-        .bind(&digests)
-        .bind(&kinds)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(RECORD_REFERENCES)
+            .bind(repository)
+            .bind(manifest_digest)
+            .bind(&digests)
+            .bind(&kinds)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -136,14 +136,11 @@ impl LedgerTx {
         repository: &str,
         manifest_digest: &str,
     ) -> Result<Option<Vec<ManifestRef>>, LedgerError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT referenced_digest, kind FROM manifest_references
-             WHERE repository = $1 AND manifest_digest = $2",
-        )
-        .bind(repository)
-        .bind(manifest_digest)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(RECORDED_REFERENCES)
+            .bind(repository)
+            .bind(manifest_digest)
+            .fetch_all(&mut *self.tx)
+            .await?;
         let mut recorded = false;
         let mut refs = Vec::with_capacity(rows.len());
         for (digest, kind) in rows {
@@ -162,18 +159,11 @@ impl LedgerTx {
         repository: &str,
         limit: i64,
     ) -> Result<Vec<String>, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT b.digest FROM tag_bindings b
-             WHERE b.repository = $1 AND b.class = 'immutable' AND b.deleted_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM manifest_references r
-                               WHERE r.repository = b.repository AND r.manifest_digest = b.digest
-                                 AND r.referenced_digest = b.digest AND r.kind = 'manifest')
-             ORDER BY b.digest LIMIT $2",
-        )
-        .bind(repository)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_scalar(UNRECORDED_RELEASES)
+            .bind(repository)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     /// Live immutable bindings of a repository whose manifest reaches `digest` (the
@@ -184,20 +174,12 @@ impl LedgerTx {
         digest: &str,
         limit: i64,
     ) -> Result<Vec<Reach>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT ON (b.tag) b.tag, b.rule, r.manifest_digest, r.kind
-             FROM manifest_references r
-             JOIN tag_bindings b ON b.repository = r.repository AND b.digest = r.manifest_digest
-             WHERE r.repository = $1 AND r.referenced_digest = $2
-               AND b.class = 'immutable' AND b.deleted_at IS NULL
-             ORDER BY b.tag, r.kind
-             LIMIT $3",
-        )
-        .bind(repository)
-        .bind(digest)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = sqlx::query(RELEASES_REACHING)
+            .bind(repository)
+            .bind(digest)
+            .bind(limit)
+            .fetch_all(&mut *self.tx)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| Reach {

@@ -1,6 +1,8 @@
 //! Coalescing identical re-pushes (see `migrations/0006_repush_tally.sql`).
 
-use super::store::{LedgerError, LedgerTx};
+use super::{LedgerError, LedgerTx};
+
+const TALLY_REPUSH: &str = include_str!("sql/tally_repush.sql");
 
 impl LedgerTx {
     /// Count a re-push of `digest` under `tag` by `identity` in the current hour and
@@ -13,18 +15,12 @@ impl LedgerTx {
         digest: &str,
         identity: Option<&str>,
     ) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO repush_tally (repository, tag, digest, identity, hour)
-             VALUES ($1, $2, $3, $4, date_trunc('hour', now()))
-             ON CONFLICT (repository, tag, digest, identity, hour)
-             DO UPDATE SET count = repush_tally.count + 1, last_at = now()
-             RETURNING count",
-        )
-        .bind(repository)
-        .bind(tag)
-        .bind(digest)
-        .bind(identity.unwrap_or(""))
-        .fetch_one(&mut *self.tx)
-        .await?)
+        Ok(sqlx::query_scalar(TALLY_REPUSH)
+            .bind(repository)
+            .bind(tag)
+            .bind(digest)
+            .bind(identity.unwrap_or(""))
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 }

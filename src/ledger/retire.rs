@@ -3,8 +3,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::store::{LedgerError, LedgerTx};
-use super::Ledger;
+use super::LedgerReader;
+use super::{LedgerError, LedgerTx};
+
+const MARK_RETIRED: &str = include_str!("sql/mark_retired.sql");
+const REPOSITORIES_WITH_RELEASES: &str = include_str!("sql/repositories_with_releases.sql");
+const LIVE_BINDINGS: &str = include_str!("sql/live_bindings.sql");
+const LAST_PULLS: &str = include_str!("sql/last_pulls.sql");
 
 /// The most live bindings of one repository that retention reads: past that it
 /// refuses to plan rather than decide on part of a repository.
@@ -28,42 +33,32 @@ impl LedgerTx {
         reason: &str,
         by: Option<&str>,
     ) -> Result<bool, LedgerError> {
-        let done = sqlx::query(
-            "UPDATE tag_bindings SET deleted_at = now(), last_changed_at = now(),
-                    retired_at = now(), retired_reason = $3, retired_by = $4
-             WHERE repository = $1 AND tag = $2 AND deleted_at IS NULL",
-        )
-        .bind(repository)
-        .bind(tag)
-        .bind(reason)
-        .bind(by)
-        .execute(&mut *self.tx)
-        .await?;
+        let done = sqlx::query(MARK_RETIRED)
+            .bind(repository)
+            .bind(tag)
+            .bind(reason)
+            .bind(by)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 }
 
-impl Ledger {
+impl LedgerReader {
     /// Repositories with at least one live release.
     pub async fn repositories_with_releases(&self) -> Result<Vec<String>, LedgerError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT repository FROM tag_bindings
-             WHERE class = 'immutable' AND deleted_at IS NULL ORDER BY repository",
-        )
-        .fetch_all(self.pool())
-        .await?)
+        Ok(sqlx::query_scalar(REPOSITORIES_WITH_RELEASES)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Every live binding of a repository, of any class, at most [`MAX_INVENTORY`].
     pub async fn live_bindings(&self, repository: &str) -> Result<Vec<LiveBinding>, LedgerError> {
-        let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT tag, digest, class, first_bound_at FROM tag_bindings
-             WHERE repository = $1 AND deleted_at IS NULL ORDER BY tag LIMIT $2",
-        )
-        .bind(repository)
-        .bind(MAX_INVENTORY + 1)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(LIVE_BINDINGS)
+            .bind(repository)
+            .bind(MAX_INVENTORY + 1)
+            .fetch_all(self.pool())
+            .await?;
         if rows.len() as i64 > MAX_INVENTORY {
             return Err(LedgerError::Query(format!(
                 "{repository} has more than {MAX_INVENTORY} live tags: retention does not plan it"
@@ -88,16 +83,11 @@ impl Ledger {
         repository: &str,
         digests: &[String],
     ) -> Result<Vec<(String, DateTime<Utc>)>, LedgerError> {
-        let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT d, (SELECT p.at FROM pull_log p
-                        WHERE p.digest = d AND p.repository = $1 AND p.status BETWEEN 200 AND 299
-                        ORDER BY p.at DESC LIMIT 1)
-             FROM unnest($2::text[]) AS u(d)",
-        )
-        .bind(repository)
-        .bind(digests)
-        .fetch_all(self.pool())
-        .await?;
+        let rows: Vec<(String, Option<DateTime<Utc>>)> = sqlx::query_as(LAST_PULLS)
+            .bind(repository)
+            .bind(digests)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(d, at)| at.map(|at| (d, at)))

@@ -9,8 +9,8 @@ use super::event::{self, CloudEvent as _};
 use super::sign;
 use super::store::{self, Position};
 use crate::config::{Config, StartFrom, WebhookConfig};
-use crate::ledger::store::StatementBounds;
 use crate::ledger::Ledger;
+use crate::ledger::StatementBounds;
 use crate::ledger::StoredEvent;
 use crate::telemetry::Metrics;
 

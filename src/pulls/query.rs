@@ -6,11 +6,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
 use crate::audit::{AuditError, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, LedgerReader};
 use crate::oci::{Digest, Name, Reference};
+
+const PULLS: &str = include_str!("sql/pulls.sql");
 
 /// Which pulls; `None` does not filter.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +81,7 @@ impl PullFilter {
 
 /// One page of pulls, newest first.
 pub async fn pulls(
-    pool: &PgPool,
+    ledger: &LedgerReader,
     filter: &PullFilter,
     page: &PageRequest,
 ) -> Result<Page<Pull>, AuditError> {
@@ -97,31 +99,19 @@ pub async fn pulls(
         None | Some("") => None,
         Some(c) => Some(decode_cursor(c)?),
     };
-    let rows = sqlx::query(
-        "SELECT id, at, repository, reference, digest, media_type, method, status, identity,
-                verified, remote_addr, user_agent, request_id
-         FROM pull_log
-         WHERE ($1::text IS NULL OR repository = $1)
-           AND ($2::text IS NULL OR reference = $2)
-           AND ($3::timestamptz IS NULL OR at >= $3)
-           AND ($4::timestamptz IS NULL OR at < $4)
-           AND ($5::text IS NULL OR identity = $5)
-           AND ($6::text IS NULL OR digest = $6)
-           AND ($7::timestamptz IS NULL OR (at, id) < ($7, $8))
-         ORDER BY at DESC, id DESC LIMIT $9",
-    )
-    .bind(filter.repository.as_deref())
-    .bind(filter.reference.as_deref())
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(filter.identity.as_deref())
-    .bind(filter.digest.as_deref())
-    .bind(after.map(|(at, _)| at))
-    .bind(after.map(|(_, id)| id))
-    .bind(i64::from(limit) + 1)
-    .fetch_all(pool)
-    .await
-    .map_err(LedgerError::from)?;
+    let rows = sqlx::query(PULLS)
+        .bind(filter.repository.as_deref())
+        .bind(filter.reference.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.identity.as_deref())
+        .bind(filter.digest.as_deref())
+        .bind(after.map(|(at, _)| at))
+        .bind(after.map(|(_, id)| id))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(ledger.pool())
+        .await
+        .map_err(LedgerError::from)?;
     let mut items = rows
         .iter()
         .map(|r| {

@@ -19,8 +19,8 @@ use super::note::Signer;
 use super::tree::{Hashes, TILE_HEIGHT};
 use super::{leaf, root_at, store, with_hashes, LogError};
 use crate::config::Config;
-use crate::ledger::store::StatementBounds;
 use crate::ledger::Ledger;
+use crate::ledger::StatementBounds;
 
 pub struct Integrator {
     pool: PgPool,

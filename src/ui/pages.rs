@@ -219,7 +219,7 @@ pub async fn digest(
 /// which leaves the rest of the page intact.
 async fn last_pulls(s: &UiState, filter: PullFilter) -> Option<Vec<crate::pulls::Pull>> {
     let page = PageRequest::first(super::pulled::SHOWN);
-    match crate::pulls::query::pulls(s.audit.ledger().pool(), &filter, &page).await {
+    match crate::pulls::query::pulls(s.audit.ledger(), &filter, &page).await {
         Ok(p) => Some(p.items),
         Err(e) => {
             tracing::warn!(error = %e, "audit pages: cannot read the pull log");

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::api::ApiClient;
 use super::SourceArgs;
 use crate::audit::{Audit, DigestUsage, Page, PageRequest, Resolution, TagPeriods};
-use crate::ledger::{EventFilter, Ledger, Order, StoredEvent};
+use crate::ledger::{EventFilter, LedgerReader, Order, StoredEvent};
 
 /// The audit questions. Implemented by the ledger ([`Audit`]) and by the API
 /// ([`ApiClient`]); [`Source`] picks one of them once, when the command starts.
@@ -44,8 +44,12 @@ impl SourceArgs {
         let url = self.database_url.ok_or_else(|| {
             anyhow!("say where the ledger is: --database-url (or TAGWARDEN_DATABASE_URL), or --api URL with a token")
         })?;
-        let ledger =
-            Ledger::connect_reader(&url, 2, Duration::from_secs(10), Duration::from_secs(120))?;
+        let ledger = LedgerReader::connect_read_only(
+            &url,
+            2,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+        )?;
         Ok(Source::Ledger(Audit::new(ledger)))
     }
 }

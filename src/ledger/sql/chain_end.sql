@@ -1,0 +1,1 @@
+SELECT coalesce(max(last_chained_id), 0) FROM chain_end

@@ -1,0 +1,1 @@
+SELECT repository, last_id, hash FROM chain_heads

@@ -1,0 +1,1 @@
+INSERT INTO policy_loads (hash) VALUES ($1)
