@@ -10,6 +10,25 @@ use super::references::{ManifestRef, RefKind};
 use super::{chain, Actor, NewBinding, NewEvent};
 use super::{LedgerError, LedgerTx};
 
+/// The whole of an accepted write, in one statement: `$1`..`$6` the binding (as
+/// `upsert_binding.sql`), `$7`..`$22` the event, `$23`/`$24` the references.
+const ACCEPT: &str = concat!(
+    "WITH bound AS (",
+    include_str!("sql/upsert_binding.sql"),
+    "), referenced AS (
+             INSERT INTO manifest_references (repository, manifest_digest, referenced_digest, kind)
+             SELECT $1, $3, d, k FROM unnest($23::text[], $24::text[]) AS u(d, k)
+             ON CONFLICT DO NOTHING
+         ), cleared AS (
+             DELETE FROM pending_writes WHERE repository = $1 AND tag = $2
+         )
+         INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
+                                 reason, identity, identity_verified, remote_addr, user_agent,
+                                 request_id, detail, policy_hash)
+         VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+         RETURNING id"
+);
+
 impl LedgerTx {
     /// [`LedgerTx::bind`], [`LedgerTx::record_references`] of the bound digest when
     /// `references` is given, and [`LedgerTx::append`], in one statement; the event's
@@ -31,23 +50,7 @@ impl LedgerTx {
                 kinds.push(r.kind.as_str());
             }
         }
-        let sql = concat!(
-            "WITH bound AS (",
-            include_str!("sql/upsert_binding.sql"),
-            "), referenced AS (
-                 INSERT INTO manifest_references (repository, manifest_digest, referenced_digest, kind)
-                 SELECT $1, $3, d, k FROM unnest($23::text[], $24::text[]) AS u(d, k)
-                 ON CONFLICT DO NOTHING
-             ), cleared AS (
-                 DELETE FROM pending_writes WHERE repository = $1 AND tag = $2
-             )
-             INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
-                                     reason, identity, identity_verified, remote_addr, user_agent,
-                                     request_id, detail, policy_hash)
-             VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
-             RETURNING id"
-        );
-        Ok(sqlx::query_scalar(sql)
+        Ok(sqlx::query_scalar(ACCEPT)
             .bind(b.repository)
             .bind(b.tag)
             .bind(b.digest)
