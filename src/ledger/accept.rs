@@ -7,7 +7,8 @@
 //! statements run one after the other (the tag's lock is held throughout).
 
 use super::references::{ManifestRef, RefKind};
-use super::{chain, Actor, NewBinding, NewEvent};
+use super::tx::bind_event;
+use super::{Actor, NewBinding, NewEvent};
 use super::{LedgerError, LedgerTx};
 
 /// The whole of an accepted write, in one statement: `$1`..`$6` the binding (as
@@ -50,29 +51,14 @@ impl LedgerTx {
                 kinds.push(r.kind.as_str());
             }
         }
-        Ok(sqlx::query_scalar(ACCEPT)
+        let q = sqlx::query_scalar(ACCEPT)
             .bind(b.repository)
             .bind(b.tag)
             .bind(b.digest)
             .bind(b.class.as_str())
             .bind(b.rule)
-            .bind(b.bound_by)
-            .bind(chain::truncate_to_micros(chrono::Utc::now()))
-            .bind(e.action.as_str())
-            .bind(e.repository)
-            .bind(e.tag)
-            .bind(e.digest)
-            .bind(e.previous_digest)
-            .bind(e.class.map(|c| c.as_str()))
-            .bind(e.rule)
-            .bind(e.reason)
-            .bind(actor.identity.as_deref())
-            .bind(actor.verified)
-            .bind(actor.remote_addr.as_deref())
-            .bind(actor.user_agent.as_deref())
-            .bind(actor.request_id.as_deref())
-            .bind(e.detail.as_ref())
-            .bind(e.policy_hash)
+            .bind(b.bound_by);
+        Ok(bind_event(q, e, actor)
             .bind(&digests)
             .bind(&kinds)
             .fetch_one(&mut *self.tx)

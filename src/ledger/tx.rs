@@ -132,23 +132,7 @@ impl LedgerTx {
     /// The transparency log's integrator gives the event its place in the log once the
     /// transaction has committed (see `crate::tlog`).
     pub async fn append(&mut self, e: &NewEvent<'_>, actor: &Actor) -> Result<i64, LedgerError> {
-        Ok(sqlx::query_scalar(APPEND)
-            .bind(chain::truncate_to_micros(chrono::Utc::now()))
-            .bind(e.action.as_str())
-            .bind(e.repository)
-            .bind(e.tag)
-            .bind(e.digest)
-            .bind(e.previous_digest)
-            .bind(e.class.map(|c| c.as_str()))
-            .bind(e.rule)
-            .bind(e.reason)
-            .bind(actor.identity.as_deref())
-            .bind(actor.verified)
-            .bind(actor.remote_addr.as_deref())
-            .bind(actor.user_agent.as_deref())
-            .bind(actor.request_id.as_deref())
-            .bind(e.detail.as_ref())
-            .bind(e.policy_hash)
+        Ok(bind_event(sqlx::query_scalar(APPEND), e, actor)
             .fetch_one(&mut *self.tx)
             .await?)
     }
@@ -178,4 +162,34 @@ impl LedgerTx {
             .fetch_all(&mut *self.tx)
             .await?)
     }
+}
+
+/// A statement that inserts an event and returns its id.
+pub(super) type EventQuery<'q> =
+    sqlx::query::QueryScalar<'q, Postgres, i64, sqlx::postgres::PgArguments>;
+
+/// Bind an event's sixteen columns, in the order of `append.sql` (`$1`..`$16`), to the
+/// next parameters of `q`: [`LedgerTx::append`] and the accepted write's one statement
+/// (`super::accept`) insert the same row.
+pub(super) fn bind_event<'q>(
+    q: EventQuery<'q>,
+    e: &'q NewEvent<'_>,
+    actor: &'q Actor,
+) -> EventQuery<'q> {
+    q.bind(chain::truncate_to_micros(chrono::Utc::now()))
+        .bind(e.action.as_str())
+        .bind(e.repository)
+        .bind(e.tag)
+        .bind(e.digest)
+        .bind(e.previous_digest)
+        .bind(e.class.map(|c| c.as_str()))
+        .bind(e.rule)
+        .bind(e.reason)
+        .bind(actor.identity.as_deref())
+        .bind(actor.verified)
+        .bind(actor.remote_addr.as_deref())
+        .bind(actor.user_agent.as_deref())
+        .bind(actor.request_id.as_deref())
+        .bind(e.detail.as_ref())
+        .bind(e.policy_hash)
 }
