@@ -15,7 +15,7 @@ use crate::config::ServerConfig;
 use crate::enforce::Guard;
 use crate::oci::reference::ReferenceError;
 use crate::oci::route::{self, RouteError};
-use crate::oci::{OciError, Route};
+use crate::oci::{ErrorCode, OciError, Route};
 use crate::proxy::headers::is_plain_host;
 use crate::proxy::{self, Client, Forwarder};
 use crate::pulls::PullLog;
@@ -126,7 +126,7 @@ fn check_request(parts: &http::request::Parts) -> Result<(Route, Option<String>)
     if parts.version < Version::HTTP_2 && parts.uri.authority().is_some() {
         return Err(OciError::new(
             StatusCode::BAD_REQUEST,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             "absolute-form request targets are not accepted: tagwarden is not a forward proxy; send the path only",
         ));
     }
@@ -156,7 +156,7 @@ fn check_request(parts: &http::request::Parts) -> Result<(Route, Option<String>)
         if !is_plain_host(h) {
             return Err(OciError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 "the Host header is not a plain host[:port]",
             ));
         }
@@ -177,7 +177,7 @@ fn check_framing(parts: &mut http::request::Parts, body: &Incoming) -> Result<()
     if !body.is_end_stream() {
         return Err(OciError::new(
             StatusCode::BAD_REQUEST,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             "a DELETE carries no body: send it without Content-Length or Transfer-Encoding",
         ));
     }
@@ -197,16 +197,20 @@ fn route_error(e: RouteError, method: &Method) -> OciError {
         RouteError::Reference(ReferenceError::Tag(_))
             if matches!(*method, Method::GET | Method::HEAD) =>
         {
-            (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+            (StatusCode::NOT_FOUND, ErrorCode::ManifestUnknown)
         }
         RouteError::NotDistributionApi | RouteError::UnknownEndpoint => {
-            (StatusCode::NOT_FOUND, "UNSUPPORTED")
+            (StatusCode::NOT_FOUND, ErrorCode::Unsupported)
         }
-        RouteError::NonCanonical(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        RouteError::Reference(ReferenceError::Name(_)) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
-        RouteError::Reference(ReferenceError::Tag(_)) => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+        RouteError::NonCanonical(_) => (StatusCode::BAD_REQUEST, ErrorCode::NameInvalid),
+        RouteError::Reference(ReferenceError::Name(_)) => {
+            (StatusCode::BAD_REQUEST, ErrorCode::NameInvalid)
+        }
+        RouteError::Reference(ReferenceError::Tag(_)) => {
+            (StatusCode::BAD_REQUEST, ErrorCode::TagInvalid)
+        }
         RouteError::Reference(ReferenceError::Digest(_)) => {
-            (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+            (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid)
         }
     };
     OciError::new(status, code, message)
@@ -216,7 +220,7 @@ fn method_not_allowed(method: &Method, why: &str) -> OciError {
     let shown: String = method.as_str().chars().take(32).collect();
     OciError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "UNSUPPORTED",
+        ErrorCode::Unsupported,
         format!("method {shown:?} is not allowed here: {why}"),
     )
 }

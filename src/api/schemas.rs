@@ -16,30 +16,8 @@ pub struct Errors {
 
 #[derive(ToSchema)]
 pub struct ErrorItem {
-    pub code: ErrorCode,
+    pub code: super::error::ApiCode,
     pub message: String,
-}
-
-/// The API's own codes; a write that enforcement or the registry refuses passes on the
-/// OCI distribution code of the refusal (`DENIED`, `MANIFEST_UNKNOWN`, ...).
-#[derive(ToSchema)]
-#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    Unauthorized,
-    Denied,
-    InvalidParameter,
-    NotFound,
-    Unsupported,
-    Unavailable,
-    Internal,
-    ManifestUnknown,
-    ManifestInvalid,
-    ManifestBlobUnknown,
-    DigestInvalid,
-    TagInvalid,
-    SizeInvalid,
-    Toomanyrequests,
-    Unknown,
 }
 
 /// The values of `order`, aliases included.

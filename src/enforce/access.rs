@@ -23,7 +23,7 @@ use http::{header, HeaderMap, Method, Request, StatusCode};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::oci::{Name, OciError};
+use crate::oci::{ErrorCode, Name, OciError};
 use crate::proxy::body::Activity;
 use crate::proxy::{Client, Forwarder};
 
@@ -205,7 +205,7 @@ async fn send(
 fn cannot_check(what: &str) -> OciError {
     OciError::new(
         StatusCode::BAD_GATEWAY,
-        "UNAVAILABLE",
+        ErrorCode::Unavailable,
         format!("tagwarden could not check your access with the upstream registry ({what}), so the write was refused; retry shortly"),
     )
     .with_retry_after(5)

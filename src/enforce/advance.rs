@@ -6,9 +6,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 
 use super::plan::{self, Verdict};
-use super::{gates, Guard};
+use super::{gates, recorded_digest, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
-use crate::oci::{Digest, Name, OciError, Tag};
+use crate::oci::{Digest, ErrorCode, Name, OciError, Tag};
 use crate::policy::advance as rules;
 use crate::policy::{Decision, TagClass};
 
@@ -219,7 +219,7 @@ impl Guard {
         if decision.class != TagClass::Moving {
             return Err(OciError::new(
                 StatusCode::CONFLICT,
-                "DENIED",
+                ErrorCode::Denied,
                 format!(
                     "{repo}:{tag} is {} (rule {}): only moving tags can be rewound",
                     decision.class.as_str(),
@@ -235,13 +235,11 @@ impl Guard {
             .ok_or_else(|| {
                 OciError::new(
                     StatusCode::NOT_FOUND,
-                    "MANIFEST_UNKNOWN",
+                    ErrorCode::ManifestUnknown,
                     format!("{repo}:{to} is not a release recorded in the ledger: rewind moves a tag to an existing immutable release"),
                 )
             })?;
-        let digest = Digest::parse(&release.digest).map_err(|e| {
-            OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
-        })?;
+        let digest = recorded_digest(&release.digest)?;
         let (manifest, content_type) = self.get_as_tagwarden(name, &digest).await?;
 
         let mut tx = self.ledger.begin().await?;
@@ -382,7 +380,7 @@ impl Guard {
         digest: &Digest,
     ) -> Result<(Bytes, HeaderValue), OciError> {
         let unavailable =
-            |what: String| OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", what);
+            |what: String| OciError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, what);
         let manifest =
             self.registry.manifest(name, digest).await?.ok_or_else(|| {
                 unavailable(format!("the registry does not hold {name}@{digest}"))

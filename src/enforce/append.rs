@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::reach::MAX_DESCRIPTORS;
-use crate::oci::OciError;
+use crate::oci::{ErrorCode, OciError};
 
 /// The descriptors a manifest lists that an append-only tag must keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +35,7 @@ struct Listed {
 
 /// What `bytes` lists, bounded like every manifest tagwarden reads.
 pub fn listing(bytes: &[u8]) -> Result<Listing, OciError> {
-    let invalid = |m: String| OciError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m);
+    let invalid = |m: String| OciError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, m);
     let m: Listed = serde_json::from_slice(bytes).map_err(|e| {
         invalid(format!(
             "the manifest does not list its content readably: {e}"
@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(listing(m).unwrap(), l(&["a", "b"], &[]));
         let i = br#"{"schemaVersion":2,"manifests":[{"digest":"m"}]}"#;
         assert_eq!(listing(i).unwrap(), l(&[], &["m"]));
-        assert_eq!(listing(b"not json").unwrap_err().code, "MANIFEST_INVALID");
+        assert_eq!(
+            listing(b"not json").unwrap_err().code,
+            ErrorCode::ManifestInvalid
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{identity, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewEvent, Reach};
-use crate::oci::{Digest, Name, OciError};
+use crate::oci::{Digest, ErrorCode, Name, OciError};
 use crate::policy::{Mode, TagClass};
 use crate::proxy::body::Activity;
 use crate::proxy::Client;
@@ -73,11 +73,7 @@ impl Guard {
         let req = self
             .forwarder
             .upstream_request(parts, Body::empty(), client);
-        let resp = self
-            .forwarder
-            .send(req, &Activity::new(), "blob")
-            .await
-            .map_err(|e| e.to_oci())?;
+        let resp = self.forwarder.send(req, &Activity::new(), "blob").await?;
         // The lock is held until the upstream answered; nothing was written.
         let _ = tx.rollback().await;
         let mut out = self.forwarder.downstream_response(resp);
@@ -174,7 +170,12 @@ pub(super) fn refusal(repo: &str, what: &str, digest: &str, releases: &[Reach]) 
         "{what} {repo}@{digest} cannot be deleted: release(s) {} need it, and deleting it would make them unpullable for everyone who pinned them",
         names.join(", ")
     );
-    OciError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message).with_detail(json!({
+    OciError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        message,
+    )
+    .with_detail(json!({
         "repository": repo,
         "digest": digest,
         "immutable_tags": releases.iter().map(|r| r.tag.as_str()).collect::<Vec<_>>(),

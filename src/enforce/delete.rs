@@ -9,7 +9,7 @@ use http::StatusCode;
 
 use super::{append, blob, identity, probe, refusal, Guard};
 use crate::ledger::{Action, Binding, LedgerTx, NewEvent, RefKind};
-use crate::oci::{Name, OciError, Reference};
+use crate::oci::{ErrorCode, Name, OciError, Reference};
 use crate::policy::{Decision, Mode, TagClass};
 use crate::proxy::body::Activity;
 use crate::proxy::Client;
@@ -202,8 +202,7 @@ impl Guard {
         let resp = self
             .forwarder
             .send(req, &Activity::new(), "manifest")
-            .await
-            .map_err(|e| e.to_oci())?;
+            .await?;
         if !resp.status().is_success() {
             drop(tx);
             return Ok(self.forwarder.downstream_response(resp));
@@ -277,7 +276,7 @@ impl Guard {
         }
         Err(OciError::new(
             StatusCode::CONFLICT,
-            "UNSUPPORTED",
+            ErrorCode::Unsupported,
             format!(
                 "the tags of {repo}@{digest} kept changing while the delete was checked; retry"
             ),

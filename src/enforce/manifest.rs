@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 
 use crate::oci::media;
 use crate::oci::reference::{Algorithm, Digest};
-use crate::oci::OciError;
+use crate::oci::{ErrorCode, OciError};
 use crate::proxy::body::Metered;
 
 /// A manifest body that passed the checks, with the digest of its bytes.
@@ -146,7 +146,7 @@ pub async fn read(
         Err(_) => {
             return Err(OciError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "MANIFEST_INVALID",
+                ErrorCode::ManifestInvalid,
                 format!(
                     "the manifest body did not arrive within {}s; send it in one go",
                     bounds.deadline.as_secs()
@@ -164,7 +164,7 @@ pub async fn read(
         if *expected != digest {
             return Err(OciError::new(
                 StatusCode::BAD_REQUEST,
-                "DIGEST_INVALID",
+                ErrorCode::DigestInvalid,
                 format!(
                     "the manifest's bytes hash to {digest}, not to {expected} named in the path"
                 ),
@@ -268,11 +268,11 @@ fn check_form(bytes: &[u8], media_type: &str) -> Result<(), OciError> {
 }
 
 fn invalid(message: &str) -> OciError {
-    OciError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+    OciError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, message)
 }
 
 fn invalid_with_type(message: String) -> OciError {
-    OciError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+    OciError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, message)
         .with_detail(serde_json::json!({ "accepted": media::MANIFEST_TYPES }))
 }
 
@@ -280,7 +280,7 @@ fn invalid_with_type(message: String) -> OciError {
 fn busy() -> OciError {
     OciError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "TOOMANYREQUESTS",
+        ErrorCode::TooManyRequests,
         "too many manifest pushes are in progress at once; retry in a few seconds",
     )
     .with_retry_after(2)
@@ -289,7 +289,7 @@ fn busy() -> OciError {
 fn too_large(max: usize) -> OciError {
     OciError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "SIZE_INVALID",
+        ErrorCode::SizeInvalid,
         format!("the manifest is larger than the {max}-byte limit"),
     )
 }

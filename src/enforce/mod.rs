@@ -36,7 +36,8 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::ledger::{Actor, Ledger, LedgerError, LedgerTx, NewEvent};
-use crate::oci::{Digest, Name, OciError, Reference};
+use crate::oci::error::chain;
+use crate::oci::{Digest, ErrorCode, Name, OciError, Reference};
 use crate::policy::live::LivePolicy;
 use crate::policy::Policy;
 use crate::proxy::body::Activity;
@@ -290,7 +291,7 @@ impl Guard {
         self.forwarder
             .send(req, &Activity::new(), "manifest")
             .await
-            .map_err(|e| e.to_oci())
+            .map_err(OciError::from)
     }
 
     /// Record refusals and commit. A refusal is decided whatever happens to its record:
@@ -300,12 +301,12 @@ impl Guard {
         self.metrics.decision("refused");
         for event in &events {
             if let Err(e) = tx.append(event, actor).await {
-                tracing::error!(error = %e, "could not record a refusal in the ledger");
+                tracing::error!(error = %chain(&e), "could not record a refusal in the ledger");
                 return;
             }
         }
         if let Err(e) = tx.commit().await {
-            tracing::error!(error = %e, "could not record a refusal in the ledger");
+            tracing::error!(error = %chain(&e), "could not record a refusal in the ledger");
         }
     }
 }
@@ -322,16 +323,26 @@ async fn detached(
 ) -> Response {
     match tokio::spawn(fut).await {
         Ok(answer) => answer.unwrap_or_else(IntoResponse::into_response),
-        Err(e) => {
-            tracing::error!(error = %e, "a manifest write or delete task failed");
-            OciError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN",
-                "tagwarden failed while handling this manifest request; nothing was bound; retry",
-            )
-            .into_response()
-        }
+        Err(e) => OciError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unknown,
+            "tagwarden failed while handling this manifest request; nothing was bound; retry",
+        )
+        .with_source(e)
+        .into_response(),
     }
+}
+
+/// A digest the ledger recorded. The ledger only records digests that parsed, so one
+/// that does not is a fault of tagwarden's: a 500, not the client's 400.
+fn recorded_digest(digest: &str) -> Result<Digest, OciError> {
+    Digest::parse(digest).map_err(|e| {
+        OciError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unknown,
+            e.to_string(),
+        )
+    })
 }
 
 /// A binding is only confirmed when the upstream stored the digest tagwarden computed.
@@ -342,7 +353,7 @@ fn check_stored_digest(
     match resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
         Some(stored) if stored != digest.as_str() => Err(OciError::new(
             StatusCode::BAD_GATEWAY,
-            "UNAVAILABLE",
+            ErrorCode::Unavailable,
             format!("the upstream registry stored the manifest as {stored}, not as {digest}; no tag was bound"),
         )),
         _ => Ok(()),
@@ -352,28 +363,25 @@ fn check_stored_digest(
 /// A ledger failure as the client sees it. The database being unreachable, shutting
 /// down, or too busy (a lock or statement timeout, a read-only server after a failover)
 /// is a 503 to retry; anything else is a fault of tagwarden's, a 500 that says so rather
-/// than inviting the client to retry into the same bug. Logged here, once.
+/// than inviting the client to retry into the same bug. The ledger's error is kept as the
+/// source, logged once when the answer is made.
 impl From<LedgerError> for OciError {
     fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Unavailable(_) => {
-                tracing::warn!(error = %e, "ledger unavailable; refusing a manifest write");
-                OciError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UNAVAILABLE",
-                    "the tag ledger is unavailable, so manifest writes are refused until it is back (pulls are unaffected); retry shortly",
-                )
-                .with_retry_after(5)
-            }
-            LedgerError::Query(_) => {
-                tracing::error!(error = %e, "a ledger statement failed");
-                OciError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN",
-                    "tagwarden could not record this write in its ledger (an internal error, logged); nothing was bound",
-                )
-            }
-        }
+        let answer = if e.is_unavailable() {
+            OciError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the tag ledger is unavailable, so manifest writes are refused until it is back (pulls are unaffected); retry shortly",
+            )
+            .with_retry_after(5)
+        } else {
+            OciError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Unknown,
+                "tagwarden could not record this write in its ledger (an internal error, logged); nothing was bound",
+            )
+        };
+        answer.with_source(e)
     }
 }
 
@@ -392,18 +400,43 @@ mod tests {
 
     #[test]
     fn an_unreachable_ledger_is_a_503_to_retry_and_a_failed_statement_a_500() {
-        let down = OciError::from(LedgerError::Unavailable("connection refused".into()));
-        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        let down = OciError::from(LedgerError::from(sqlx::Error::PoolTimedOut));
+        assert_eq!(
+            (down.status, down.code),
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        );
         assert!(down
             .headers
             .iter()
-            .any(|(n, _)| n == http::header::RETRY_AFTER));
-        let bug = OciError::from(LedgerError::Query("column \"x\" does not exist".into()));
-        assert_eq!(bug.status, StatusCode::INTERNAL_SERVER_ERROR);
+            .any(|(n, v)| n == http::header::RETRY_AFTER && v == "5"));
+        let bug = OciError::from(LedgerError::from(sqlx::Error::ColumnNotFound(
+            "secret_column".into(),
+        )));
+        assert_eq!(
+            (bug.status, bug.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown)
+        );
+        assert!(bug.headers.is_empty(), "no Retry-After into the same bug");
         assert!(
-            !bug.message.contains("column"),
+            !bug.message.contains("secret_column"),
             "the statement's error is logged, not shown: {}",
             bug.message
         );
+    }
+
+    #[test]
+    fn the_ledger_error_stays_the_source_of_the_answer() {
+        let bug = OciError::from(LedgerError::from(sqlx::Error::ColumnNotFound(
+            "secret_column".into(),
+        )));
+        let source = std::error::Error::source(&bug).expect("the ledger's error");
+        let ledger = source.downcast_ref::<LedgerError>().expect("a LedgerError");
+        assert!(matches!(
+            ledger,
+            LedgerError::Statement(sqlx::Error::ColumnNotFound(_))
+        ));
+        let line = crate::oci::error::chain(source);
+        assert!(line.starts_with("ledger query failed: "), "{line}");
+        assert!(line.contains("secret_column"), "{line}");
     }
 }

@@ -293,6 +293,7 @@ pub(super) fn advance(
 mod tests {
     use super::*;
     use crate::config::PolicyConfig;
+    use crate::oci::ErrorCode;
     use crate::policy::{AdvanceKind, Policy, RuleConfig};
     use chrono::Utc;
 
@@ -456,7 +457,7 @@ mod tests {
             panic!("not refused: {:?}", plan[0].verdict)
         };
         assert_eq!(error.status, http::StatusCode::CONFLICT);
-        assert_eq!(error.code, "DENIED");
+        assert_eq!(error.code, ErrorCode::Denied);
         for part in [
             "team/app:1.4.0 was retired at",
             "by token:ops",

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::Guard;
 use crate::ledger::{LedgerTx, ManifestRef, Reach, RefKind};
-use crate::oci::{Digest, Name, OciError};
+use crate::oci::{Digest, ErrorCode, Name, OciError};
 use crate::proxy::Client;
 
 /// The most manifests read below one release (children of an index, and theirs).
@@ -109,7 +109,7 @@ where
             if strict {
                 return Err(OciError::new(
                     StatusCode::BAD_REQUEST,
-                    "MANIFEST_BLOB_UNKNOWN",
+                    ErrorCode::ManifestBlobUnknown,
                     format!("the index lists manifest {child}, which the registry does not hold; push it first"),
                 ));
             }
@@ -129,7 +129,7 @@ where
 }
 
 fn invalid(message: &str) -> OciError {
-    OciError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+    OciError::new(StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid, message)
 }
 
 impl Guard {
@@ -234,7 +234,7 @@ impl Guard {
         }
         Err(OciError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
+            ErrorCode::Unavailable,
             format!("tagwarden is still recording what the older releases of {repo} reference, so deletes there wait; retry shortly"),
         )
         .with_retry_after(5))
@@ -254,7 +254,7 @@ impl Guard {
         if !tx.unrecorded_releases(repo, 1).await?.is_empty() {
             return Err(OciError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "UNAVAILABLE",
+                ErrorCode::Unavailable,
                 format!("a release of {repo} was bound while this delete was checked; retry"),
             )
             .with_retry_after(1));
@@ -320,7 +320,7 @@ mod tests {
         .unwrap();
         let none = |_| async { Ok(None) };
         let e = collect(&index, true, none).await.unwrap_err();
-        assert_eq!(e.code, "MANIFEST_BLOB_UNKNOWN");
+        assert_eq!(e.code, ErrorCode::ManifestBlobUnknown);
         let lenient = collect(&index, false, none).await.unwrap();
         assert_eq!(lenient.len(), 1, "the missing child itself stays protected");
         let forged = |_| async { Ok(Some(bytes::Bytes::from_static(b"{}"))) };
@@ -331,7 +331,7 @@ mod tests {
         let bad = br#"{"schemaVersion":2,"layers":[{"digest":"md5:abc"}]}"#;
         assert_eq!(
             collect(bad, true, none).await.unwrap_err().code,
-            "MANIFEST_INVALID"
+            ErrorCode::ManifestInvalid
         );
         let many: Vec<String> = (0..=MAX_DESCRIPTORS).map(|_| d('1')).collect();
         assert!(collect(&manifest(&d('c'), &many), true, none)

@@ -8,7 +8,7 @@ use serde_json::json;
 use semver::Version;
 
 use crate::ledger::{Binding, LedgerError, LedgerTx};
-use crate::oci::OciError;
+use crate::oci::{ErrorCode, OciError};
 use crate::policy::advance::Refusal;
 use crate::policy::promote::{Failure, Gate, Promotion, Source};
 
@@ -33,7 +33,7 @@ pub fn rebind(
         since = bound.first_bound_at.format("%Y-%m-%dT%H:%M:%SZ"),
         advice = advice(tag, taken),
     );
-    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+    OciError::new(StatusCode::CONFLICT, ErrorCode::Denied, message).with_detail(json!({
         "repository": repository,
         "tag": tag,
         "bound_digest": bound.digest,
@@ -69,7 +69,7 @@ pub fn retired(
         digest = bound.digest,
         advice = advice(tag, taken),
     );
-    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+    OciError::new(StatusCode::CONFLICT, ErrorCode::Denied, message).with_detail(json!({
         "repository": repository,
         "tag": tag,
         "bound_digest": bound.digest,
@@ -95,7 +95,12 @@ pub fn delete(repository: &str, reference: &str, tags: &[&Binding]) -> OciError 
             names.join(", ")
         )
     };
-    OciError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message).with_detail(json!({
+    OciError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        message,
+    )
+    .with_detail(json!({
         "repository": repository,
         "reference": reference,
         "immutable_tags": names,
@@ -128,7 +133,7 @@ pub fn not_forward(
         }
         Refusal::NotARelease { .. } => (None, None),
     };
-    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+    OciError::new(StatusCode::CONFLICT, ErrorCode::Denied, message).with_detail(json!({
         "repository": repository,
         "tag": tag,
         "current_digest": current,
@@ -198,7 +203,7 @@ pub fn gate(
     if !now.is_empty() {
         message += &format!("; {}", now.join("; "));
     }
-    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+    OciError::new(StatusCode::CONFLICT, ErrorCode::Denied, message).with_detail(json!({
         "repository": repository,
         "tag": tag,
         "rule": rule,
@@ -237,7 +242,7 @@ pub fn dropped(
         listed.join(", "),
         if more > 0 { format!(" and {more} more") } else { String::new() },
     );
-    OciError::new(StatusCode::CONFLICT, "DENIED", message).with_detail(json!({
+    OciError::new(StatusCode::CONFLICT, ErrorCode::Denied, message).with_detail(json!({
         "repository": repository,
         "tag": tag,
         "rule": rule,
@@ -260,7 +265,12 @@ pub fn append_only_delete(
         first.tag,
         releases.join(", "),
     );
-    OciError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message).with_detail(json!({
+    OciError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        message,
+    )
+    .with_detail(json!({
         "repository": repository,
         "reference": reference,
         "append_only_tags": tags.iter().map(|(b, _)| b.tag.as_str()).collect::<Vec<_>>(),

@@ -12,9 +12,9 @@ use http::{header, HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Guard;
+use super::{recorded_digest, Guard};
 use crate::ledger::{Action, Actor, Binding, NewEvent, RefKind};
-use crate::oci::{Digest, Name, OciError, Tag};
+use crate::oci::{Digest, ErrorCode, Name, OciError, Tag};
 use crate::policy::TagClass;
 use crate::proxy::Client;
 
@@ -42,9 +42,7 @@ impl Guard {
         let repo = name.as_str();
         let binding = self.ledger.binding(repo, tag.as_str()).await?;
         let binding = retirable(repo, tag.as_str(), binding)?;
-        let digest = Digest::parse(&binding.digest).map_err(|e| {
-            OciError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string())
-        })?;
+        let digest = recorded_digest(&binding.digest)?;
         let (headers, client) = self.own_credentials();
         self.record_older_releases(name, &headers, &client).await?;
         let (mut tx, bound) = self.lock_digest_with_tags(repo, digest.as_str()).await?;
@@ -154,14 +152,14 @@ fn retirable(repo: &str, tag: &str, binding: Option<Binding>) -> Result<Binding,
     let b = binding.ok_or_else(|| {
         OciError::new(
             StatusCode::NOT_FOUND,
-            "MANIFEST_UNKNOWN",
+            ErrorCode::ManifestUnknown,
             format!("{repo}:{tag} is not a release recorded in the ledger"),
         )
     })?;
     if let Some(r) = b.retirement() {
         return Err(OciError::new(
             StatusCode::CONFLICT,
-            "DENIED",
+            ErrorCode::Denied,
             format!(
                 "{repo}:{tag} was already retired at {} (reason: {})",
                 r.at.format("%Y-%m-%dT%H:%M:%SZ"),
@@ -172,7 +170,7 @@ fn retirable(repo: &str, tag: &str, binding: Option<Binding>) -> Result<Binding,
     if b.class != TagClass::Immutable || b.deleted_at.is_some() {
         return Err(OciError::new(
             StatusCode::CONFLICT,
-            "DENIED",
+            ErrorCode::Denied,
             format!(
                 "{repo}:{tag} is not a live immutable release (it is {}{}): only releases are retired; other tags are deleted with a normal delete",
                 b.class.as_str(),
@@ -187,7 +185,7 @@ fn retirable(repo: &str, tag: &str, binding: Option<Binding>) -> Result<Binding,
 fn shared(repo: &str, tag: &str, digest: &Digest, others: &[String]) -> OciError {
     OciError::new(
         StatusCode::CONFLICT,
-        "DENIED",
+        ErrorCode::Denied,
         format!(
             "{repo}:{tag} was not retired: its manifest {digest} is also needed by {} (the registry deletes a manifest by digest, with every tag naming it); retire, move or delete those first",
             others.join(", ")
@@ -204,7 +202,7 @@ fn shared(repo: &str, tag: &str, digest: &Digest, others: &[String]) -> OciError
 fn busy(repo: &str, tag: &str) -> OciError {
     OciError::new(
         StatusCode::CONFLICT,
-        "DENIED",
+        ErrorCode::Denied,
         format!("{repo}:{tag} changed while it was being retired; nothing was retired; retry"),
     )
 }

@@ -23,7 +23,7 @@ use super::access::Denied;
 use super::plan::{self, Facts, Kept, Planned, Releases, Verdict};
 use super::{append, check_stored_digest, gates, identity, manifest, probe, refusal, Guard, Probe};
 use crate::ledger::{Action, Actor, Binding, LedgerTx, NewBinding, NewEvent};
-use crate::oci::{Digest, Name, OciError, Reference, Tag};
+use crate::oci::{Digest, ErrorCode, Name, OciError, Reference, Tag};
 use crate::policy::{Decision, TagClass};
 use crate::proxy::Client;
 
@@ -183,12 +183,10 @@ impl Guard {
         let (warnings, events) = self
             .record_accepted(&mut tx, repo, &plan, digest, &actor, references.take())
             .await?;
-        tx.commit().await.map_err(|e| {
-            // The upstream holds the manifest but the ledger does not: the client sees
-            // a failure and retries; the retry adopts what the upstream holds.
-            tracing::error!(error = %e, repository = repo, "ledger commit failed after the upstream accepted a manifest");
-            OciError::from(e)
-        })?;
+        // Should the commit fail, the upstream holds the manifest but the ledger does
+        // not: the client sees a failure and retries; the retry adopts what the
+        // upstream holds.
+        tx.commit().await?;
         // New releases may advance the moving tags that follow them.
         if let Some(content_type) = &content_type {
             for p in plan.iter().filter(|p| {
@@ -628,7 +626,7 @@ impl Guard {
 pub(super) fn unanchored(why: String) -> OciError {
     OciError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
+        ErrorCode::Unavailable,
         format!("manifest writes and deletes are refused: {why}; an operator must check the ledger (tagwarden log verify)"),
     )
 }
@@ -662,7 +660,7 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
         if q.contains(';') {
             return Err(OciError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 "';' is not allowed in the query of a manifest write",
             ));
         }
@@ -671,12 +669,16 @@ fn tags_of(reference: &Reference, query: Option<&str>) -> Result<Vec<Tag>, OciEr
                 if tags.len() >= MAX_TAGS_PER_WRITE {
                     return Err(OciError::new(
                         StatusCode::BAD_REQUEST,
-                        "TAG_INVALID",
+                        ErrorCode::TagInvalid,
                         format!("a manifest write may name at most {MAX_TAGS_PER_WRITE} tags (the path's and ?tag= parameters together); split it into several writes"),
                     ));
                 }
                 let tag = Tag::parse(&value).map_err(|e| {
-                    OciError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", e.to_string())
+                    OciError::new(
+                        StatusCode::BAD_REQUEST,
+                        ErrorCode::TagInvalid,
+                        e.to_string(),
+                    )
                 })?;
                 tags.push(tag);
             }
@@ -733,7 +735,7 @@ mod tests {
         let one_more = format!("{}&tag=extra", many.join("&"));
         assert_eq!(
             tags_of(&d, Some(&one_more)).unwrap_err().code,
-            "TAG_INVALID"
+            ErrorCode::TagInvalid
         );
         let r = Reference::parse("latest").unwrap();
         assert!(

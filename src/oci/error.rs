@@ -1,10 +1,14 @@
 //! OCI error responses: `{"errors":[{"code","message","detail"}]}`, rendered in one place.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::HeaderName;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Value};
+
+pub use super::code::ErrorCode;
 
 /// `Docker-Distribution-API-Version` value sent on responses tagwarden makes itself.
 pub const API_VERSION: &str = "registry/2.0";
@@ -13,22 +17,31 @@ pub const API_VERSION: &str = "registry/2.0";
 #[derive(Debug, Clone)]
 pub struct OciError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub detail: Option<Value>,
     /// Extra response headers, such as `Retry-After` or an upstream's auth challenge.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The failure behind the answer, never shown to the client: logged with its chain
+    /// once, when the answer is made.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl OciError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         OciError {
             status,
             code,
             message: message.into(),
             detail: None,
             headers: Vec::new(),
+            source: None,
         }
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     pub fn with_detail(mut self, detail: Value) -> Self {
@@ -48,7 +61,7 @@ impl OciError {
     }
 
     pub fn body(&self) -> Value {
-        let mut e = json!({ "code": self.code, "message": self.message });
+        let mut e = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(d) = &self.detail {
             e["detail"] = d.clone();
         }
@@ -58,6 +71,14 @@ impl OciError {
 
 impl IntoResponse for OciError {
     fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            let (status, code, error) = (self.status.as_u16(), self.code, chain(&**source));
+            if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(status, %code, error, "{}", self.message);
+            } else {
+                tracing::warn!(status, %code, error, "{}", self.message);
+            }
+        }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = self.status;
@@ -112,6 +133,30 @@ pub fn reason_phrase(message: &str) -> String {
         .unwrap_or(room);
     let head = clean[..cut].trim_end_matches([' ', ',', ';', ':', '.']);
     format!("{head}{ELLIPSIS}")
+}
+
+/// An error and its causes in one line, for logs and messages. A cause whose text is
+/// already in the line (as a `"...: {0}"` format puts it) is not repeated.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl std::error::Error for OciError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl std::fmt::Display for OciError {
@@ -172,9 +217,46 @@ mod tests {
     }
 
     #[test]
+    fn the_body_carries_each_code_as_its_wire_string() {
+        for code in ErrorCode::ALL {
+            let body = OciError::new(StatusCode::BAD_REQUEST, code, "m").body();
+            assert_eq!(body["errors"][0]["code"], code.as_str());
+        }
+    }
+
+    #[test]
+    fn the_source_is_kept_not_shown() {
+        let io = std::io::Error::other("disk on fire");
+        let e = OciError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, "m")
+            .with_source(io);
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some("disk on fire".to_owned())
+        );
+        assert!(!e.body().to_string().contains("disk"));
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Shown(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Kept(#[source] std::io::Error);
+        let io = || std::io::Error::other("inner");
+        assert_eq!(chain(&Shown(io())), "outer: inner");
+        assert_eq!(chain(&Kept(io())), "outer: inner");
+    }
+
+    #[test]
     fn every_error_response_carries_the_phrase_and_keeps_the_body() {
-        let resp =
-            OciError::new(StatusCode::CONFLICT, "DENIED", "tag a:1 is immutable").into_response();
+        let resp = OciError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Denied,
+            "tag a:1 is immutable",
+        )
+        .into_response();
         let phrase = resp
             .extensions()
             .get::<hyper::ext::ReasonPhrase>()

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use self::body::{Activity, Metered};
 use self::headers::ForwardedFor;
 pub use self::upstream::{Upstream, UpstreamError};
+use crate::oci::OciError;
 use crate::telemetry::Metrics;
 
 /// The route name of every request made for a manifest (see `Route::kind`).
@@ -69,7 +70,7 @@ impl Forwarder {
         let req = self.upstream_request(parts, body, client);
         match self.send(req, &activity, route).await {
             Ok(resp) => self.downstream_response(resp),
-            Err(e) => e.to_oci().into_response(),
+            Err(e) => OciError::from(e).into_response(),
         }
     }
 

@@ -14,7 +14,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::Activity;
 use crate::config::UpstreamConfig;
-use crate::oci::OciError;
+use crate::oci::error::chain;
+use crate::oci::{ErrorCode, OciError};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -31,22 +32,29 @@ pub struct Upstream {
 /// Why the upstream could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("the upstream registry is unreachable: {0}")]
-    Unreachable(String),
+    #[error("the upstream registry is unreachable: {}", chain(.0))]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream registry did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the exchange with the upstream registry failed: {0}")]
-    Broken(String),
+    #[error("the exchange with the upstream registry failed: {}", chain(.0))]
+    Broken(#[source] hyper_util::client::legacy::Error),
 }
 
-impl UpstreamError {
-    pub fn to_oci(&self) -> OciError {
-        let (status, code) = match self {
-            UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
-            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "UNAVAILABLE"),
-            UpstreamError::Broken(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
+/// The registry cannot answer now: 502 (504 for a timeout) with `Retry-After`. Logged
+/// where the upstream request failed, so no source is attached.
+impl From<&UpstreamError> for OciError {
+    fn from(e: &UpstreamError) -> Self {
+        let status = match e {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Unreachable(_) | UpstreamError::Broken(_) => StatusCode::BAD_GATEWAY,
         };
-        OciError::new(status, code, self.to_string()).with_retry_after(5)
+        OciError::new(status, ErrorCode::Unavailable, e.to_string()).with_retry_after(5)
+    }
+}
+
+impl From<UpstreamError> for OciError {
+    fn from(e: UpstreamError) -> Self {
+        OciError::from(&e)
     }
 }
 
@@ -137,22 +145,9 @@ impl Upstream {
 }
 
 fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
-    let chain = error_chain(&e);
     if e.is_connect() {
-        UpstreamError::Unreachable(chain)
+        UpstreamError::Unreachable(e)
     } else {
-        UpstreamError::Broken(chain)
+        UpstreamError::Broken(e)
     }
-}
-
-/// The error and its causes in one line, for logs and error messages.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -3,7 +3,7 @@
 
 use http::{header, HeaderValue, StatusCode};
 
-use crate::oci::{Digest, OciError};
+use crate::oci::{Digest, ErrorCode, OciError};
 use crate::proxy::UpstreamError;
 
 /// A failed request of [`super::RegistryClient`]: what it was doing, with whose
@@ -72,7 +72,7 @@ impl From<RegistryError> for OciError {
     fn from(e: RegistryError) -> Self {
         match &e.kind {
             ErrorKind::Upstream(u) => {
-                let mut err = u.to_oci();
+                let mut err = OciError::from(u);
                 if !e.own_credentials {
                     err.message = format!("{}; the write was refused because tagwarden could not check what the registry holds", err.message);
                 }
@@ -80,9 +80,9 @@ impl From<RegistryError> for OciError {
             }
             ErrorKind::Denied { status, challenges } if !e.own_credentials => {
                 let code = if *status == StatusCode::UNAUTHORIZED {
-                    "UNAUTHORIZED"
+                    ErrorCode::Unauthorized
                 } else {
-                    "DENIED"
+                    ErrorCode::Denied
                 };
                 let mut err = OciError::new(
                     *status,
@@ -94,10 +94,12 @@ impl From<RegistryError> for OciError {
                 }
                 err
             }
-            _ if e.own_credentials => {
-                OciError::new(StatusCode::BAD_GATEWAY, "UNAVAILABLE", e.to_string())
-                    .with_retry_after(5)
-            }
+            _ if e.own_credentials => OciError::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::Unavailable,
+                e.to_string(),
+            )
+            .with_retry_after(5),
             _ => cannot_check(&e.to_string()),
         }
     }
@@ -107,7 +109,7 @@ impl From<RegistryError> for OciError {
 pub fn cannot_check(what: &str) -> OciError {
     OciError::new(
         StatusCode::BAD_GATEWAY,
-        "UNAVAILABLE",
+        ErrorCode::Unavailable,
         format!("tagwarden could not check the upstream registry ({what}), so the write was refused; retry shortly"),
     )
     .with_retry_after(5)

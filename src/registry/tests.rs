@@ -9,7 +9,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 use crate::config::UpstreamConfig;
-use crate::oci::OciError;
+use crate::oci::{ErrorCode, OciError};
 
 const MANIFEST: &[u8] =
     br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
@@ -254,24 +254,33 @@ async fn refusals_and_failures_map_to_one_answer_each() {
     let e = OciError::from(client.resolve(&name(), "locked").await.unwrap_err());
     assert_eq!(
         (e.status, e.code),
-        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+        (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
     );
     assert!(e
         .headers
         .iter()
         .any(|(n, v)| n == header::WWW_AUTHENTICATE && v == "Bearer realm=\"https://auth\""));
     let e = OciError::from(client.resolve(&name(), "forbidden").await.unwrap_err());
-    assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "DENIED"));
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::FORBIDDEN, ErrorCode::Denied)
+    );
 
     // With tagwarden's own, it is a misconfiguration: 502 naming the settings.
     let own = registry.resolve(&name(), "locked").await.unwrap_err();
     assert!(own.to_string().contains("upstream.username"), "{own}");
     let e = OciError::from(own);
-    assert_eq!((e.status, e.code), (StatusCode::BAD_GATEWAY, "UNAVAILABLE"));
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
+    );
 
     // Anything else fails closed, to retry.
     let e = OciError::from(client.resolve(&name(), "broken").await.unwrap_err());
-    assert_eq!((e.status, e.code), (StatusCode::BAD_GATEWAY, "UNAVAILABLE"));
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
+    );
     assert!(e.message.contains("500"), "{}", e.message);
     assert!(e.headers.iter().any(|(n, _)| n == header::RETRY_AFTER));
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::enforce::Guard;
 use crate::ledger::{Ledger, LedgerError};
-use crate::oci::{Name, OciError, Tag};
+use crate::oci::{ErrorCode, Name, OciError, Tag};
 
 pub use background::spawn;
 pub use select::Verdict;
@@ -217,7 +217,11 @@ impl Retention {
         who: &str,
     ) -> Result<(), OciError> {
         let bad = |e: crate::oci::reference::ReferenceError| {
-            OciError::new(http::StatusCode::BAD_REQUEST, "NAME_INVALID", e.to_string())
+            OciError::new(
+                http::StatusCode::BAD_REQUEST,
+                ErrorCode::NameInvalid,
+                e.to_string(),
+            )
         };
         let name = Name::parse(repository).map_err(bad)?;
         let tag = Tag::parse(tag).map_err(bad)?;

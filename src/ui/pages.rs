@@ -13,7 +13,8 @@ use serde::Deserialize;
 use super::{html, session, view, Refusal, UiState};
 use crate::api::auth::Caller;
 use crate::audit::{AuditError, PageRequest};
-use crate::ledger::{LedgerError, Order};
+use crate::ledger::Order;
+use crate::oci::error::chain;
 use crate::pulls::PullFilter;
 
 /// Events per page of a tag's timeline.
@@ -55,8 +56,8 @@ fn failed(caller: &Caller, e: AuditError) -> Response {
             StatusCode::BAD_REQUEST,
             view::error(name, "Bad request", &message),
         ),
-        AuditError::Ledger(LedgerError::Unavailable(detail)) => {
-            tracing::warn!(error = %detail, "audit page: ledger unavailable");
+        AuditError::Ledger(e) if e.is_unavailable() => {
+            tracing::warn!(error = %chain(&e), "audit page: ledger unavailable");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 view::error(
@@ -66,8 +67,8 @@ fn failed(caller: &Caller, e: AuditError) -> Response {
                 ),
             )
         }
-        AuditError::Ledger(LedgerError::Query(detail)) => {
-            tracing::error!(error = %detail, "audit page: ledger query failed");
+        AuditError::Ledger(e) => {
+            tracing::error!(error = %chain(&e), "audit page: ledger query failed");
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 view::error(name, "Internal error", "The ledger query failed."),

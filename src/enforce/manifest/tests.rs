@@ -50,7 +50,7 @@ async fn a_body_that_does_not_hash_to_the_path_digest_is_refused() {
         .unwrap_err();
     assert_eq!(
         (e.status, e.code),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+        (StatusCode::BAD_REQUEST, ErrorCode::DigestInvalid)
     );
 }
 
@@ -69,7 +69,7 @@ async fn schema1_missing_type_and_bad_json_are_refused() {
         let e = read_with(ct, body, None).await.unwrap_err();
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid),
             "{ct} {body:?}"
         );
     }
@@ -120,7 +120,7 @@ async fn only_the_four_manifest_types_are_accepted() {
         let e = read_with(ct, OK, None).await.unwrap_err();
         assert_eq!(
             (e.status, e.code),
-            (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid),
             "{ct:?}"
         );
     }
@@ -148,7 +148,7 @@ async fn a_declared_media_type_must_match_the_content_type() {
         .unwrap_err();
     assert_eq!(
         (e.status, e.code),
-        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+        (StatusCode::BAD_REQUEST, ErrorCode::ManifestInvalid)
     );
     assert!(e.message.contains("declares mediaType"), "{}", e.message);
     let e = read_with(
@@ -158,7 +158,7 @@ async fn a_declared_media_type_must_match_the_content_type() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code, "MANIFEST_INVALID");
+    assert_eq!(e.code, ErrorCode::ManifestInvalid);
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn pushes_beyond_the_buffer_budget_are_told_to_retry_and_the_budget_comes_
     let e = read_one().await.unwrap_err();
     assert_eq!(
         (e.status, e.code),
-        (StatusCode::SERVICE_UNAVAILABLE, "TOOMANYREQUESTS")
+        (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::TooManyRequests)
     );
     assert!(e.headers.iter().any(|(n, _)| n == header::RETRY_AFTER));
     drop(first);
@@ -220,7 +220,8 @@ async fn a_body_without_length_takes_the_budget_as_it_grows() {
     .await
     .unwrap_err();
     assert_eq!(
-        e.code, "TOOMANYREQUESTS",
+        e.code,
+        ErrorCode::TooManyRequests,
         "64 KiB do not fit a 40 KiB budget"
     );
     assert_eq!(bounds.budget.used.load(Ordering::Acquire), 0);
