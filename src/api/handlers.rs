@@ -18,6 +18,7 @@ use super::ApiState;
 use crate::audit::filter::{parse_actions, parse_instant};
 use crate::audit::{export, DigestUsage, Page, PageRequest, Resolution, TagBinding};
 use crate::ledger::{EventFilter, Order, RepositorySummary, StoredEvent};
+use crate::oci::error::chain;
 
 /// Query parameters, strictly: an unknown or malformed parameter is a 400 in the API's
 /// error format.
@@ -352,8 +353,8 @@ pub async fn export(
     };
     let body = futures_util::stream::iter(header_line).chain(batches.map(move |batch| {
         let events = batch.map_err(|e| {
-            tracing::error!(error = %e, "audit API: export cut short");
-            std::io::Error::other(e.to_string())
+            tracing::error!(error = %chain(&e), "audit API: export cut short");
+            std::io::Error::other(e)
         })?;
         let mut out = String::new();
         for e in &events {

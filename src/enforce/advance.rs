@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 use super::plan::{self, Verdict};
 use super::{gates, recorded_digest, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
+use crate::oci::error::chain;
 use crate::oci::{Digest, ErrorCode, Name, OciError, Tag};
 use crate::policy::advance as rules;
 use crate::policy::{Decision, TagClass};
@@ -103,7 +104,7 @@ impl Guard {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(repository = %name, tag = %tag, release = %release, error = %e, "could not advance to the new release")
+                    tracing::warn!(repository = %name, tag = %tag, release = %release, error = %chain(&e), "could not advance to the new release")
                 }
             }
         }

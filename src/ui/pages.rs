@@ -223,7 +223,7 @@ async fn last_pulls(s: &UiState, filter: PullFilter) -> Option<Vec<crate::pulls:
     match crate::pulls::query::pulls(s.audit.ledger(), &filter, &page).await {
         Ok(p) => Some(p.items),
         Err(e) => {
-            tracing::warn!(error = %e, "audit pages: cannot read the pull log");
+            tracing::warn!(error = %chain(&e), "audit pages: cannot read the pull log");
             None
         }
     }
