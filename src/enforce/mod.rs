@@ -15,6 +15,7 @@ mod advance;
 mod append;
 mod blob;
 mod delete;
+mod facts;
 mod gates;
 pub(crate) mod identity;
 mod limiter;
@@ -23,8 +24,10 @@ mod plan;
 mod probe;
 mod reach;
 mod refusal;
+mod repush;
 mod retire;
 mod retries;
+mod tags;
 mod write;
 
 use std::future::Future;

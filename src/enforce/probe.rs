@@ -1,11 +1,12 @@
 //! Asking the upstream what it holds, with the client's own credentials: what a tag
-//! points to, and which tags a repository has. The requests are
+//! points to, and which tags a repository has; an immutable tag the ledger never saw
+//! but the registry holds is adopted. The requests are
 //! [`crate::registry::RegistryClient`]'s.
 
 use http::request::Parts;
 
 use super::Guard;
-use crate::ledger::{Binding, LedgerTx};
+use crate::ledger::{Action, Actor, Binding, LedgerTx, NewBinding, NewEvent};
 use crate::oci::reference::Digest;
 use crate::oci::{Name, OciError, Tag};
 use crate::policy::{Decision, Policy, TagClass};
@@ -128,5 +129,62 @@ impl Guard {
             "absent"
         });
         Ok(adopted)
+    }
+
+    /// Look up an immutable tag the ledger has never seen in the upstream. If it exists,
+    /// record it as adopted and return its binding.
+    pub(super) async fn adopt_existing(
+        &self,
+        tx: &mut LedgerTx,
+        name: &Name,
+        tag: &Tag,
+        decision: &Decision,
+        parts: &Parts,
+        client: &Client,
+    ) -> Result<Option<Binding>, OciError> {
+        let existing = match resolve(
+            &self.registry.as_client(&parts.headers, client),
+            name,
+            tag.as_str(),
+        )
+        .await?
+        {
+            Probe::Absent => return Ok(None),
+            Probe::Present(d) => d,
+        };
+        let repo = name.as_str();
+        let system = Actor {
+            identity: None,
+            verified: false,
+            request_id: Some(client.request_id.clone()),
+            ..Actor::default()
+        };
+        tx.bind(&NewBinding {
+            repository: repo,
+            tag: tag.as_str(),
+            digest: existing.as_str(),
+            class: decision.class,
+            rule: &decision.rule,
+            bound_by: None,
+        })
+        .await?;
+        let refs = self
+            .release_references(tx, name, &existing, None, &parts.headers, client)
+            .await?;
+        tx.record_references(repo, existing.as_str(), &refs).await?;
+        tx.append(
+            &NewEvent {
+                tag: Some(tag.as_str()),
+                digest: Some(existing.as_str()),
+                class: Some(decision.class),
+                rule: Some(&decision.rule),
+                reason: Some("found-in-registry"),
+                policy_hash: Some(self.policy.hash()),
+                ..NewEvent::new(Action::Adopt, repo)
+            },
+            &system,
+        )
+        .await?;
+        Ok(tx.binding(repo, tag.as_str()).await?)
     }
 }
