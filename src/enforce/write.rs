@@ -6,13 +6,15 @@
 //!    (`crate::ledger::pending`);
 //! 2. open a ledger transaction and take advisory locks on the tags and the digest, so
 //!    that every tagwarden process sharing the database serialises on them;
-//! 3. read what each tag's decision needs: its binding; for an immutable tag the ledger
-//!    has never seen, what the upstream holds under it (it may predate tagwarden, or a
-//!    crash may have left the upstream ahead of the ledger), unless the ledger proves it
-//!    holds nothing; for an advancing tag, the releases involved;
+//! 3. read what each tag's decision needs ([`super::facts`]): its binding; for an
+//!    immutable tag the ledger has never seen, what the upstream holds under it (it may
+//!    predate tagwarden, or a crash may have left the upstream ahead of the ledger),
+//!    unless the ledger proves it holds nothing; for an advancing tag, the releases
+//!    involved;
 //! 4. decide, with no I/O ([`super::plan`]);
-//! 5. refuse (recording the refusal), or forward the manifest and bind only once the
-//!    upstream accepted it with the digest tagwarden computed; then commit.
+//! 5. refuse (recording the refusal), answer an identical re-push of a release without
+//!    rewriting the registry ([`super::repush`]), or forward the manifest and bind only
+//!    once the upstream accepted it with the digest tagwarden computed; then commit.
 
 use axum::body::Body;
 use axum::response::Response;
