@@ -8,12 +8,12 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue};
 use serde_json::json;
 
-use super::{identity, Guard};
+use super::{identity, refusal, Guard};
 use crate::ledger::{Action, Actor, LedgerTx, NewEvent, Reach};
-use crate::oci::{Digest, ErrorCode, Name, OciError};
+use crate::oci::{Digest, Name, OciError};
 use crate::policy::{Mode, TagClass};
 use crate::proxy::body::Activity;
 use crate::proxy::Client;
@@ -170,12 +170,7 @@ pub(super) fn refusal(repo: &str, what: &str, digest: &str, releases: &[Reach]) 
         "{what} {repo}@{digest} cannot be deleted: release(s) {} need it, and deleting it would make them unpullable for everyone who pinned them",
         names.join(", ")
     );
-    OciError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::Unsupported,
-        message,
-    )
-    .with_detail(json!({
+    refusal::undeletable(message).with_detail(json!({
         "repository": repo,
         "digest": digest,
         "immutable_tags": releases.iter().map(|r| r.tag.as_str()).collect::<Vec<_>>(),

@@ -8,13 +8,41 @@ use http::request::Parts;
 use http::StatusCode;
 
 use super::{append, blob, identity, probe, refusal, Guard};
-use crate::ledger::{Action, Binding, LedgerTx, NewEvent, RefKind};
+use crate::ledger::{Action, Actor, Binding, LedgerTx, NewEvent, RefKind};
 use crate::oci::{ErrorCode, Name, OciError, Reference};
 use crate::policy::{Decision, Mode, TagClass};
 use crate::proxy::body::Activity;
 use crate::proxy::Client;
 
 impl Guard {
+    /// Record the refusal of a delete: one event per tag it would have removed (as
+    /// far as the limiter admits), with the answer's detail; the answer is handed back.
+    async fn record_delete_refusal<'a>(
+        &self,
+        tx: LedgerTx,
+        repo: &str,
+        tags: impl Iterator<Item = &'a Binding>,
+        (class, reason): (TagClass, &str),
+        error: OciError,
+        actor: &Actor,
+    ) -> OciError {
+        let events = tags
+            .filter(|b| self.admit_refusal(repo, &b.tag, actor))
+            .map(|b| NewEvent {
+                tag: Some(&b.tag),
+                digest: Some(&b.digest),
+                class: Some(class),
+                rule: Some(&b.rule),
+                reason: Some(reason),
+                detail: error.detail.clone(),
+                policy_hash: Some(self.policy.hash()),
+                ..NewEvent::new(Action::Refuse, repo)
+            })
+            .collect();
+        self.record_refusal(tx, events, actor).await;
+        error
+    }
+
     pub(super) async fn try_delete(
         &self,
         name: &Name,
@@ -115,20 +143,16 @@ impl Guard {
             let listed: Vec<(&Binding, Vec<String>)> =
                 kept.iter().map(|(b, r)| (b, r.clone())).collect();
             let error = refusal::append_only_delete(repo, reference.as_str(), &listed);
-            let events = kept
-                .iter()
-                .filter(|(b, _)| self.admit_refusal(repo, &b.tag, &actor))
-                .map(|(b, _)| NewEvent {
-                    tag: Some(&b.tag),
-                    digest: Some(&b.digest),
-                    class: Some(TagClass::AppendOnly),
-                    rule: Some(&b.rule),
-                    reason: Some("append-only-delete"),
-                    detail: error.detail.clone(),
-                    policy_hash: Some(self.policy.hash()),
-                    ..NewEvent::new(Action::Refuse, repo)
-                });
-            self.record_refusal(tx, events.collect(), &actor).await;
+            let error = self
+                .record_delete_refusal(
+                    tx,
+                    repo,
+                    kept.iter().map(|(b, _)| b),
+                    (TagClass::AppendOnly, "append-only-delete"),
+                    error,
+                    &actor,
+                )
+                .await;
             tracing::info!(
                 repository = repo,
                 reference = reference.as_str(),
@@ -149,20 +173,16 @@ impl Guard {
                 reference.as_str(),
                 &refused.iter().collect::<Vec<_>>(),
             );
-            let events = refused
-                .iter()
-                .filter(|b| self.admit_refusal(repo, &b.tag, &actor))
-                .map(|b| NewEvent {
-                    tag: Some(&b.tag),
-                    digest: Some(&b.digest),
-                    class: Some(TagClass::Immutable),
-                    rule: Some(&b.rule),
-                    reason: Some("immutable-tag-delete"),
-                    detail: error.detail.clone(),
-                    policy_hash: Some(self.policy.hash()),
-                    ..NewEvent::new(Action::Refuse, repo)
-                });
-            self.record_refusal(tx, events.collect(), &actor).await;
+            let error = self
+                .record_delete_refusal(
+                    tx,
+                    repo,
+                    refused.iter(),
+                    (TagClass::Immutable, "immutable-tag-delete"),
+                    error,
+                    &actor,
+                )
+                .await;
             tracing::info!(
                 repository = repo,
                 reference = reference.as_str(),

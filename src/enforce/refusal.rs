@@ -95,12 +95,7 @@ pub fn delete(repository: &str, reference: &str, tags: &[&Binding]) -> OciError 
             names.join(", ")
         )
     };
-    OciError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::Unsupported,
-        message,
-    )
-    .with_detail(json!({
+    undeletable(message).with_detail(json!({
         "repository": repository,
         "reference": reference,
         "immutable_tags": names,
@@ -252,6 +247,16 @@ pub fn dropped(
     }))
 }
 
+/// A delete the policy forbids: 405 `UNSUPPORTED`, the spec's answer to a delete the
+/// registry does not allow, which clients report instead of retrying.
+pub(super) fn undeletable(message: String) -> OciError {
+    OciError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::Unsupported,
+        message,
+    )
+}
+
 /// A delete of append-only tags whose subject is a live release.
 pub fn append_only_delete(
     repository: &str,
@@ -265,12 +270,7 @@ pub fn append_only_delete(
         first.tag,
         releases.join(", "),
     );
-    OciError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::Unsupported,
-        message,
-    )
-    .with_detail(json!({
+    undeletable(message).with_detail(json!({
         "repository": repository,
         "reference": reference,
         "append_only_tags": tags.iter().map(|(b, _)| b.tag.as_str()).collect::<Vec<_>>(),

@@ -92,26 +92,28 @@ mod tests {
     /// or a changed serde attribute fails here.
     #[test]
     fn every_code_keeps_its_wire_string() {
+        use ErrorCode::*;
         let wire = [
-            "BLOB_UNKNOWN",
-            "BLOB_UPLOAD_INVALID",
-            "BLOB_UPLOAD_UNKNOWN",
-            "DIGEST_INVALID",
-            "MANIFEST_BLOB_UNKNOWN",
-            "MANIFEST_INVALID",
-            "MANIFEST_UNKNOWN",
-            "NAME_INVALID",
-            "NAME_UNKNOWN",
-            "SIZE_INVALID",
-            "UNAUTHORIZED",
-            "DENIED",
-            "UNSUPPORTED",
-            "TOOMANYREQUESTS",
-            "UNAVAILABLE",
-            "TAG_INVALID",
-            "UNKNOWN",
+            (BlobUnknown, "BLOB_UNKNOWN"),
+            (BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
+            (BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
+            (DigestInvalid, "DIGEST_INVALID"),
+            (ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
+            (ManifestInvalid, "MANIFEST_INVALID"),
+            (ManifestUnknown, "MANIFEST_UNKNOWN"),
+            (NameInvalid, "NAME_INVALID"),
+            (NameUnknown, "NAME_UNKNOWN"),
+            (SizeInvalid, "SIZE_INVALID"),
+            (Unauthorized, "UNAUTHORIZED"),
+            (Denied, "DENIED"),
+            (Unsupported, "UNSUPPORTED"),
+            (TooManyRequests, "TOOMANYREQUESTS"),
+            (Unavailable, "UNAVAILABLE"),
+            (TagInvalid, "TAG_INVALID"),
+            (Unknown, "UNKNOWN"),
         ];
-        for (code, expected) in ErrorCode::ALL.into_iter().zip(wire) {
+        assert_eq!(wire.map(|(code, _)| code), ErrorCode::ALL);
+        for (code, expected) in wire {
             assert_eq!(code.as_str(), expected);
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
