@@ -17,16 +17,17 @@ use crate::proxy::Client;
 impl Guard {
     /// Record the refusal of a delete: one event per tag it would have removed (as
     /// far as the limiter admits), with the answer's detail; the answer is handed back.
-    async fn record_delete_refusal<'a>(
+    async fn record_delete_refusal(
         &self,
         tx: LedgerTx,
         repo: &str,
-        tags: impl Iterator<Item = &'a Binding>,
+        tags: Vec<&Binding>,
         (class, reason): (TagClass, &str),
         error: OciError,
         actor: &Actor,
     ) -> OciError {
         let events = tags
+            .into_iter()
             .filter(|b| self.admit_refusal(repo, &b.tag, actor))
             .map(|b| NewEvent {
                 tag: Some(&b.tag),
@@ -133,61 +134,39 @@ impl Guard {
             }
         }
 
-        if refused.is_empty() && !kept.is_empty() {
-            if let Some(upstream_answer) = self
-                .before_refusing(name, &parts, client, &mut actor)
-                .await?
-            {
-                return Ok(upstream_answer);
-            }
+        // An immutable tag, or an append-only tag of a live release, is not deleted:
+        // the tags, the answer, and how the refusal is recorded and logged.
+        let refusing = if !refused.is_empty() {
+            let tags: Vec<&Binding> = refused.iter().collect();
+            let error = refusal::delete(repo, reference.as_str(), &tags);
+            let how = (TagClass::Immutable, "immutable-tag-delete");
+            Some((tags, error, how, "refused deleting an immutable tag"))
+        } else if !kept.is_empty() {
             let listed: Vec<(&Binding, Vec<String>)> =
                 kept.iter().map(|(b, r)| (b, r.clone())).collect();
             let error = refusal::append_only_delete(repo, reference.as_str(), &listed);
-            let error = self
-                .record_delete_refusal(
-                    tx,
-                    repo,
-                    kept.iter().map(|(b, _)| b),
-                    (TagClass::AppendOnly, "append-only-delete"),
-                    error,
-                    &actor,
-                )
-                .await;
-            tracing::info!(
-                repository = repo,
-                reference = reference.as_str(),
-                "refused deleting an append-only tag of a live release"
-            );
-            return Err(error);
-        }
-
-        if !refused.is_empty() {
+            let tags = kept.iter().map(|(b, _)| b).collect();
+            let how = (TagClass::AppendOnly, "append-only-delete");
+            Some((
+                tags,
+                error,
+                how,
+                "refused deleting an append-only tag of a live release",
+            ))
+        } else {
+            None
+        };
+        if let Some((tags, error, how, what)) = refusing {
             if let Some(upstream_answer) = self
                 .before_refusing(name, &parts, client, &mut actor)
                 .await?
             {
                 return Ok(upstream_answer);
             }
-            let error = refusal::delete(
-                repo,
-                reference.as_str(),
-                &refused.iter().collect::<Vec<_>>(),
-            );
             let error = self
-                .record_delete_refusal(
-                    tx,
-                    repo,
-                    refused.iter(),
-                    (TagClass::Immutable, "immutable-tag-delete"),
-                    error,
-                    &actor,
-                )
+                .record_delete_refusal(tx, repo, tags, how, error, &actor)
                 .await;
-            tracing::info!(
-                repository = repo,
-                reference = reference.as_str(),
-                "refused deleting an immutable tag"
-            );
+            tracing::info!(repository = repo, reference = reference.as_str(), "{what}");
             return Err(error);
         }
 
