@@ -11,13 +11,15 @@
 //! - `writer`, `tx`: the writer and its transactions (bindings and events), with
 //!   `changes`, `references`, `repush` and `retire` adding statements to the transaction.
 //! - `reader`, `queries`: the reader and the audit reads; `verify`: the hash chains;
-//!   `policies`: the policies loaded over time.
+//!   `policies`: the policies loaded over time; `outbox`: events in commit order, which
+//!   the transparency log and the webhooks follow.
 
 mod accept;
 pub mod chain;
 mod changes;
 mod error;
 mod failover;
+pub mod outbox;
 mod pending;
 pub mod policies;
 mod pool;

@@ -13,7 +13,7 @@ const BINDINGS_FOR_DIGEST: &str = include_str!("sql/bindings_for_digest.sql");
 const RELEASE_TAGS: &str = include_str!("sql/release_tags.sql");
 /// The binding's upsert, with the end of the tag's pending writes (see `super::pending`).
 const BIND: &str = concat!(
-    "WITH cleared AS (DELETE FROM pending_writes WHERE repository = $1 AND tag = $2) ",
+    include_str!("sql/clear_pending.part.sql"),
     include_str!("sql/upsert_binding.sql")
 );
 const MARK_DELETED: &str = include_str!("sql/mark_deleted.sql");
