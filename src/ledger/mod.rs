@@ -91,8 +91,11 @@ pub struct Retirement {
     pub by: Option<String>,
 }
 
-/// What happened, as recorded in the history (`tag_events.action`, text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+/// What happened, as recorded in the history.
+// Stored as text: `tag_events.action`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Action {
