@@ -174,11 +174,7 @@ impl LedgerReader {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(BINDING)
-            .bind(repository)
-            .bind(tag)
-            .fetch_optional(self.pool())
-            .await?)
+        binding(self.pool(), repository, tag).await
     }
 
     /// A repository's bindings in tag order, after `after`.
@@ -322,6 +318,20 @@ impl LedgerReader {
             .fetch_all(self.pool())
             .await?)
     }
+}
+
+/// The current binding of a tag, read through the reader's pool or inside a write
+/// transaction (after its lock).
+pub(super) async fn binding<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<Binding>, LedgerError> {
+    Ok(sqlx::query_as(BINDING)
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(executor)
+        .await?)
 }
 
 /// An event from a row that holds at least the columns of `tag_events` (a chain check

@@ -8,7 +8,6 @@ use super::failover;
 use super::{Actor, Binding, LedgerError, NewBinding, NewEvent};
 
 const LOCK: &str = include_str!("sql/lock.sql");
-const BINDING: &str = include_str!("sql/binding.sql");
 const BINDINGS_FOR_DIGEST: &str = include_str!("sql/bindings_for_digest.sql");
 const RELEASE_TAGS: &str = include_str!("sql/release_tags.sql");
 /// The binding's upsert, with the end of the tag's pending writes (see `super::pending`).
@@ -67,11 +66,7 @@ impl LedgerTx {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(BINDING)
-            .bind(repository)
-            .bind(tag)
-            .fetch_optional(&mut *self.tx)
-            .await?)
+        super::queries::binding(&mut *self.tx, repository, tag).await
     }
 
     /// Live (not deleted) bindings of a repository that name `digest`.

@@ -298,13 +298,26 @@ impl Reconciler {
                 ledger_digest = finding.ledger_digest.as_deref().unwrap_or("-"),
                 "drift: the registry was changed around tagwarden"
             );
-            tx.append(&drift_event(&finding, policy.hash()), &self.actor)
-                .await?;
+            let drift = finding_event(
+                &finding,
+                Action::Drift,
+                finding.registry_digest.as_deref(),
+                finding.ledger_digest.as_deref(),
+                policy.hash(),
+            );
+            tx.append(&drift, &self.actor).await?;
             finding.recorded = true;
         }
         if finding.repaired {
-            tx.append(&repair::event(&finding, policy.hash()), &self.actor)
-                .await?;
+            // The tag names its bound digest again.
+            let repair = finding_event(
+                &finding,
+                Action::Repair,
+                finding.ledger_digest.as_deref(),
+                finding.registry_digest.as_deref(),
+                policy.hash(),
+            );
+            tx.append(&repair, &self.actor).await?;
         }
         tx.commit().await?;
         report.push(finding);
@@ -312,11 +325,19 @@ impl Reconciler {
     }
 }
 
-fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
+/// The `drift` or `repair` event of a finding: `digest` is what the tag names after it,
+/// `previous_digest` what it named before.
+fn finding_event<'a>(
+    f: &'a Finding,
+    action: Action,
+    digest: Option<&'a str>,
+    previous_digest: Option<&'a str>,
+    policy_hash: &'a str,
+) -> NewEvent<'a> {
     NewEvent {
         tag: Some(&f.tag),
-        digest: f.registry_digest.as_deref(),
-        previous_digest: f.ledger_digest.as_deref(),
+        digest,
+        previous_digest,
         class: Some(f.class),
         reason: Some(f.kind.as_str()),
         detail: Some(serde_json::json!({
@@ -324,7 +345,7 @@ fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
             "ledger_digest": f.ledger_digest,
         })),
         policy_hash: Some(policy_hash),
-        ..NewEvent::new(Action::Drift, &f.repository)
+        ..NewEvent::new(action, &f.repository)
     }
 }
 
