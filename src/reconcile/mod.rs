@@ -298,26 +298,19 @@ impl Reconciler {
                 ledger_digest = finding.ledger_digest.as_deref().unwrap_or("-"),
                 "drift: the registry was changed around tagwarden"
             );
-            let drift = finding_event(
-                &finding,
-                Action::Drift,
-                finding.registry_digest.as_deref(),
-                finding.ledger_digest.as_deref(),
-                policy.hash(),
-            );
-            tx.append(&drift, &self.actor).await?;
+            tx.append(
+                &finding_event(&finding, Action::Drift, policy.hash()),
+                &self.actor,
+            )
+            .await?;
             finding.recorded = true;
         }
         if finding.repaired {
-            // The tag names its bound digest again.
-            let repair = finding_event(
-                &finding,
-                Action::Repair,
-                finding.ledger_digest.as_deref(),
-                finding.registry_digest.as_deref(),
-                policy.hash(),
-            );
-            tx.append(&repair, &self.actor).await?;
+            tx.append(
+                &finding_event(&finding, Action::Repair, policy.hash()),
+                &self.actor,
+            )
+            .await?;
         }
         tx.commit().await?;
         report.push(finding);
@@ -325,15 +318,14 @@ impl Reconciler {
     }
 }
 
-/// The `drift` or `repair` event of a finding: `digest` is what the tag names after it,
-/// `previous_digest` what it named before.
-fn finding_event<'a>(
-    f: &'a Finding,
-    action: Action,
-    digest: Option<&'a str>,
-    previous_digest: Option<&'a str>,
-    policy_hash: &'a str,
-) -> NewEvent<'a> {
+/// The `drift` or `repair` event of a finding. A drift records the registry's digest
+/// over the ledger's; a repair makes the tag name its bound digest again.
+fn finding_event<'a>(f: &'a Finding, action: Action, policy_hash: &'a str) -> NewEvent<'a> {
+    let (registry, ledger) = (f.registry_digest.as_deref(), f.ledger_digest.as_deref());
+    let (digest, previous_digest) = match action {
+        Action::Repair => (ledger, registry),
+        _ => (registry, ledger),
+    };
     NewEvent {
         tag: Some(&f.tag),
         digest,
