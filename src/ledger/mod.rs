@@ -1,6 +1,7 @@
 //! The ledger: what each tag is bound to now, and every decision ever made about it.
 //!
-//! All of its SQL is in `sql/`, one statement a file. A [`Ledger`] (the writer) opens
+//! All of its SQL is in `sql/`, one statement a file (a `.part.sql` is a piece that
+//! `concat!` joins to another file at compile time). A [`Ledger`] (the writer) opens
 //! [`LedgerTx`] write transactions that hold advisory locks on the tags involved, so
 //! that every tagwarden process sharing the database serialises on the same tag. A
 //! [`LedgerReader`] can only read: the audits are given one. The rest of tagwarden sees

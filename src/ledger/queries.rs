@@ -339,3 +339,43 @@ pub(super) async fn binding<'e>(
 pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
     Ok(<StoredEvent as sqlx::FromRow<PgRow>>::from_row(r)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(next: bool) -> DigestBindingRow {
+        let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        DigestBindingRow {
+            repository: "team/app".into(),
+            tag: "1.0".into(),
+            change: BindingChange {
+                id: 1,
+                at,
+                action: Action::Create,
+                digest: Some("sha256:ab".into()),
+                reason: None,
+                identity: Some("ci".into()),
+                class: Some("immutable".into()),
+            },
+            next_id: next.then_some(2),
+            next_at: next.then_some(at),
+            next_action: next.then_some(Action::Delete),
+            next_digest: None,
+            next_reason: next.then(|| "gone".into()),
+            next_identity: None,
+            next_class: None,
+        }
+    }
+
+    #[test]
+    fn a_digest_binding_has_a_successor_only_when_its_columns_are_there() {
+        let alone = DigestBinding::from(row(false));
+        assert_eq!(alone.change.id, 1);
+        assert_eq!(alone.next, None);
+        let followed = DigestBinding::from(row(true));
+        let next = followed.next.expect("a successor");
+        assert_eq!((next.id, next.action), (2, Action::Delete));
+        assert_eq!(next.reason.as_deref(), Some("gone"));
+    }
+}

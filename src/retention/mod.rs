@@ -246,3 +246,35 @@ impl Retention {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_release_is_one_flat_object_with_its_verdict() {
+        let verdict = Verdict {
+            tag: "1.0.0".into(),
+            digest: "sha256:ab".into(),
+            retire: true,
+            why: "older than 30d".into(),
+        };
+        let mut p = Planned::new("team/app", "old", verdict);
+        let fields = serde_json::json!({
+            "repository": "team/app",
+            "rule": "old",
+            "tag": "1.0.0",
+            "digest": "sha256:ab",
+            "retire": true,
+            "why": "older than 30d",
+        });
+        assert_eq!(serde_json::to_value(&p).unwrap(), fields);
+        p.outcome = Some(Outcome::Failed("registry down".into()));
+        let mut failed = fields.clone();
+        failed["outcome"] = serde_json::json!({"failed": "registry down"});
+        assert_eq!(serde_json::to_value(&p).unwrap(), failed);
+        let back: Planned = serde_json::from_value(failed).unwrap();
+        assert_eq!(back.tag, "1.0.0");
+        assert!(matches!(back.outcome, Some(Outcome::Failed(m)) if m == "registry down"));
+    }
+}
