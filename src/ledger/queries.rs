@@ -9,7 +9,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgRow;
 
 use super::{Action, Binding, LedgerError, LedgerReader};
 use crate::policy::TagClass;
@@ -332,12 +331,6 @@ pub(super) async fn binding<'e>(
         .bind(tag)
         .fetch_optional(executor)
         .await?)
-}
-
-/// An event from a row that holds at least the columns of `tag_events` (a chain check
-/// and the outbox read more).
-pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
-    Ok(<StoredEvent as sqlx::FromRow<PgRow>>::from_row(r)?)
 }
 
 #[cfg(test)]
