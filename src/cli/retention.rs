@@ -48,22 +48,22 @@ impl RetentionArgs {
 fn table(plan: &RetentionPlan) -> String {
     let mut t = Table::new(&["ACTION", "RELEASE", "DIGEST", "RULE", "WHY"]);
     for p in &plan.releases {
-        let (action, why) = match (&p.outcome, p.verdict.retire) {
-            (Some(Outcome::Retired), _) => ("retired", p.verdict.why.clone()),
-            (Some(Outcome::Failed(e)), _) => ("failed", format!("{}: {e}", p.verdict.why)),
-            (None, true) => ("retire", p.verdict.why.clone()),
-            (None, false) => ("keep", p.verdict.why.clone()),
+        let (action, why) = match (&p.outcome, p.retire) {
+            (Some(Outcome::Retired), _) => ("retired", p.why.clone()),
+            (Some(Outcome::Failed(e)), _) => ("failed", format!("{}: {e}", p.why)),
+            (None, true) => ("retire", p.why.clone()),
+            (None, false) => ("keep", p.why.clone()),
         };
         t.row(vec![
             action.into(),
-            format!("{}:{}", p.repository, p.verdict.tag),
-            p.verdict.digest.chars().take(19).collect(),
+            format!("{}:{}", p.repository, p.tag),
+            p.digest.chars().take(19).collect(),
             p.rule.clone(),
             why,
         ]);
     }
     let mut out = t.render();
-    let going = plan.releases.iter().filter(|p| p.verdict.retire).count();
+    let going = plan.releases.iter().filter(|p| p.retire).count();
     out.push_str(&format!(
         "{going} of {} release(s) {}\n",
         plan.releases.len(),

@@ -12,22 +12,13 @@ use super::{Actor, NewBinding, NewEvent};
 use super::{LedgerError, LedgerTx};
 
 /// The whole of an accepted write, in one statement: `$1`..`$6` the binding (as
-/// `upsert_binding.sql`), `$7`..`$22` the event, `$23`/`$24` the references.
+/// `upsert_binding.sql`), `$7`..`$22` the event, `$23`/`$24` the references. The parts
+/// after the binding are `sql/accept_after_binding.part.sql`: a `.part.sql` file is a
+/// piece of a statement, joined here at compile time.
 const ACCEPT: &str = concat!(
     "WITH bound AS (",
     include_str!("sql/upsert_binding.sql"),
-    "), referenced AS (
-             INSERT INTO manifest_references (repository, manifest_digest, referenced_digest, kind)
-             SELECT $1, $3, d, k FROM unnest($23::text[], $24::text[]) AS u(d, k)
-             ON CONFLICT DO NOTHING
-         ), cleared AS (
-             DELETE FROM pending_writes WHERE repository = $1 AND tag = $2
-         )
-         INSERT INTO tag_events (at, action, repository, tag, digest, previous_digest, class, rule,
-                                 reason, identity, identity_verified, remote_addr, user_agent,
-                                 request_id, detail, policy_hash)
-         VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
-         RETURNING id"
+    include_str!("sql/accept_after_binding.part.sql")
 );
 
 impl LedgerTx {

@@ -38,7 +38,9 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-fn field(out: &mut Vec<u8>, value: Option<&str>) {
+/// One field of a canonical encoding: `len:value` and a newline, or `-` for none. The
+/// log's leaves (`tlog::leaf`) encode their fields the same way.
+pub fn field(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
         Some(v) => {
             out.extend_from_slice(v.len().to_string().as_bytes());

@@ -1,6 +1,7 @@
 //! The ledger: what each tag is bound to now, and every decision ever made about it.
 //!
-//! All of its SQL is in `sql/`, one statement a file. A [`Ledger`] (the writer) opens
+//! All of its SQL is in `sql/`, one statement a file (a `.part.sql` is a piece that
+//! `concat!` joins to another file at compile time). A [`Ledger`] (the writer) opens
 //! [`LedgerTx`] write transactions that hold advisory locks on the tags involved, so
 //! that every tagwarden process sharing the database serialises on the same tag. A
 //! [`LedgerReader`] can only read: the audits are given one. The rest of tagwarden sees
@@ -11,13 +12,15 @@
 //! - `writer`, `tx`: the writer and its transactions (bindings and events), with
 //!   `changes`, `references`, `repush` and `retire` adding statements to the transaction.
 //! - `reader`, `queries`: the reader and the audit reads; `verify`: the hash chains;
-//!   `policies`: the policies loaded over time.
+//!   `policies`: the policies loaded over time; `outbox`: events in commit order, which
+//!   the transparency log and the webhooks follow.
 
 mod accept;
 pub mod chain;
 mod changes;
 mod error;
 mod failover;
+pub mod outbox;
 mod pending;
 pub mod policies;
 mod pool;
@@ -89,8 +92,11 @@ pub struct Retirement {
     pub by: Option<String>,
 }
 
-/// What happened, as recorded in the history (`tag_events.action`, text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+/// What happened, as recorded in the history.
+// Stored as text: `tag_events.action`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Action {

@@ -18,6 +18,10 @@ use sqlx::{FromRow, Row};
 use super::{Binding, Ledger};
 use super::{LedgerError, LedgerTx};
 
+const ANNOUNCE: &str = include_str!("sql/announce.sql");
+const FORGET: &str = include_str!("sql/forget.sql");
+const BINDING_UNSEEN: &str = include_str!("sql/binding_unseen.sql");
+
 impl Ledger {
     /// Announce, in a committed row per tag, that a write of `tags` is about to reach
     /// the registry; `(id, tag)` of each, for [`Ledger::forget`].
@@ -26,14 +30,11 @@ impl Ledger {
         repository: &str,
         tags: &[&str],
     ) -> Result<Vec<(i64, String)>, LedgerError> {
-        Ok(sqlx::query_as(
-            "INSERT INTO pending_writes (repository, tag)
-             SELECT $1, t FROM unnest($2::text[]) AS u(t) RETURNING id, tag",
-        )
-        .bind(repository)
-        .bind(tags)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(sqlx::query_as(ANNOUNCE)
+            .bind(repository)
+            .bind(tags)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Withdraw announcements whose write is known not to have stored anything in the
@@ -42,10 +43,7 @@ impl Ledger {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query("DELETE FROM pending_writes WHERE id = ANY($1)")
-            .bind(ids)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(FORGET).bind(ids).execute(self.pool()).await?;
         Ok(())
     }
 }
@@ -72,21 +70,12 @@ impl LedgerTx {
         tag: &str,
         own: &[i64],
     ) -> Result<Unseen, LedgerError> {
-        let row = sqlx::query(
-            "SELECT b.repository, b.tag, b.digest, b.class, b.rule, b.bound_by, b.first_bound_at,
-                    b.last_changed_at, b.deleted_at, b.retired_at, b.retired_reason, b.retired_by,
-                    NOT EXISTS (SELECT 1 FROM pending_writes p
-                                WHERE p.repository = $1 AND p.tag = $2 AND p.id <> ALL($3))
-                    AND NOT EXISTS (SELECT 1 FROM tag_events e
-                                    WHERE e.repository = $1 AND e.action = 'drift') AS no_unrecorded_write
-             FROM (SELECT 1) AS one
-             LEFT JOIN tag_bindings b ON b.repository = $1 AND b.tag = $2",
-        )
-        .bind(repository)
-        .bind(tag)
-        .bind(own)
-        .fetch_one(&mut *self.tx)
-        .await?;
+        let row = sqlx::query(BINDING_UNSEEN)
+            .bind(repository)
+            .bind(tag)
+            .bind(own)
+            .fetch_one(&mut *self.tx)
+            .await?;
         let binding = match row.try_get::<Option<String>, _>("repository")? {
             Some(_) => Some(Binding::from_row(&row)?),
             None => None,

@@ -2,7 +2,6 @@
 //! keyed by hash, and when each was loaded.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
 use super::{Ledger, LedgerError, LedgerReader};
 use crate::policy::{Policy, RuleConfig};
@@ -14,9 +13,10 @@ const POLICY_LAST_DECIDED: &str = include_str!("sql/policy_last_decided.sql");
 const POLICY_BY_HASH: &str = include_str!("sql/policy_by_hash.sql");
 
 /// A policy from the history.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredPolicy {
     pub hash: String,
+    #[sqlx(json)]
     pub rules: Vec<RuleConfig>,
     pub first_loaded_at: DateTime<Utc>,
     pub last_loaded_at: DateTime<Utc>,
@@ -24,6 +24,7 @@ pub struct StoredPolicy {
     pub loaded_at: DateTime<Utc>,
     /// Set when an event between that load and the instant was decided by this policy
     /// rather than by the one loaded (another tagwarden process on the same ledger).
+    #[sqlx(skip)]
     pub decided_event_at: Option<DateTime<Utc>>,
 }
 
@@ -54,11 +55,10 @@ impl LedgerReader {
         &self,
         at: DateTime<Utc>,
     ) -> Result<Option<StoredPolicy>, LedgerError> {
-        let row = sqlx::query(POLICY_LOADED_AT)
+        Ok(sqlx::query_as(POLICY_LOADED_AT)
             .bind(at)
             .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| stored(&r)).transpose()
+            .await?)
     }
 
     /// The policy in force at `at`: the last one loaded at or before it, unless the
@@ -70,17 +70,17 @@ impl LedgerReader {
     ) -> Result<Option<StoredPolicy>, LedgerError> {
         let loaded = self.policy_loaded_at(at).await?;
         let since = loaded.as_ref().map(|p| p.loaded_at);
-        let decided = sqlx::query(POLICY_LAST_DECIDED)
+        // `(policy_hash, at)` of the last event decided since the load.
+        let decided: Option<(String, DateTime<Utc>)> = sqlx::query_as(POLICY_LAST_DECIDED)
             .bind(at)
             .bind(since)
             .fetch_optional(self.pool())
             .await?;
         match (loaded, decided) {
-            (Some(l), Some(e)) if e.get::<String, _>("policy_hash") == l.hash => Ok(Some(l)),
-            (_, Some(e)) => {
-                let hash: String = e.get("policy_hash");
+            (Some(l), Some((hash, _))) if hash == l.hash => Ok(Some(l)),
+            (_, Some((hash, decided_at))) => {
                 Ok(self.policy_by_hash(&hash).await?.map(|p| StoredPolicy {
-                    decided_event_at: Some(e.get("at")),
+                    decided_event_at: Some(decided_at),
                     ..p
                 }))
             }
@@ -90,23 +90,9 @@ impl LedgerReader {
 
     /// A policy of the history by its hash, with its first load as `loaded_at`.
     pub async fn policy_by_hash(&self, hash: &str) -> Result<Option<StoredPolicy>, LedgerError> {
-        let row = sqlx::query(POLICY_BY_HASH)
+        Ok(sqlx::query_as(POLICY_BY_HASH)
             .bind(hash)
             .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| stored(&r)).transpose()
+            .await?)
     }
-}
-
-fn stored(r: &sqlx::postgres::PgRow) -> Result<StoredPolicy, LedgerError> {
-    let rules: serde_json::Value = r.get("rules");
-    Ok(StoredPolicy {
-        hash: r.get("hash"),
-        rules: serde_json::from_value(rules)
-            .map_err(|e| LedgerError::Query(format!("stored policy rules: {e}")))?,
-        first_loaded_at: r.get("first_loaded_at"),
-        last_loaded_at: r.get("last_loaded_at"),
-        loaded_at: r.get("loaded_at"),
-        decided_event_at: None,
-    })
 }

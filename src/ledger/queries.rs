@@ -9,8 +9,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 
 use super::{Action, Binding, LedgerError, LedgerReader};
 use crate::policy::TagClass;
@@ -40,30 +38,36 @@ pub enum Order {
 }
 
 /// A history event as an audit reads it: a row of `tag_events`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct StoredEvent {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub action: Action,
     pub repository: String,
     pub tag: Option<String>,
+    /// The digest written, or attempted for a refusal.
     pub digest: Option<String>,
+    /// The digest before a move, or the bound digest of a refusal.
     pub previous_digest: Option<String>,
     pub class: Option<TagClass>,
     pub rule: Option<String>,
+    #[schema(example = "immutable-tag-rebind")]
     pub reason: Option<String>,
     pub identity: Option<String>,
     pub identity_verified: bool,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// Structured facts of a refusal.
     pub detail: Option<serde_json::Value>,
-    /// The hash of the policy that decided it; none for events recorded before 0010.
+    /// Hex sha256 of the effective policy rules that decided the event; null for events
+    /// recorded before policy hashes were kept.
     pub policy_hash: Option<String>,
 }
 
 /// An event that may have changed what a tag names (everything but a refusal).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BindingChange {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -84,11 +88,51 @@ pub struct DigestBinding {
     pub next: Option<BindingChange>,
 }
 
+/// A row of `digest_bindings.sql`: the change, and its successor's columns prefixed
+/// `next_`, all null when there is none.
+#[derive(sqlx::FromRow)]
+struct DigestBindingRow {
+    repository: String,
+    tag: String,
+    #[sqlx(flatten)]
+    change: BindingChange,
+    next_id: Option<i64>,
+    next_at: Option<DateTime<Utc>>,
+    next_action: Option<Action>,
+    next_digest: Option<String>,
+    next_reason: Option<String>,
+    next_identity: Option<String>,
+    next_class: Option<String>,
+}
+
+impl From<DigestBindingRow> for DigestBinding {
+    fn from(r: DigestBindingRow) -> Self {
+        let next = match (r.next_id, r.next_at, r.next_action) {
+            (Some(id), Some(at), Some(action)) => Some(BindingChange {
+                id,
+                at,
+                action,
+                digest: r.next_digest,
+                reason: r.next_reason,
+                identity: r.next_identity,
+                class: r.next_class,
+            }),
+            _ => None,
+        };
+        DigestBinding {
+            repository: r.repository,
+            tag: r.tag,
+            change: r.change,
+            next,
+        }
+    }
+}
+
 /// A repository and how many tags the ledger holds for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RepositorySummary {
     pub repository: String,
-    /// Every tag ever bound, deleted ones included.
+    /// Tags ever bound, deleted ones included.
     pub tags: i64,
     /// Tags currently in the registry.
     pub live_tags: i64,
@@ -116,20 +160,11 @@ impl LedgerReader {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<RepositorySummary>, LedgerError> {
-        let rows = sqlx::query(REPOSITORIES)
+        Ok(sqlx::query_as(REPOSITORIES)
             .bind(after.unwrap_or(""))
             .bind(limit)
             .fetch_all(self.pool())
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RepositorySummary {
-                repository: r.get("repository"),
-                tags: r.get("tags"),
-                live_tags: r.get("live_tags"),
-                last_changed_at: r.get("last_changed_at"),
-            })
-            .collect())
+            .await?)
     }
 
     /// The current binding of a tag.
@@ -138,11 +173,7 @@ impl LedgerReader {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(BINDING)
-            .bind(repository)
-            .bind(tag)
-            .fetch_optional(self.pool())
-            .await?)
+        binding(self.pool(), repository, tag).await
     }
 
     /// A repository's bindings in tag order, after `after`.
@@ -153,17 +184,13 @@ impl LedgerReader {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Binding>, LedgerError> {
-        let rows = sqlx::query(BINDINGS)
+        Ok(sqlx::query_as(BINDINGS)
             .bind(repository)
             .bind(after.unwrap_or(""))
             .bind(include_deleted)
             .bind(limit)
             .fetch_all(self.pool())
-            .await?;
-        Ok(rows
-            .iter()
-            .map(<Binding as sqlx::FromRow<PgRow>>::from_row)
-            .collect::<Result<_, _>>()?)
+            .await?)
     }
 
     /// A page of one tag's events, starting after the event `after` in `order`.
@@ -176,17 +203,16 @@ impl LedgerReader {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
         let (query, from) = match order {
-            Order::Asc => (sqlx::query(HISTORY_ASC), after.unwrap_or(0)),
-            Order::Desc => (sqlx::query(HISTORY_DESC), after.unwrap_or(i64::MAX)),
+            Order::Asc => (sqlx::query_as(HISTORY_ASC), after.unwrap_or(0)),
+            Order::Desc => (sqlx::query_as(HISTORY_DESC), after.unwrap_or(i64::MAX)),
         };
-        let rows = query
+        Ok(query
             .bind(repository)
             .bind(tag)
             .bind(from)
             .bind(limit)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(stored_event).collect()
+            .await?)
     }
 
     /// The latest event at or before `at` that could have changed what the tag names.
@@ -197,13 +223,12 @@ impl LedgerReader {
         at: DateTime<Utc>,
     ) -> Result<Option<BindingChange>, LedgerError> {
         // The latest event that could change what the tag names, at or before `at`.
-        let row = sqlx::query(RESOLVE)
+        Ok(sqlx::query_as(RESOLVE)
             .bind(repository)
             .bind(tag)
             .bind(at)
             .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(|r| binding_change(r, "")).transpose()
+            .await?)
     }
 
     /// The events that bound a tag to `digest`, with each one's successor, for at most
@@ -217,27 +242,14 @@ impl LedgerReader {
         let (after_repo, after_tag) = after.unwrap_or(("", ""));
         // Tags (after $2, $3) that an event bound to digest $1, at most $4 of them; each
         // such event, and the next one that could change its tag.
-        let rows = sqlx::query(DIGEST_BINDINGS)
+        let rows: Vec<DigestBindingRow> = sqlx::query_as(DIGEST_BINDINGS)
             .bind(digest)
             .bind(after_repo)
             .bind(after_tag)
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|r| {
-                let next_id: Option<i64> = r.get("next_id");
-                Ok(DigestBinding {
-                    repository: r.get("repository"),
-                    tag: r.get("tag"),
-                    change: binding_change(r, "")?,
-                    next: match next_id {
-                        Some(_) => Some(binding_change(r, "next_")?),
-                        None => None,
-                    },
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(DigestBinding::from).collect())
     }
 
     /// A page of the event feed in `order` of recording, after the event `after`, and
@@ -259,12 +271,12 @@ impl LedgerReader {
         // order; `action = ANY('{x}')` would not, and a rare action then meant walking
         // the feed by id and filtering, or sorting every event with that action.
         let query = match order {
-            Order::Asc => sqlx::query(EVENTS_ASC),
-            Order::Desc => sqlx::query(EVENTS_DESC),
+            Order::Asc => sqlx::query_as(EVENTS_ASC),
+            Order::Desc => sqlx::query_as(EVENTS_DESC),
         };
         let actions: Option<Vec<&str>> = (!filter.actions.is_empty())
             .then(|| filter.actions.iter().map(|a| a.as_str()).collect());
-        let rows = query
+        Ok(query
             .bind(filter.since)
             .bind(filter.until)
             .bind(filter.repository.as_deref())
@@ -275,8 +287,7 @@ impl LedgerReader {
             .bind(up_to)
             .bind(limit)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(stored_event).collect()
+            .await?)
     }
 
     /// The id of the newest event, if any.
@@ -300,37 +311,64 @@ impl LedgerReader {
         repository: &str,
         tag: &str,
     ) -> Result<Vec<StoredEvent>, LedgerError> {
-        let rows = sqlx::query(TAG_HISTORY)
+        Ok(sqlx::query_as(TAG_HISTORY)
             .bind(repository)
             .bind(tag)
             .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(stored_event).collect()
+            .await?)
     }
 }
 
-fn action(r: &PgRow, column: &str) -> Result<Action, LedgerError> {
-    let name: String = r.get(column);
-    Action::parse(&name)
-        .ok_or_else(|| LedgerError::Query(format!("unknown action {name:?} in tag_events")))
+/// The current binding of a tag, read through the reader's pool or inside a write
+/// transaction (after its lock).
+pub(super) async fn binding<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<Binding>, LedgerError> {
+    Ok(sqlx::query_as(BINDING)
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(executor)
+        .await?)
 }
 
-/// An event from a row that holds at least the columns of `tag_events` (a chain check
-/// and the outbox read more).
-pub(crate) fn stored_event(r: &PgRow) -> Result<StoredEvent, LedgerError> {
-    Ok(<StoredEvent as sqlx::FromRow<PgRow>>::from_row(r)?)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A [`BindingChange`] from the columns named `<prefix>id`, `<prefix>at`, ...
-fn binding_change(r: &PgRow, prefix: &str) -> Result<BindingChange, LedgerError> {
-    let col = |name: &str| format!("{prefix}{name}");
-    Ok(BindingChange {
-        id: r.get(col("id").as_str()),
-        at: r.get(col("at").as_str()),
-        action: action(r, &col("action"))?,
-        digest: r.get(col("digest").as_str()),
-        reason: r.get(col("reason").as_str()),
-        identity: r.get(col("identity").as_str()),
-        class: r.get(col("class").as_str()),
-    })
+    fn row(next: bool) -> DigestBindingRow {
+        let at = DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        DigestBindingRow {
+            repository: "team/app".into(),
+            tag: "1.0".into(),
+            change: BindingChange {
+                id: 1,
+                at,
+                action: Action::Create,
+                digest: Some("sha256:ab".into()),
+                reason: None,
+                identity: Some("ci".into()),
+                class: Some("immutable".into()),
+            },
+            next_id: next.then_some(2),
+            next_at: next.then_some(at),
+            next_action: next.then_some(Action::Delete),
+            next_digest: None,
+            next_reason: next.then(|| "gone".into()),
+            next_identity: None,
+            next_class: None,
+        }
+    }
+
+    #[test]
+    fn a_digest_binding_has_a_successor_only_when_its_columns_are_there() {
+        let alone = DigestBinding::from(row(false));
+        assert_eq!(alone.change.id, 1);
+        assert_eq!(alone.next, None);
+        let followed = DigestBinding::from(row(true));
+        let next = followed.next.expect("a successor");
+        assert_eq!((next.id, next.action), (2, Action::Delete));
+        assert_eq!(next.reason.as_deref(), Some("gone"));
+    }
 }

@@ -6,6 +6,8 @@ use sqlx::PgPool;
 
 use super::{pool, LedgerError};
 
+const PING: &str = include_str!("sql/ping.sql");
+
 /// Connections to the ledger database that can only be read through: no method of
 /// this type writes, so the audit API, the pages, the audit commands and the chain
 /// check, which are given only a reader, cannot change the ledger. Reads live in
@@ -54,7 +56,7 @@ impl LedgerReader {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), LedgerError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query(PING).execute(&self.pool).await?;
         Ok(())
     }
 }

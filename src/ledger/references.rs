@@ -1,11 +1,10 @@
 //! What bound manifests reference (migration 0005): the digests a release needs to stay
 //! pullable, so that deleting one of them is refused with one indexed lookup.
 
-use sqlx::Row;
-
 use super::tx::lock_key;
 use super::{LedgerError, LedgerTx};
 
+const LOCK_REFERENCE: &str = include_str!("sql/lock_reference.sql");
 const LOCK_REFERENCES_SHARED: &str = include_str!("sql/lock_references_shared.sql");
 const RECORD_REFERENCES: &str = include_str!("sql/record_references.sql");
 const RECORDED_REFERENCES: &str = include_str!("sql/recorded_references.sql");
@@ -33,6 +32,7 @@ impl RefKind {
         }
     }
 
+    /// The kind of a stored row (`manifest` for anything else, as the marker row).
     fn parse(s: &str) -> RefKind {
         match s {
             "child" => RefKind::Child,
@@ -40,6 +40,12 @@ impl RefKind {
             "layer" => RefKind::Layer,
             _ => RefKind::Manifest,
         }
+    }
+}
+
+impl From<String> for RefKind {
+    fn from(s: String) -> RefKind {
+        RefKind::parse(&s)
     }
 }
 
@@ -51,13 +57,14 @@ pub struct ManifestRef {
 }
 
 /// A live immutable binding that reaches a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Reach {
     pub tag: String,
     pub rule: String,
     /// The manifest the tag names.
     pub manifest_digest: String,
     /// How that manifest reaches the digest.
+    #[sqlx(try_from = "String")]
     pub kind: RefKind,
 }
 
@@ -98,7 +105,7 @@ impl LedgerTx {
         repository: &str,
         digest: &str,
     ) -> Result<(), LedgerError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        sqlx::query(LOCK_REFERENCE)
             .bind(reference_lock_key(repository, digest))
             .execute(&mut *self.tx)
             .await?;
@@ -174,21 +181,12 @@ impl LedgerTx {
         digest: &str,
         limit: i64,
     ) -> Result<Vec<Reach>, LedgerError> {
-        let rows = sqlx::query(RELEASES_REACHING)
+        Ok(sqlx::query_as(RELEASES_REACHING)
             .bind(repository)
             .bind(digest)
             .bind(limit)
             .fetch_all(&mut *self.tx)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Reach {
-                tag: r.get("tag"),
-                rule: r.get("rule"),
-                manifest_digest: r.get("manifest_digest"),
-                kind: RefKind::parse(r.get::<&str, _>("kind")),
-            })
-            .collect())
+            .await?)
     }
 }
 

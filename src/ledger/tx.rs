@@ -8,12 +8,11 @@ use super::failover;
 use super::{Actor, Binding, LedgerError, NewBinding, NewEvent};
 
 const LOCK: &str = include_str!("sql/lock.sql");
-const BINDING: &str = include_str!("sql/binding.sql");
 const BINDINGS_FOR_DIGEST: &str = include_str!("sql/bindings_for_digest.sql");
 const RELEASE_TAGS: &str = include_str!("sql/release_tags.sql");
 /// The binding's upsert, with the end of the tag's pending writes (see `super::pending`).
 const BIND: &str = concat!(
-    "WITH cleared AS (DELETE FROM pending_writes WHERE repository = $1 AND tag = $2) ",
+    include_str!("sql/clear_pending.part.sql"),
     include_str!("sql/upsert_binding.sql")
 );
 const MARK_DELETED: &str = include_str!("sql/mark_deleted.sql");
@@ -67,11 +66,7 @@ impl LedgerTx {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Binding>, LedgerError> {
-        Ok(sqlx::query_as::<_, Binding>(BINDING)
-            .bind(repository)
-            .bind(tag)
-            .fetch_optional(&mut *self.tx)
-            .await?)
+        super::queries::binding(&mut *self.tx, repository, tag).await
     }
 
     /// Live (not deleted) bindings of a repository that name `digest`.

@@ -1,15 +1,23 @@
 //! Checking the hash chains of the history, which end at migration 0011.
 
 use futures_util::TryStreamExt as _;
-use sqlx::Row;
 
 use super::chain::{HashedFields, Verifier};
-use super::queries::{stored_event, StoredEvent};
+use super::queries::StoredEvent;
 use super::{LedgerError, LedgerReader};
 
 const CHAIN_END: &str = include_str!("sql/chain_end.sql");
 const CHAIN_HEADS: &str = include_str!("sql/chain_heads.sql");
 const VERIFY_EVENTS: &str = include_str!("sql/verify_events.sql");
+
+/// An event with the chain hashes stored beside it (none after the chain's end).
+#[derive(sqlx::FromRow)]
+struct ChainedEvent {
+    #[sqlx(flatten)]
+    event: StoredEvent,
+    prev_hash: Option<Vec<u8>>,
+    hash: Option<Vec<u8>>,
+}
 
 impl LedgerReader {
     /// Recompute every repository's hash chain, streaming the history in id order.
@@ -31,10 +39,15 @@ impl LedgerReader {
                 v.finish(head.as_ref().map(|(id, h)| (*id, h.as_slice())));
                 ChainReport::from_verifier(repository, v)
             };
-        let mut rows = sqlx::query(VERIFY_EVENTS).fetch(self.pool());
-        while let Some(r) = rows.try_next().await? {
-            let repository: String = r.get("repository");
-            if current.as_ref().is_none_or(|(repo, _)| *repo != repository) {
+        let mut rows = sqlx::query_as::<_, ChainedEvent>(VERIFY_EVENTS).fetch(self.pool());
+        while let Some(ChainedEvent {
+            event,
+            prev_hash,
+            hash,
+        }) = rows.try_next().await?
+        {
+            let repository = &event.repository;
+            if current.as_ref().is_none_or(|(repo, _)| repo != repository) {
                 if let Some((repo, v)) = current.take() {
                     reports.push(finish(repo, v, &mut heads));
                 }
@@ -44,9 +57,6 @@ impl LedgerReader {
             if v.broken.is_some() {
                 continue;
             }
-            let event = stored_event(&r)?;
-            let prev_hash: Option<Vec<u8>> = r.get("prev_hash");
-            let hash: Option<Vec<u8>> = r.get("hash");
             if hash.is_none() && event.id > chain_end {
                 v.logged += 1;
                 continue;

@@ -15,10 +15,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::config::PolicyConfig;
 
-/// What a rule makes of a tag.
-///
-/// Stored as text (`tag_bindings.class`, `tag_events.class`), read back typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+/// A tag's class, as its rule sets it.
+// Stored as text (`tag_bindings.class`, `tag_events.class`), read back typed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum TagClass {

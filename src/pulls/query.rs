@@ -6,7 +6,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::audit::{AuditError, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::ledger::{LedgerError, LedgerReader};
@@ -27,22 +26,38 @@ pub struct PullFilter {
     pub digest: Option<String>,
 }
 
-/// One recorded manifest read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One recorded manifest read: a row of `pull_log`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Pull {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub repository: String,
+    /// The tag or digest asked for.
     pub reference: String,
+    /// The digest served; none when the answer carried none.
     pub digest: Option<String>,
     pub media_type: Option<String>,
+    #[schema(value_type = PullMethod)]
     pub method: String,
+    // Written from a `u16`, so never negative.
+    #[sqlx(try_from = "i16")]
     pub status: u16,
     pub identity: Option<String>,
+    /// The upstream authenticates and answered 2xx to the request carrying the identity.
     pub verified: bool,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+}
+
+// The methods a pull is recorded for, as `Pull::method` spells them (the column checks
+// the same): only the document reads this.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)]
+pub enum PullMethod {
+    Get,
+    Head,
 }
 
 impl PullFilter {
@@ -99,7 +114,7 @@ pub async fn pulls(
         None | Some("") => None,
         Some(c) => Some(decode_cursor(c)?),
     };
-    let rows = sqlx::query(PULLS)
+    let mut items: Vec<Pull> = sqlx::query_as(PULLS)
         .bind(filter.repository.as_deref())
         .bind(filter.reference.as_deref())
         .bind(filter.since)
@@ -111,27 +126,6 @@ pub async fn pulls(
         .bind(i64::from(limit) + 1)
         .fetch_all(ledger.pool())
         .await
-        .map_err(LedgerError::from)?;
-    let mut items = rows
-        .iter()
-        .map(|r| {
-            Ok(Pull {
-                id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                repository: r.try_get("repository")?,
-                reference: r.try_get("reference")?,
-                digest: r.try_get("digest")?,
-                media_type: r.try_get("media_type")?,
-                method: r.try_get("method")?,
-                status: u16::try_from(r.try_get::<i16, _>("status")?).unwrap_or(0),
-                identity: r.try_get("identity")?,
-                verified: r.try_get("verified")?,
-                remote_addr: r.try_get("remote_addr")?,
-                user_agent: r.try_get("user_agent")?,
-                request_id: r.try_get("request_id")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(LedgerError::from)?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);

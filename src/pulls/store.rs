@@ -1,5 +1,5 @@
 //! The pull log's writes: batched inserts and day partitions. Every statement is a
-//! literal with bind parameters; the partition DDL lives in plpgsql functions
+//! file in `sql/` with bind parameters; the partition DDL lives in plpgsql functions
 //! (`migrations/0007_pull_log.sql`), since DDL cannot take parameters.
 
 use std::time::Duration;
@@ -32,6 +32,8 @@ pub fn writer_pool(
 /// The batch insert, in a file of its own so that `bench/pulls-ledger.sh` times the very
 /// statement the writer sends.
 const INSERT_SQL: &str = include_str!("sql/insert.sql");
+const ENSURE_PARTITION: &str = include_str!("sql/ensure_partition.sql");
+const DROP_BEFORE: &str = include_str!("sql/drop_before.sql");
 
 /// Insert a batch in one statement (one array per column). `verified` is per record.
 pub async fn insert(
@@ -65,7 +67,7 @@ pub async fn insert(
 
 /// Create the partition of `day` (UTC) if it does not exist.
 pub async fn ensure_partition(pool: &PgPool, day: NaiveDate) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pull_log_ensure_partition($1)")
+    sqlx::query(ENSURE_PARTITION)
         .bind(day)
         .execute(pool)
         .await?;
@@ -74,7 +76,7 @@ pub async fn ensure_partition(pool: &PgPool, day: NaiveDate) -> Result<(), sqlx:
 
 /// Drop the partitions of the days before `day`; returns how many were dropped.
 pub async fn drop_before(pool: &PgPool, day: NaiveDate) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar("SELECT pull_log_drop_before($1)")
+    sqlx::query_scalar(DROP_BEFORE)
         .bind(day)
         .fetch_one(pool)
         .await

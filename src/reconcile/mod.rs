@@ -298,13 +298,19 @@ impl Reconciler {
                 ledger_digest = finding.ledger_digest.as_deref().unwrap_or("-"),
                 "drift: the registry was changed around tagwarden"
             );
-            tx.append(&drift_event(&finding, policy.hash()), &self.actor)
-                .await?;
+            tx.append(
+                &finding_event(&finding, Action::Drift, policy.hash()),
+                &self.actor,
+            )
+            .await?;
             finding.recorded = true;
         }
         if finding.repaired {
-            tx.append(&repair::event(&finding, policy.hash()), &self.actor)
-                .await?;
+            tx.append(
+                &finding_event(&finding, Action::Repair, policy.hash()),
+                &self.actor,
+            )
+            .await?;
         }
         tx.commit().await?;
         report.push(finding);
@@ -312,11 +318,18 @@ impl Reconciler {
     }
 }
 
-fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
+/// The `drift` or `repair` event of a finding. A drift records the registry's digest
+/// over the ledger's; a repair makes the tag name its bound digest again.
+fn finding_event<'a>(f: &'a Finding, action: Action, policy_hash: &'a str) -> NewEvent<'a> {
+    let (registry, ledger) = (f.registry_digest.as_deref(), f.ledger_digest.as_deref());
+    let (digest, previous_digest) = match action {
+        Action::Repair => (ledger, registry),
+        _ => (registry, ledger),
+    };
     NewEvent {
         tag: Some(&f.tag),
-        digest: f.registry_digest.as_deref(),
-        previous_digest: f.ledger_digest.as_deref(),
+        digest,
+        previous_digest,
         class: Some(f.class),
         reason: Some(f.kind.as_str()),
         detail: Some(serde_json::json!({
@@ -324,7 +337,7 @@ fn drift_event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
             "ledger_digest": f.ledger_digest,
         })),
         policy_hash: Some(policy_hash),
-        ..NewEvent::new(Action::Drift, &f.repository)
+        ..NewEvent::new(action, &f.repository)
     }
 }
 

@@ -2,7 +2,6 @@
 //! in the registry.
 
 use crate::enforce::Guard;
-use crate::ledger::{Action, NewEvent};
 use crate::oci::{Digest, Name, Tag};
 
 use super::Finding;
@@ -35,21 +34,4 @@ pub(super) async fn restore(
     }
     tracing::info!(repository = %name, tag = %tag, digest = %digest, "drift: repaired");
     Ok(true)
-}
-
-/// The `repair` event: the tag names its bound digest again.
-pub(super) fn event<'a>(f: &'a Finding, policy_hash: &'a str) -> NewEvent<'a> {
-    NewEvent {
-        tag: Some(&f.tag),
-        digest: f.ledger_digest.as_deref(),
-        previous_digest: f.registry_digest.as_deref(),
-        class: Some(f.class),
-        reason: Some(f.kind.as_str()),
-        detail: Some(serde_json::json!({
-            "registry_digest": f.registry_digest,
-            "ledger_digest": f.ledger_digest,
-        })),
-        policy_hash: Some(policy_hash),
-        ..NewEvent::new(Action::Repair, &f.repository)
-    }
 }

@@ -93,19 +93,41 @@ fn compile(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&format!("^(?:{pattern})$"))
 }
 
-/// One release's verdict, where it stands, and what happened to it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One release a retention rule matches.
+// Its verdict's fields stand beside the others, where a serde flatten would put them,
+// so that the document describes one plain object (a flatten becomes an `allOf`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = PlannedRelease)]
 pub struct Planned {
     pub repository: String,
     pub rule: String,
-    #[serde(flatten)]
-    pub verdict: Verdict,
-    /// Not a dry run: whether it was retired, or why not.
+    pub tag: String,
+    pub digest: String,
+    /// Whether the rule selects it.
+    pub retire: bool,
+    /// Why it goes, or what keeps it.
+    pub why: String,
+    /// Not a dry run: "retired", or {"failed": message}.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Planned {
+    fn new(repository: &str, rule: &str, verdict: Verdict) -> Self {
+        Planned {
+            repository: repository.to_owned(),
+            rule: rule.to_owned(),
+            tag: verdict.tag,
+            digest: verdict.digest,
+            retire: verdict.retire,
+            why: verdict.why,
+            outcome: None,
+        }
+    }
+}
+
+/// Not a dry run: whether a selected release was retired, or why not.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Retired,
@@ -167,12 +189,7 @@ impl Retention {
                 None => HashMap::new(),
             };
             for verdict in select::select(rule, &bindings, &last_pulled, now) {
-                out.push(Planned {
-                    repository: repository.clone(),
-                    rule: rule.name.clone(),
-                    verdict,
-                    outcome: None,
-                });
+                out.push(Planned::new(&repository, &rule.name, verdict));
             }
         }
         Ok(out)
@@ -183,24 +200,21 @@ impl Retention {
     pub async fn apply(&self, now: DateTime<Utc>, who: &str) -> Result<Vec<Planned>, LedgerError> {
         let mut plan = self.plan(now).await?;
         let mut retired = 0;
-        for p in plan.iter_mut().filter(|p| p.verdict.retire) {
+        for p in plan.iter_mut().filter(|p| p.retire) {
             if retired >= MAX_RETIRED_PER_PASS {
                 p.outcome = Some(Outcome::Failed(format!(
                     "left for the next pass: one pass retires at most {MAX_RETIRED_PER_PASS}"
                 )));
                 continue;
             }
-            let reason = format!("retention rule {}: {}", p.rule, p.verdict.why);
-            let outcome = match self
-                .retire_one(&p.repository, &p.verdict.tag, &reason, who)
-                .await
-            {
+            let reason = format!("retention rule {}: {}", p.rule, p.why);
+            let outcome = match self.retire_one(&p.repository, &p.tag, &reason, who).await {
                 Ok(()) => {
                     retired += 1;
                     Outcome::Retired
                 }
                 Err(e) => {
-                    tracing::warn!(repository = %p.repository, tag = %p.verdict.tag, error = %e.message, "retention: not retired");
+                    tracing::warn!(repository = %p.repository, tag = %p.tag, error = %e.message, "retention: not retired");
                     Outcome::Failed(e.message)
                 }
             };
@@ -234,5 +248,37 @@ impl Retention {
             .retire(&name, &tag, &reason, who)
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_release_is_one_flat_object_with_its_verdict() {
+        let verdict = Verdict {
+            tag: "1.0.0".into(),
+            digest: "sha256:ab".into(),
+            retire: true,
+            why: "older than 30d".into(),
+        };
+        let mut p = Planned::new("team/app", "old", verdict);
+        let fields = serde_json::json!({
+            "repository": "team/app",
+            "rule": "old",
+            "tag": "1.0.0",
+            "digest": "sha256:ab",
+            "retire": true,
+            "why": "older than 30d",
+        });
+        assert_eq!(serde_json::to_value(&p).unwrap(), fields);
+        p.outcome = Some(Outcome::Failed("registry down".into()));
+        let mut failed = fields.clone();
+        failed["outcome"] = serde_json::json!({"failed": "registry down"});
+        assert_eq!(serde_json::to_value(&p).unwrap(), failed);
+        let back: Planned = serde_json::from_value(failed).unwrap();
+        assert_eq!(back.tag, "1.0.0");
+        assert!(matches!(back.outcome, Some(Outcome::Failed(m)) if m == "registry down"));
     }
 }

@@ -48,28 +48,21 @@ impl Integrator {
             .state_file
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("tlog.state_file is required with a signing key"))?;
-        let pool = Ledger::connect_lazy_bounded(
-            config.database.url.expose(),
-            1,
-            config.database.acquire_timeout,
-            Some(StatementBounds {
-                lock_timeout: Duration::from_secs(5),
-                statement_timeout: Duration::from_secs(30),
-            }),
-        )?
-        .pool()
-        .clone();
-        let witness_pool = Ledger::connect_lazy_bounded(
-            config.database.url.expose(),
-            2,
-            config.database.acquire_timeout,
-            Some(StatementBounds {
-                lock_timeout: Duration::from_secs(5),
-                statement_timeout: Duration::from_secs(30),
-            }),
-        )?
-        .pool()
-        .clone();
+        // The integrator's own connection and the witnesses' pool, with the same bounds.
+        let bounded = |max_connections| {
+            Ledger::connect_lazy_bounded(
+                config.database.url.expose(),
+                max_connections,
+                config.database.acquire_timeout,
+                Some(StatementBounds {
+                    lock_timeout: Duration::from_secs(5),
+                    statement_timeout: Duration::from_secs(30),
+                }),
+            )
+            .map(|ledger| ledger.pool().clone())
+        };
+        let pool = bounded(1)?;
+        let witness_pool = bounded(2)?;
         Ok(Integrator {
             witnesses: super::witness_client::spawn(&config.tlog.witnesses, witness_pool)?,
             pool,

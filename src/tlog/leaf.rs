@@ -6,6 +6,7 @@
 //! policy in force. The encoding is text, so a proof file shows what it proves. A new
 //! field means a new version line; old leaves keep theirs.
 
+use crate::ledger::chain::field;
 use crate::ledger::StoredEvent;
 
 /// The first line of every version-1 leaf.
@@ -62,15 +63,7 @@ pub fn encode(e: &StoredEvent) -> Vec<u8> {
     out.extend_from_slice(DOMAIN.as_bytes());
     out.push(b'\n');
     for v in values {
-        match v {
-            Some(v) => {
-                out.extend_from_slice(v.len().to_string().as_bytes());
-                out.push(b':');
-                out.extend_from_slice(v.as_bytes());
-            }
-            None => out.push(b'-'),
-        }
-        out.push(b'\n');
+        field(&mut out, v);
     }
     out
 }

@@ -1,22 +1,42 @@
-//! Every SQL statement of the transparency log. Each function runs on the connection
-//! it is given: the integrator's own (which holds its election lock), or a reader's.
+//! Every SQL statement of the transparency log, each a file in `sql/`. Each function
+//! runs on the connection it is given: the integrator's own (which holds its election
+//! lock), or a reader's.
 
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, Row};
 use tlog_tiles::{Hash, Tile};
 
 use super::tree::Hashes;
-use crate::ledger::queries::stored_event;
+use crate::ledger::outbox::{self, Outboxed};
 use crate::ledger::StoredEvent;
+
+const TREE_SIZE: &str = include_str!("sql/tree_size.sql");
+const LAST_POSITION: &str = include_str!("sql/last_position.sql");
+const HASHES: &str = include_str!("sql/hashes.sql");
+const APPEND_LEAVES: &str = include_str!("sql/append_leaves.sql");
+const APPEND_HASHES: &str = include_str!("sql/append_hashes.sql");
+const APPEND_TILES: &str = include_str!("sql/append_tiles.sql");
+const LATEST_CHECKPOINT: &str = include_str!("sql/latest_checkpoint.sql");
+const STORE_CHECKPOINT: &str = include_str!("sql/store_checkpoint.sql");
+const TILE: &str = include_str!("sql/tile.sql");
+const LEAF_OF_EVENT: &str = include_str!("sql/leaf_of_event.sql");
+const EVENT: &str = include_str!("sql/event.sql");
+const BINDING_EVENT_AT: &str = include_str!("sql/binding_event_at.sql");
+const ALL_LEAVES: &str = include_str!("sql/all_leaves.sql");
+const UNINTEGRATED: &str = include_str!("sql/unintegrated.sql");
+const ALL_HASHES: &str = include_str!("sql/all_hashes.sql");
+const ALL_TILES: &str = include_str!("sql/all_tiles.sql");
+const ALL_BINDINGS: &str = include_str!("sql/all_bindings.sql");
+const TRY_LEAD: &str = include_str!("sql/try_lead.sql");
+const UPDATE_CHECKPOINT_NOTE: &str = include_str!("sql/update_checkpoint_note.sql");
+const STORE_COSIGNATURE: &str = include_str!("sql/store_cosignature.sql");
+const LAST_COSIGNED: &str = include_str!("sql/last_cosigned.sql");
 
 /// A position in integration order: `(txid, event_id)` of `notify_outbox`.
 pub type Position = (i64, i64);
 
 /// An event waiting for its leaf index.
-#[derive(Debug)]
-pub struct Pending {
-    pub txid: i64,
-    pub event: StoredEvent,
-}
+pub type Pending = Outboxed;
 
 /// One leaf as stored.
 #[derive(Debug)]
@@ -24,6 +44,37 @@ pub struct StoredLeaf {
     pub index: u64,
     pub event_id: i64,
     pub hash: Hash,
+}
+
+/// A row of `log_leaves` as Postgres types: [`StoredLeaf`] checks the hash's length.
+#[derive(FromRow)]
+struct LeafRow {
+    leaf_index: i64,
+    event_id: i64,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<LeafRow> for StoredLeaf {
+    type Error = sqlx::Error;
+
+    fn try_from(r: LeafRow) -> sqlx::Result<Self> {
+        Ok(StoredLeaf {
+            index: u64_of(r.leaf_index),
+            event_id: r.event_id,
+            hash: hash_of(&r.hash)?,
+        })
+    }
+}
+
+/// A stored hash tile: `(width, data)`, or with `(level, n)` for a replay.
+#[derive(FromRow)]
+struct TileRow {
+    #[sqlx(default)]
+    level: i16,
+    #[sqlx(default)]
+    n: i64,
+    width: i32,
+    data: Vec<u8>,
 }
 
 fn hash_of(bytes: &[u8]) -> Result<Hash, sqlx::Error> {
@@ -36,59 +87,36 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+fn u32_of(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// `(idx, hash)` rows of `log_hashes`.
+fn stored_hashes(rows: Vec<(i64, Vec<u8>)>) -> sqlx::Result<Vec<(u64, Hash)>> {
+    rows.into_iter()
+        .map(|(idx, hash)| Ok((u64_of(idx), hash_of(&hash)?)))
+        .collect()
+}
+
 /// Leaves in the log.
 pub async fn tree_size(conn: &mut PgConnection) -> sqlx::Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT coalesce(max(leaf_index) + 1, 0) FROM log_leaves")
-        .fetch_one(conn)
-        .await?;
+    let n: i64 = sqlx::query_scalar(TREE_SIZE).fetch_one(conn).await?;
     Ok(u64_of(n))
 }
 
 /// Where the last integrated event is in integration order.
 pub async fn last_position(conn: &mut PgConnection) -> sqlx::Result<Option<Position>> {
-    let row = sqlx::query(
-        "SELECT txid::text::bigint AS txid, event_id FROM log_leaves ORDER BY leaf_index DESC LIMIT 1",
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| (r.get("txid"), r.get("event_id"))))
+    sqlx::query_as(LAST_POSITION).fetch_optional(conn).await
 }
 
 /// Up to `limit` committed events after `after`, in `(txid, id)` order, and only of
-/// transactions that ended before this call: the horizon is read in a statement of its
-/// own first, so every transaction below it is visible to the second statement, and no
-/// event can commit later with a smaller position.
+/// transactions that ended before this call (see [`outbox::after`]).
 pub async fn pending(
     conn: &mut PgConnection,
     after: Position,
     limit: i64,
 ) -> sqlx::Result<Vec<Pending>> {
-    let horizon: String =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-            .fetch_one(&mut *conn)
-            .await?;
-    let rows = sqlx::query(
-        "SELECT o.txid::text::bigint AS txid, e.id, e.at, e.action, e.repository, e.tag, e.digest, \
-                e.previous_digest, e.class, e.rule, e.reason, e.identity, e.identity_verified, \
-                e.remote_addr, e.user_agent, e.request_id, e.detail, e.policy_hash \
-         FROM notify_outbox o JOIN tag_events e ON e.id = o.event_id \
-         WHERE (o.txid, o.event_id) > ($1::text::xid8, $2) AND o.txid < $3::xid8 \
-         ORDER BY o.txid, o.event_id LIMIT $4",
-    )
-    .bind(after.0.to_string())
-    .bind(after.1)
-    .bind(horizon)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Pending {
-                txid: r.get("txid"),
-                event: stored_event(r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            })
-        })
-        .collect()
+    outbox::after(conn, after, limit).await
 }
 
 /// Load the stored hashes `cache` last found missing. False if some do not exist.
@@ -98,15 +126,10 @@ pub async fn fill(conn: &mut PgConnection, cache: &mut Hashes) -> sqlx::Result<b
         return Ok(false);
     }
     let want: Vec<i64> = missing.iter().map(|&i| i as i64).collect();
-    let rows = sqlx::query("SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)")
-        .bind(&want)
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(HASHES).bind(&want).fetch_all(conn).await?;
     let found = rows.len() == want.len();
-    for r in rows {
-        let idx: i64 = r.get("idx");
-        let hash: Vec<u8> = r.get("hash");
-        cache.insert(u64_of(idx), hash_of(&hash)?);
+    for (idx, hash) in stored_hashes(rows)? {
+        cache.insert(idx, hash);
     }
     Ok(found)
 }
@@ -125,55 +148,41 @@ pub async fn append(
     let events: Vec<i64> = leaves.iter().map(|l| l.0).collect();
     let txids: Vec<String> = leaves.iter().map(|l| l.1.to_string()).collect();
     let leaf_hashes: Vec<Vec<u8>> = leaves.iter().map(|l| l.2 .0.to_vec()).collect();
-    sqlx::query(
-        "INSERT INTO log_leaves (leaf_index, event_id, txid, hash) \
-         SELECT i, e, t::xid8, h FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[]) AS u(i, e, t, h)",
-    )
-    .bind(&indexes)
-    .bind(&events)
-    .bind(&txids)
-    .bind(&leaf_hashes)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(APPEND_LEAVES)
+        .bind(&indexes)
+        .bind(&events)
+        .bind(&txids)
+        .bind(&leaf_hashes)
+        .execute(&mut *tx)
+        .await?;
     let idx: Vec<i64> = hashes.iter().map(|h| h.0 as i64).collect();
     let hs: Vec<Vec<u8>> = hashes.iter().map(|h| h.1 .0.to_vec()).collect();
-    sqlx::query(
-        "INSERT INTO log_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-    )
-    .bind(&idx)
-    .bind(&hs)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(APPEND_HASHES)
+        .bind(&idx)
+        .bind(&hs)
+        .execute(&mut *tx)
+        .await?;
     let levels: Vec<i16> = tiles.iter().map(|t| i16::from(t.0.level())).collect();
     let ns: Vec<i64> = tiles.iter().map(|t| t.0.level_index() as i64).collect();
     let widths: Vec<i32> = tiles.iter().map(|t| t.0.width() as i32).collect();
     let data: Vec<Vec<u8>> = tiles.iter().map(|t| t.1.clone()).collect();
-    sqlx::query(
-        "INSERT INTO log_tiles (level, n, width, data) \
-         SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::int[], $4::bytea[]) \
-         ON CONFLICT (level, n) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data \
-         WHERE log_tiles.width < EXCLUDED.width",
-    )
-    .bind(&levels)
-    .bind(&ns)
-    .bind(&widths)
-    .bind(&data)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(APPEND_TILES)
+        .bind(&levels)
+        .bind(&ns)
+        .bind(&widths)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
 /// The newest signed checkpoint: `(size, note)`, with the witnesses' cosignature
 /// lines appended to its signatures.
 pub async fn latest_checkpoint(conn: &mut PgConnection) -> sqlx::Result<Option<(u64, String)>> {
-    let row = sqlx::query(
-        "SELECT c.size, c.note || coalesce((SELECT string_agg(s.line || E'\\n', '' ORDER BY s.witness) \
-         FROM log_cosignatures s WHERE s.size = c.size), '') AS note \
-         FROM log_checkpoints c ORDER BY c.size DESC LIMIT 1",
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| (u64_of(r.get("size")), r.get("note"))))
+    let row: Option<(i64, String)> = sqlx::query_as(LATEST_CHECKPOINT)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(size, note)| (u64_of(size), note)))
 }
 
 pub async fn store_checkpoint(
@@ -182,14 +191,12 @@ pub async fn store_checkpoint(
     root: Hash,
     note: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO log_checkpoints (size, root, note) VALUES ($1, $2, $3) ON CONFLICT (size) DO NOTHING",
-    )
-    .bind(size as i64)
-    .bind(root.0.to_vec())
-    .bind(note)
-    .execute(conn)
-    .await?;
+    sqlx::query(STORE_CHECKPOINT)
+        .bind(size as i64)
+        .bind(root.0.to_vec())
+        .bind(note)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -199,17 +206,12 @@ pub async fn tile(
     level: u8,
     n: u64,
 ) -> sqlx::Result<Option<(u32, Vec<u8>)>> {
-    let row = sqlx::query("SELECT width, data FROM log_tiles WHERE level = $1 AND n = $2")
+    let row: Option<TileRow> = sqlx::query_as(TILE)
         .bind(i16::from(level))
         .bind(n as i64)
         .fetch_optional(conn)
         .await?;
-    Ok(row.map(|r| {
-        (
-            u32::try_from(r.get::<i32, _>("width")).unwrap_or(0),
-            r.get("data"),
-        )
-    }))
+    Ok(row.map(|r| (u32_of(r.width), r.data)))
 }
 
 /// The leaf of an event, if it is integrated.
@@ -217,38 +219,16 @@ pub async fn leaf_of_event(
     conn: &mut PgConnection,
     event_id: i64,
 ) -> sqlx::Result<Option<StoredLeaf>> {
-    let row = sqlx::query("SELECT leaf_index, event_id, hash FROM log_leaves WHERE event_id = $1")
+    let row: Option<LeafRow> = sqlx::query_as(LEAF_OF_EVENT)
         .bind(event_id)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| {
-        Ok(StoredLeaf {
-            index: u64_of(r.get("leaf_index")),
-            event_id: r.get("event_id"),
-            hash: hash_of(&r.get::<Vec<u8>, _>("hash"))?,
-        })
-    })
-    .transpose()
+    row.map(StoredLeaf::try_from).transpose()
 }
 
 /// One event with its policy hash.
 pub async fn event(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Pending>> {
-    let row = sqlx::query(
-        "SELECT o.txid::text::bigint AS txid, e.id, e.at, e.action, e.repository, e.tag, e.digest, \
-                e.previous_digest, e.class, e.rule, e.reason, e.identity, e.identity_verified, \
-                e.remote_addr, e.user_agent, e.request_id, e.detail, e.policy_hash \
-         FROM tag_events e JOIN notify_outbox o ON o.event_id = e.id WHERE e.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| {
-        Ok(Pending {
-            txid: r.get("txid"),
-            event: stored_event(&r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-        })
-    })
-    .transpose()
+    sqlx::query_as(EVENT).bind(id).fetch_optional(conn).await
 }
 
 /// The event that gave `repository:tag` its binding as of `at` (the newest create,
@@ -259,16 +239,12 @@ pub async fn binding_event_at(
     tag: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT id FROM tag_events WHERE repository = $1 AND tag = $2 AND at <= $3 \
-           AND action IN ('create', 'move', 'warn', 'adopt', 'repush', 'repair', 'delete') \
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(repository)
-    .bind(tag)
-    .bind(at)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_scalar(BINDING_EVENT_AT)
+        .bind(repository)
+        .bind(tag)
+        .bind(at)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Every leaf with its event, in leaf order, for replay: `(leaf, event)`; the event is
@@ -276,27 +252,12 @@ pub async fn binding_event_at(
 pub async fn all_leaves(
     conn: &mut PgConnection,
 ) -> sqlx::Result<Vec<(StoredLeaf, Option<Pending>)>> {
-    let rows = sqlx::query(
-        "SELECT l.leaf_index, l.event_id, l.hash, l.txid::text::bigint AS txid, e.id, e.at, e.action, \
-                e.repository, e.tag, e.digest, e.previous_digest, e.class, e.rule, e.reason, e.identity, \
-                coalesce(e.identity_verified, false) AS identity_verified, e.remote_addr, e.user_agent, \
-                e.request_id, e.detail, e.policy_hash \
-         FROM log_leaves l LEFT JOIN tag_events e ON e.id = l.event_id ORDER BY l.leaf_index",
-    )
-    .fetch_all(conn)
-    .await?;
+    let rows = sqlx::query(ALL_LEAVES).fetch_all(conn).await?;
     rows.iter()
-        .map(|r| {
-            let leaf = StoredLeaf {
-                index: u64_of(r.get("leaf_index")),
-                event_id: r.get("event_id"),
-                hash: hash_of(&r.get::<Vec<u8>, _>("hash"))?,
-            };
-            let event = match r.get::<Option<i64>, _>("id") {
-                Some(_) => Some(Pending {
-                    txid: r.get("txid"),
-                    event: stored_event(r).map_err(|e| sqlx::Error::Decode(e.into()))?,
-                }),
+        .map(|r: &PgRow| {
+            let leaf = StoredLeaf::try_from(LeafRow::from_row(r)?)?;
+            let event = match r.try_get::<Option<i64>, _>("id")? {
+                Some(_) => Some(Pending::from_row(r)?),
                 None => None,
             };
             Ok((leaf, event))
@@ -306,44 +267,25 @@ pub async fn all_leaves(
 
 /// Events not (yet) in the log, in integration order.
 pub async fn unintegrated(conn: &mut PgConnection) -> sqlx::Result<Vec<StoredEvent>> {
-    let rows = sqlx::query(
-        "SELECT e.id, e.at, e.action, e.repository, e.tag, e.digest, e.previous_digest, e.class, \
-                e.rule, e.reason, e.identity, e.identity_verified, e.remote_addr, e.user_agent, \
-                e.request_id, e.detail, e.policy_hash \
-         FROM tag_events e LEFT JOIN notify_outbox o ON o.event_id = e.id \
-         WHERE NOT EXISTS (SELECT 1 FROM log_leaves l WHERE l.event_id = e.id) \
-         ORDER BY o.txid, e.id",
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| stored_event(r).map_err(|e| sqlx::Error::Decode(e.into())))
-        .collect()
+    sqlx::query_as(UNINTEGRATED).fetch_all(conn).await
 }
 
 /// Every stored hash, in index order.
 pub async fn all_hashes(conn: &mut PgConnection) -> sqlx::Result<Vec<(u64, Hash)>> {
-    let rows = sqlx::query("SELECT idx, hash FROM log_hashes ORDER BY idx")
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((u64_of(r.get("idx")), hash_of(&r.get::<Vec<u8>, _>("hash"))?)))
-        .collect()
+    stored_hashes(sqlx::query_as(ALL_HASHES).fetch_all(conn).await?)
 }
 
 /// Every stored tile: `(level, n, width, data)`.
 pub async fn all_tiles(conn: &mut PgConnection) -> sqlx::Result<Vec<(u8, u64, u32, Vec<u8>)>> {
-    let rows = sqlx::query("SELECT level, n, width, data FROM log_tiles ORDER BY level, n")
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<TileRow> = sqlx::query_as(ALL_TILES).fetch_all(conn).await?;
     Ok(rows
-        .iter()
+        .into_iter()
         .map(|r| {
             (
-                u8::try_from(r.get::<i16, _>("level")).unwrap_or(u8::MAX),
-                u64_of(r.get("n")),
-                u32::try_from(r.get::<i32, _>("width")).unwrap_or(0),
-                r.get("data"),
+                u8::try_from(r.level).unwrap_or(u8::MAX),
+                u64_of(r.n),
+                u32_of(r.width),
+                r.data,
             )
         })
         .collect())
@@ -353,32 +295,13 @@ pub async fn all_tiles(conn: &mut PgConnection) -> sqlx::Result<Vec<(u8, u64, u3
 pub async fn all_bindings(
     conn: &mut PgConnection,
 ) -> sqlx::Result<Vec<(String, String, String, bool)>> {
-    let rows = sqlx::query(
-        "SELECT repository, tag, digest, deleted_at IS NOT NULL AS deleted FROM tag_bindings ORDER BY repository, tag",
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get("repository"),
-                r.get("tag"),
-                r.get("digest"),
-                r.get("deleted"),
-            )
-        })
-        .collect())
+    sqlx::query_as(ALL_BINDINGS).fetch_all(conn).await
 }
 
 /// Take the integrator's election lock on this connection (session-scoped: it goes
 /// when the connection does).
 pub async fn try_lead(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT pg_try_advisory_lock(hashtextextended('tagwarden-tlog-integrator', 0))",
-    )
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar(TRY_LEAD).fetch_one(conn).await
 }
 
 /// Replace the note of a stored checkpoint (to add witness cosignatures).
@@ -387,7 +310,7 @@ pub async fn update_checkpoint_note(
     size: u64,
     note: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE log_checkpoints SET note = $2 WHERE size = $1")
+    sqlx::query(UPDATE_CHECKPOINT_NOTE)
         .bind(size as i64)
         .bind(note)
         .execute(conn)
@@ -403,25 +326,21 @@ pub async fn store_cosignature(
     time: u64,
     line: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO log_cosignatures (size, witness, cosigned_at, line) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (size, witness) DO NOTHING",
-    )
-    .bind(size as i64)
-    .bind(witness)
-    .bind(i64::try_from(time).unwrap_or(i64::MAX))
-    .bind(line.trim_end())
-    .execute(conn)
-    .await?;
+    sqlx::query(STORE_COSIGNATURE)
+        .bind(size as i64)
+        .bind(witness)
+        .bind(i64::try_from(time).unwrap_or(i64::MAX))
+        .bind(line.trim_end())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// The largest checkpoint a witness has cosigned, as far as this database knows.
 pub async fn last_cosigned(conn: &mut PgConnection, witness: &str) -> sqlx::Result<Option<u64>> {
-    let size: Option<i64> =
-        sqlx::query_scalar("SELECT max(size) FROM log_cosignatures WHERE witness = $1")
-            .bind(witness)
-            .fetch_one(conn)
-            .await?;
+    let size: Option<i64> = sqlx::query_scalar(LAST_COSIGNED)
+        .bind(witness)
+        .fetch_one(conn)
+        .await?;
     Ok(size.map(u64_of))
 }

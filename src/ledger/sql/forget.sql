@@ -1,0 +1,1 @@
+DELETE FROM pending_writes WHERE id = ANY($1)

@@ -1,0 +1,1 @@
+SELECT pull_log_drop_before($1)

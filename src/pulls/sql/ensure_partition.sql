@@ -1,0 +1,1 @@
+SELECT pull_log_ensure_partition($1)

@@ -1,0 +1,1 @@
+SELECT idx, hash FROM log_hashes ORDER BY idx

@@ -1,0 +1,1 @@
+SELECT idx, hash FROM log_hashes WHERE idx = ANY($1)

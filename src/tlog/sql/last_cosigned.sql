@@ -1,0 +1,1 @@
+SELECT max(size) FROM log_cosignatures WHERE witness = $1

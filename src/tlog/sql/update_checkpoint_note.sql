@@ -1,0 +1,1 @@
+UPDATE log_checkpoints SET note = $2 WHERE size = $1
