@@ -511,8 +511,10 @@ bench/run.sh                 # 5 rounds
 ROUNDS=3 bench/run.sh        # fewer rounds
 ```
 
-The script installs what is missing (`docker-registry`, `nginx-light`, `haproxy`, `wrk`,
-`apache2-utils` (ab), `curl`, `postgresql-client`; `apt-get update` only when something is missing), builds
+The script needs `docker-registry`, `nginx`, `haproxy`, `wrk`, `ab`, `curl`, `psql` and
+`python3` (`scripts/provision.sh --with-bench` installs what is missing). wrk drives every
+load but the manifest HEADs, which ab drives: wrk 4.1 waits for the body that a HEAD
+answer's Content-Length announces, and hangs. The script builds
 tagwarden with `cargo build --release --locked`, runs everything under a temporary
 directory, and removes all of it (processes, files, the ledger database) on exit. Every
 step has a time limit. It needs a PostgreSQL server at `127.0.0.1:5432` that accepts

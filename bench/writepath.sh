@@ -36,7 +36,7 @@ PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 need_tools docker-registry wrk curl psql python3
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/tw-bench-writepath.XXXXXX")
 REG_PID=
-declare -A TW_PID=() PORT=() DB=() ADMIN=()
+declare -A TW_PID=() PORT=() DB=() ADMIN=() PUTS=()
 
 cleanup() {
     local p
@@ -84,6 +84,7 @@ put() { # PATH THREADS CONNECTIONS -> sets RPS and P50_MS (errors abort)
         "$2" "$3" "$SECONDS_PER_RUN" "$RUN_NO" "$RUN/wrk-$1.out")"
     [ "$RPS" != FAIL ] || die "$1: wrk failed: $(tail -n 5 "$RUN/wrk-$1.out")"
     [ "$errors" = 0 ] || die "$1: $errors of $total PUTs failed (see $RUN/$1.log)"
+    PUTS[$1]=$((${PUTS[$1]:-0} + total))
 }
 
 log "paths: ${PATHS[*]}; warm-up"
@@ -112,12 +113,15 @@ done
 
 # shellcheck disable=SC2086
 M_DIRECT=$(median ${RATE[direct]})
-# The ledgers: every 201 bound a tag and recorded one create, and the skip path left
-# nothing pending.
+# The ledgers: every 201 bound a new tag and recorded one create (a few more than wrk
+# counted: it stops with requests in flight), and the skip path left nothing pending.
+CREATES=
 for p in "${PATHS[@]}"; do
     [ "$p" = direct ] && continue
     creates=$(psql "${PG_ADMIN_URL%/*}/${DB[$p]}" -XAtc "select count(*) from tag_events where action = 'create'")
-    log "$p: $creates creates recorded"
+    events=$(psql "${PG_ADMIN_URL%/*}/${DB[$p]}" -XAtc "select count(*) from tag_events")
+    log "$p: ${PUTS[$p]} PUTs answered in time, $creates creates recorded, $events events"
+    CREATES+="${CREATES:+; }\`$p\` ${PUTS[$p]} PUTs answered, $creates creates of $events events"
 done
 LEFT=$(psql "${PG_ADMIN_URL%/*}/${DB[skip]}" -XAtc "select count(*) from pending_writes")
 SKIPPED=$(curl -s "http://127.0.0.1:${ADMIN[skip]}/metrics" | awk '/^tagwarden_upstream_probes_total\{outcome="skipped"\}/ { print $2 }')
@@ -150,5 +154,6 @@ cat <<MD
 
 The targets (new immutable tags at ≥ 0.7× the direct rate with $CONNECTIONS connections, ≤ 1.5 ms added at p50 with one connection), on the medians:
 $TARGETS
+Ledgers (wrk counts the answers before it stops, the ledger also the requests then in flight): $CREATES.
 Probes counted: the \`probe\` path asked the registry ${ASKED:-0} times (\`outcome="absent"\`), the \`skip\` path skipped ${SKIPPED:-0} (\`outcome="skipped"\`); pending writes left on the \`skip\` path: $LEFT.
 MD
