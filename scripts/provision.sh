@@ -254,20 +254,7 @@ ENGINES=(
 )
 
 ensure_engines() {
-    local entry cmd pkg missing=()
-    for entry in "${ENGINES[@]}"; do
-        cmd=${entry%%:*}
-        pkg=${entry#*:}
-        if ! command -v "$cmd" >/dev/null 2>&1; then
-            case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
-        fi
-    done
-    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
-    for entry in "${ENGINES[@]}"; do
-        cmd=${entry%%:*}
-        command -v "$cmd" >/dev/null 2>&1 ||
-            die "'$cmd' is still missing after installing ${entry#*:}"
-    done
+    ensure_packages "${ENGINES[@]}"
     check_engines_start
 }
 
