@@ -32,6 +32,8 @@ import statistics
 import sys
 import time
 
+from benchlib import NOTES_MARKER, main, parse_wrk, read_kv as read_meta
+
 PATHS = ["direct", "tagwarden", "nginx", "haproxy"]
 PROXIES = ["tagwarden", "nginx", "haproxy"]
 
@@ -73,8 +75,6 @@ CPU_METRICS = [
     ("cpu_put", "manifest PUT of a new immutable tag", "µs per request"),
     ("cpu_put_db", "manifest PUT of a new immutable tag: the ledger database's backends", "µs per request"),
 ]
-
-NOTES_MARKER = "<!-- Hand-written notes below this line are kept when bench/run.sh rewrites this file. -->"
 
 # RSS metrics: metric id -> label. Values are kB; the peak over rounds is reported.
 RSS_METRICS = [
@@ -177,39 +177,6 @@ def rss(out, pids):
         f.write(f"{peak}\n")
 
 
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
-
-
-def to_ms(text):
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
-    if not m:
-        raise ValueError(f"cannot read a duration from {text!r}")
-    return float(m.group(1)) * UNITS_MS[m.group(2)]
-
-
-def parse_wrk(path):
-    with open(path) as f:
-        text = f.read()
-    rps = re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M)
-    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
-    if not (rps and p50 and p99):
-        print("FAIL FAIL FAIL 0")
-        return
-    errors = 0
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    if m:
-        errors += int(m.group(1))
-    m = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    )
-    if m:
-        errors += sum(int(g) for g in m.groups())
-    total = re.search(r"^\s*(\d+) requests in", text, re.M)
-    total = int(total.group(1)) if total else 0
-    print(f"{float(rps.group(1)):.1f} {to_ms(p50.group(1)):.3f} {to_ms(p99.group(1)):.3f} {errors} {total}")
-
-
 def parse_ab(path, csv_path):
     """ab's summary for the rate and errors, its -e CSV for fractional-ms percentiles."""
     try:
@@ -247,17 +214,6 @@ def read_results(path):
             metric, p, rnd, value = line.split("\t")
             data.setdefault((metric, p), []).append(value)
     return data
-
-
-def read_meta(path):
-    meta = {}
-    with open(path) as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if "=" in line:
-                k, v = line.split("=", 1)
-                meta[k] = v
-    return meta
 
 
 def numbers(values):
@@ -555,8 +511,10 @@ bench/run.sh                 # 5 rounds
 ROUNDS=3 bench/run.sh        # fewer rounds
 ```
 
-The script installs what is missing (`docker-registry`, `nginx-light`, `haproxy`, `wrk`,
-`apache2-utils` (ab), `curl`, `postgresql-client`; `apt-get update` only when something is missing), builds
+The script needs `docker-registry`, `nginx`, `haproxy`, `wrk`, `ab`, `curl`, `psql` and
+`python3` (`scripts/provision.sh --with-bench` installs what is missing). wrk drives every
+load but the manifest HEADs, which ab drives: wrk 4.1 waits for the body that a HEAD
+answer's Content-Length announces, and hangs. The script builds
 tagwarden with `cargo build --release --locked`, runs everything under a temporary
 directory, and removes all of it (processes, files, the ledger database) on exit. Every
 step has a time limit. It needs a PostgreSQL server at `127.0.0.1:5432` that accepts
@@ -712,32 +670,16 @@ and the client.
         f.write(doc + notes)
 
 
-def main(argv):
-    if len(argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    cmd = argv[1]
-    if cmd == "free-ports":
-        free_ports(int(argv[2]))
-    elif cmd == "cpu-mark":
-        cpu_mark(argv[2], argv[3:])
-    elif cmd == "cpu-since":
-        cpu_since(argv[2], argv[3:])
-    elif cmd == "rss":
-        rss(argv[2], argv[3:])
-    elif cmd == "status-kb":
-        print(status_kb(argv[2], argv[3]))
-    elif cmd == "wrk":
-        parse_wrk(argv[2])
-    elif cmd == "ab":
-        parse_ab(argv[2], argv[3])
-    elif cmd == "report":
-        report(argv[2], argv[3], argv[4])
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return 0
-
+COMMANDS = {
+    "free-ports": (lambda n: free_ports(int(n)), 1),
+    "cpu-mark": (lambda path, *pids: cpu_mark(path, pids), None),
+    "cpu-since": (lambda path, *pids: cpu_since(path, pids), None),
+    "rss": (lambda out, *pids: rss(out, pids), None),
+    "status-kb": (lambda pid, field: print(status_kb(pid, field)), 2),
+    "wrk": (parse_wrk, 1),
+    "ab": (parse_ab, 2),
+    "report": (report, 3),
+}
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(COMMANDS, __doc__, sys.argv))

@@ -22,11 +22,11 @@ import os
 import random
 import re
 import sys
-import urllib.parse
+
+from benchlib import latency_cells, main, q, read_kv, read_run, result, round_summary, sql_literal, write_section
 
 BEGIN = "<!-- ledger-bench:begin -->"
 END = "<!-- ledger-bench:end -->"
-NOTES_MARKER = "<!-- Hand-written notes below this line are kept when bench/run.sh rewrites this file. -->"
 
 # Feed filters: actions spread over the whole history (adopt only happens early on, so
 # a random cursor would mostly find nothing after it).
@@ -44,10 +44,6 @@ QUERIES = [
     ("digest", "/api/v1/digest", "for context: tags of a digest (reverse lookup)"),
     ("events", "/api/v1/events", "for context: event feed filtered by one action, either order, first page or a page at a sampled event"),
 ]
-
-
-def q(**params):
-    return urllib.parse.urlencode(params, safe="/:")
 
 
 def paths(samples_path, feed_path, outdir):
@@ -109,19 +105,8 @@ def statement(sql_dir, name):
         sys.exit(f"{path}: {e}")
 
 
-def sql_literal(v):
-    if v is None:
-        return "NULL"
-    return "'" + str(v).replace("'", "''") + "'"
-
-
 def explain_sql(sql_dir, params_path):
-    p = {}
-    with open(params_path) as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                p[k] = v
+    p = read_kv(params_path)
     L = sql_literal
     # (statement, parameter types as sqlx binds them, the arguments, what it shows)
     cases = [
@@ -177,37 +162,6 @@ def check_plans(path):
     return 1 if bad else 0
 
 
-def parse_result(path):
-    with open(path) as f:
-        text = f.read()
-    m = re.search(r"^RESULT (.*)$", text, re.M)
-    if not m:
-        return None
-    return {k: v for k, v in (kv.split("=", 1) for kv in m.group(1).split())}
-
-
-def result(path):
-    r = parse_result(path)
-    if r is None:
-        print("FAIL")
-        return 1
-    ms = lambda k: f"{int(r[k]) / 1000:.2f}"
-    errors = sum(int(r[k]) for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
-    print(r["rps"], ms("p50_us"), ms("p90_us"), ms("p99_us"), ms("max_us"), r["requests"],
-          r["non200"], r["empty"], errors)
-    return 0
-
-
-def read_kv(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                out[k] = v
-    return out
-
-
 def fmt_int(s):
     try:
         return f"{int(s):,}"
@@ -223,36 +177,10 @@ def events_title(n):
 
 
 def report(run_dir, out_path):
-    meta = read_kv(os.path.join(run_dir, "meta"))
-    # query -> [per round: rps, p50, p90, p99, max, requests, non200, empty, errors]
-    results = {}
-    with open(os.path.join(run_dir, "results.tsv")) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            results.setdefault(parts[0], []).append(parts[2:])
-    with open(os.path.join(run_dir, "explain.txt")) as f:
-        plans = f.read().rstrip()
-    with open(os.path.join(run_dir, "sizes.tsv")) as f:
-        sizes = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    # results: query -> [per round: rps, p50, p90, p99, max, requests, non200, empty, errors]
+    meta, results, plans, sizes = read_run(run_dir)
     with open(os.path.join(run_dir, "hot.tsv")) as f:
         hot = [line.rstrip("\n").split("\t") for line in f if line.strip()]
-
-    def median(values):
-        v = sorted(values)
-        n = len(v)
-        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-    def summary(rounds):
-        """Medians over the rounds; None if a round failed."""
-        if any(r[0] == "FAIL" for r in rounds):
-            return None
-        col = lambda i: [float(r[i]) for r in rounds]
-        return {
-            "rps": median(col(0)), "p50": median(col(1)), "p90": median(col(2)),
-            "p99": median(col(3)), "p99s": col(3), "max": max(col(4)),
-            "n": sum(int(r[5]) for r in rounds), "non200": sum(int(r[6]) for r in rounds),
-            "empty": sum(int(r[7]) for r in rounds), "errors": sum(int(r[8]) for r in rounds),
-        }
 
     rows = []
     sums = {}
@@ -260,15 +188,12 @@ def report(run_dir, out_path):
         rounds = results.get(name)
         if rounds is None:
             continue
-        m = summary(rounds)
+        m = round_summary(rounds)
         sums[name] = m
         if m is None:
             rows.append(f"| {what} | `{endpoint}` | FAIL | | | | | | | | | |")
             continue
-        per_round = " / ".join(f"{x:.1f}" for x in m["p99s"])
-        rows.append(f"| {what} | `{endpoint}` | {m['rps']:.0f} | {m['p50']:.2f} | {m['p90']:.2f} | "
-                    f"**{m['p99']:.2f}** | {per_round} | {m['max']:.1f} | {m['n']:,} | {m['non200']} | "
-                    f"{m['empty']} | {m['errors']} |")
+        rows.append(f"| {what} | `{endpoint}` | {latency_cells(m)}")
     rounds_n = max((len(r) for r in results.values()), default=0)
 
     names = [n for n, _, _ in QUERIES if n.split(":")[0] in
@@ -360,47 +285,12 @@ the run fails on any non-200, empty answer or socket error.
 ```
 {END}
 """
-    try:
-        with open(out_path) as f:
-            old = f.read()
-    except OSError:
-        old = ""
-    if BEGIN in old and END in old:
-        a = old.index(BEGIN)
-        b = old.index(END) + len(END)
-        if b < len(old) and old[b] == "\n":
-            b += 1
-        doc = old[:a] + section + old[b:]
-    elif NOTES_MARKER in old:
-        # Above the hand-written notes, where bench/run.sh keeps it.
-        a = old.index(NOTES_MARKER)
-        doc = old[:a] + section + "\n" + old[a:]
-    else:
-        doc = old + ("\n" if old and not old.endswith("\n\n") else "") + section
-    with open(out_path, "w") as f:
-        f.write(doc)
+    # Above the hand-written notes, where bench/run.sh keeps it.
+    write_section(out_path, BEGIN, END, section, before_notes=True)
 
 
-def main(argv):
-    if len(argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    cmd, args = argv[1], argv[2:]
-    if cmd == "paths" and len(args) == 3:
-        paths(*args)
-    elif cmd == "explain-sql" and len(args) == 2:
-        explain_sql(*args)
-    elif cmd == "check-plans" and len(args) == 1:
-        return check_plans(*args)
-    elif cmd == "result" and len(args) == 1:
-        return result(*args)
-    elif cmd == "report" and len(args) == 2:
-        report(*args)
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return 0
-
+COMMANDS = {"paths": (paths, 3), "explain-sql": (explain_sql, 2), "check-plans": (check_plans, 1),
+            "result": (result, 1), "report": (report, 2)}
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(COMMANDS, __doc__, sys.argv))

@@ -51,21 +51,11 @@
 #   BUILD_TIMEOUT     limit for the cargo build in seconds (default 3600)
 set -euo pipefail
 
-# Bound the whole run: re-run this script under timeout(1), which signals the whole
-# process group when time is up; the EXIT trap below then cleans up.
-if [ -z "${_TAGWARDEN_LEDGER_INNER:-}" ]; then
-    export _TAGWARDEN_LEDGER_INNER=1
-    _BENCH_COMMAND="bench/ledger.sh"
-    for v in LOAD_EVENTS DURATION ROUNDS WARMUP CONNECTIONS THREADS KEEP_DB LEDGER_DB TAGWARDEN_BIN BENCH_OUT; do
-        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
-    done
-    export _BENCH_COMMAND
-    exec timeout --kill-after=60 "${BENCH_TIMEOUT:-7200}" bash "$0" "$@"
-fi
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-export LC_ALL=C
+BENCH_NAME=ledger-bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bound_run ledger.sh LOAD_EVENTS DURATION ROUNDS WARMUP CONNECTIONS THREADS KEEP_DB LEDGER_DB TAGWARDEN_BIN BENCH_OUT -- "$@"
 
 LOAD_EVENTS=${LOAD_EVENTS:-10000000}
 DURATION=${DURATION:-20}
@@ -77,13 +67,8 @@ KEEP_DB=${KEEP_DB:-0}
 LEDGER_DB=${LEDGER_DB:-tagwarden_ledger_bench}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
-BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
-BENCH_NAME=ledger-bench
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/ledger.py"
 LOADER="$ROOT/bench/ledger-load.sql"
-WRK_SCRIPT="$ROOT/bench/ledger-paths.lua"
 LEDGER_SQL="$ROOT/src/ledger/sql"
 # What bench/ledger.py measures, in order; NAME:N runs with N connections (and one
 # thread) instead of CONNECTIONS: one connection shows the latency without queueing.
@@ -97,115 +82,15 @@ case "$KEEP_DB" in 0 | 1) ;; *) echo "KEEP_DB must be 0 or 1" >&2; exit 2 ;; esa
 case "$LEDGER_DB" in [a-z_]*) ;; *) echo "LEDGER_DB must be a plain lower-case name" >&2; exit 2 ;; esac
 case "$LEDGER_DB" in *[!a-z0-9_]*) echo "LEDGER_DB must be a plain lower-case name" >&2; exit 2 ;; esac
 
-# ---------------------------------------------------------------------------------------
 # Clean-up: every process this script starts is recorded here and stopped on exit.
-
 RUN=
 DB_NAME=
 DROP_DB=0
 TW_PID=
-WRK_PID=
+install_traps db_bench_cleanup
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    stop_pid "$WRK_PID"
-    [ -z "$TW_PID" ] || log "stopping tagwarden"
-    stop_pid "$TW_PID"
-    if [ "$DROP_DB" = 1 ] && [ -n "$DB_NAME" ]; then
-        log "dropping database $DB_NAME"
-        PGCONNECT_TIMEOUT=10 timeout 120 psql "$PG_ADMIN_URL" -Xqc \
-            "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
-            log "could not drop database $DB_NAME; drop it by hand"
-    elif [ -n "$DB_NAME" ]; then
-        log "kept database $DB_NAME (KEEP_DB=1): ${PG_ADMIN_URL%/*}/$DB_NAME"
-    fi
-    if [ "$rc" -ne 0 ] && [ -n "$RUN" ] && [ -s "$RUN/tagwarden.log" ]; then
-        log "last lines of $RUN/tagwarden.log:"
-        tail -n 15 "$RUN/tagwarden.log" >&2
-    fi
-    remove_run_dir
-    exit "$rc"
-}
-install_traps
-
-# ---------------------------------------------------------------------------------------
-
-ensure_tools() {
-    local cmd missing=()
-    for cmd in psql wrk curl python3 timeout; do
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
-    done
-    [ "${#missing[@]}" -eq 0 ] ||
-        die "missing: ${missing[*]} (Debian: apt-get install postgresql-client wrk curl python3 coreutils)"
-    command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
-        die "cargo not found: install the Rust toolchain (stable >= 1.85), or set TAGWARDEN_BIN"
-}
-
-admin_psql() { PGCONNECT_TIMEOUT=10 psql "$PG_ADMIN_URL" -X -v ON_ERROR_STOP=1 "$@"; }
-db_psql() { PGCONNECT_TIMEOUT=10 psql "$DB_URL" -X -v ON_ERROR_STOP=1 "$@"; }
-meta() { printf '%s=%s\n' "$1" "$2" >>"$RUN/meta"; }
-now() { date +%s.%N; }
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$1" "$2"; }
 minsec() { local s=$1; printf '%d min %02d s' $((s / 60)) $((s % 60)); }
 
-# Start tagwarden on DB_URL; sets TW_PID and STARTUP_SECS (until /healthz answers).
-start_tagwarden() {
-    local t0 code
-    t0=$(now)
-    # Only the configuration file and the built-in defaults: no TAGWARDEN_* from here.
-    local unset_env=() v
-    for v in $(compgen -e); do
-        case "$v" in TAGWARDEN_*) unset_env+=(-u "$v") ;; esac
-    done
-    env "${unset_env[@]}" "$BIN" serve --config "$RUN/tagwarden.toml" >>"$RUN/tagwarden.log" 2>&1 &
-    TW_PID=$!
-    # Migrations run first; on a fresh database that is quick, and reusing a database
-    # may apply a new one to 10 million rows, so wait long.
-    for _ in $(seq 1 3000); do
-        kill -0 "$TW_PID" 2>/dev/null || die "tagwarden exited at start (see $RUN/tagwarden.log)"
-        code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://127.0.0.1:$P_ADMIN/healthz" 2>/dev/null) || true
-        if [ "$code" = 200 ]; then
-            STARTUP_SECS=$(python3 -c "import sys,time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$t0")
-            log "tagwarden up in ${STARTUP_SECS}s (pid $TW_PID, database $DB_NAME)"
-            return 0
-        fi
-        sleep 0.2
-    done
-    die "tagwarden did not answer on /healthz within 600s"
-}
-
-stop_tagwarden() {
-    stop_pid "$TW_PID"
-    TW_PID=
-}
-
-write_config() {
-    TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
-    # Nothing listens on the upstream port: the audit API never asks the registry.
-    cat >"$RUN/tagwarden.toml" <<EOF
-[server]
-listen = "127.0.0.1:$P_PROXY"
-
-[admin]
-listen = "127.0.0.1:$P_ADMIN"
-
-[[admin.tokens]]
-name = "ledger-bench"
-token = "$TOKEN"
-role = "auditor"
-
-[upstream]
-url = "http://127.0.0.1:$P_UPSTREAM"
-
-[database]
-url = "$DB_URL"
-
-[log]
-level = "warn"
-EOF
-}
 
 # The ledger's indexes as pg_indexes shows them: name<TAB>definition.
 index_list() {
@@ -313,53 +198,6 @@ EOF
         die "could not write the request paths"
 }
 
-# One request of each kind by curl first: 200 and a body, or stop here.
-check_answers() {
-    local name path code
-    for name in $MEASURED; do
-        case "$name" in *:*) continue ;; esac
-        path=$(head -n 1 "$RUN/paths/$name.paths")
-        code=$(curl -sS --max-time 30 -o "$RUN/check-$name.json" -w '%{http_code}' \
-            -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_ADMIN$path") ||
-            die "$name: GET $path failed"
-        [ "$code" = 200 ] || die "$name: GET $path answered $code: $(head -c 300 "$RUN/check-$name.json")"
-        [ -s "$RUN/check-$name.json" ] || die "$name: GET $path answered an empty body"
-        log "$name: GET $path: 200, $(wc -c <"$RUN/check-$name.json") bytes"
-    done
-}
-
-FAILED=0
-measure() {
-    local key=$1 round=$2 url="http://127.0.0.1:$P_ADMIN" line out="$RUN/wrk-$1-r$2.out"
-    local name=${key%%:*} conns=$CONNECTIONS threads=$THREADS
-    case "$key" in *:*) conns=${key#*:} threads=1 ;; esac
-    [ "$threads" -le "$conns" ] || threads=$conns
-    if [ "$WARMUP" -gt 0 ] && [ "$round" = 1 ]; then
-        timeout $((WARMUP + 60)) wrk -t"$threads" -c"$conns" -d"${WARMUP}s" --timeout 10s \
-            -s "$WRK_SCRIPT" "$url" -- "$RUN/paths/$name.paths" "$TOKEN" >"$RUN/wrk-$key-warmup.out" 2>&1 || true
-    fi
-    timeout $((DURATION + 120)) wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s \
-        -s "$WRK_SCRIPT" "$url" -- "$RUN/paths/$name.paths" "$TOKEN" >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || true
-    WRK_PID=
-    line=$(python3 "$HELPER" result "$out") || line=FAIL
-    if [ "$line" = FAIL ]; then
-        log "$key: wrk failed: $(tail -n 5 "$out")"
-        printf '%s\t%s\tFAIL\tFAIL\tFAIL\tFAIL\tFAIL\t0\t0\t0\t0\n' "$key" "$round" >>"$RUN/results.tsv"
-        FAILED=1
-        return
-    fi
-    local rps p50 p90 p99 mx n non200 empty errors
-    read -r rps p50 p90 p99 mx n non200 empty errors <<<"$line"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$round" "$rps" "$p50" "$p90" "$p99" "$mx" "$n" \
-        "$non200" "$empty" "$errors" >>"$RUN/results.tsv"
-    log "$key ($conns connections, round $round): $rps req/s; p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $mx ms; $n requests, $non200 non-200, $empty empty, $errors socket errors"
-    if [ "$non200" != 0 ] || [ "$empty" != 0 ] || [ "$errors" != 0 ] || [ "$n" = 0 ]; then
-        FAILED=1
-    fi
-}
-
 explain() {
     local hot_repo hot_tag digest
     hot_repo=$(head -n 1 "$RUN/hot.tsv" | cut -f1)
@@ -429,7 +267,7 @@ EOF
 }
 
 main() {
-    ensure_tools
+    need_tools psql wrk curl python3 timeout
     build
     LOADER_SUM=$(sha256sum "$LOADER" | cut -c1-12)
 
@@ -437,7 +275,7 @@ main() {
     : >"$RUN/meta"
     : >"$RUN/results.tsv"
     describe
-    read -r P_PROXY P_ADMIN P_UPSTREAM <<<"$(python3 "$ROOT/bench/bench.py" free-ports 3)"
+    read -r P_PROXY P_ADMIN P_UPSTREAM <<<"$(free_ports 3)"
 
     admin_psql -Atc 'select 1' >/dev/null 2>&1 ||
         die "PostgreSQL is not reachable at $PG_ADMIN_URL (start it, or set PG_ADMIN_URL)"
@@ -455,7 +293,7 @@ main() {
         DROP_DB=1
     fi
     DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
-    write_config
+    write_config ledger-bench
 
     if [ "$reuse" = 1 ]; then
         log "reusing database $DB_NAME"

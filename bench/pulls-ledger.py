@@ -3,10 +3,8 @@
 
     pulls-ledger.py paths SAMPLES OUTDIR         request paths of each measured query, one file
                                                  per query, from the sampled pulls
-    pulls-ledger.py drive PATHS TOKEN URL CONNS SECONDS
-                                                 GET random paths on CONNS kept-alive connections
-                                                 for SECONDS; print "rps p50 p90 p99 max requests
-                                                 non200 empty errors" (ms)
+    pulls-ledger.py result WRK_OUT               the RESULT line of bench/ledger-paths.lua as
+                                                 "rps p50 p90 p99 max requests non200 empty errors"
     pulls-ledger.py explain-sql QUERY_SQL PARAMS a psql script that EXPLAINs (ANALYZE, BUFFERS)
                                                  the pull log's query QUERY_SQL per question
     pulls-ledger.py check-plans EXPLAIN_OUT      list sequential scans of pull_log partitions;
@@ -19,14 +17,13 @@
 
 import datetime as dt
 import hashlib
-import http.client
 import os
 import random
 import re
 import sys
-import threading
 import time
-import urllib.parse
+
+from benchlib import latency_cells, main, q, read_kv, read_run, result, round_summary, sql_literal, write_section
 
 BEGIN = "<!-- pulls-ledger-bench:begin -->"
 END = "<!-- pulls-ledger-bench:end -->"
@@ -49,10 +46,6 @@ def window(at, rnd, lo_h, hi_h):
     length = rnd.uniform(lo_h, hi_h) * 3600
     start = at - rnd.uniform(0, length)
     return iso(start), iso(start + length)
-
-
-def q(**params):
-    return urllib.parse.urlencode(params, safe="/:")
 
 
 def paths(samples_path, outdir):
@@ -86,74 +79,10 @@ def paths(samples_path, outdir):
         print(f"{name}\t{len(lines)}")
 
 
-def drive(paths_file, token, url, conns, seconds):
-    with open(paths_file) as f:
-        lines = [l.strip() for l in f if l.strip()]
-    u = urllib.parse.urlparse(url)
-    conns, seconds = int(conns), float(seconds)
-    lat, counts, lock = [], {"non200": 0, "empty": 0, "errors": 0}, threading.Lock()
-    deadline = time.monotonic() + seconds
-    headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
-
-    def worker(seed):
-        rnd = random.Random(seed)
-        mine, bad = [], {"non200": 0, "empty": 0, "errors": 0}
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-        while time.monotonic() < deadline:
-            path = rnd.choice(lines)
-            t0 = time.perf_counter()
-            try:
-                c.request("GET", path, headers=headers)
-                r = c.getresponse()
-                body = r.read()
-            except (OSError, http.client.HTTPException):
-                bad["errors"] += 1
-                c.close()
-                c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-                continue
-            mine.append(time.perf_counter() - t0)
-            if r.status != 200:
-                bad["non200"] += 1
-            elif not body or b'"items":[]' in body:
-                bad["empty"] += 1
-        c.close()
-        with lock:
-            lat.extend(mine)
-            for k in bad:
-                counts[k] += bad[k]
-
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - t0
-    if not lat:
-        print("FAIL")
-        return 1
-    lat.sort()
-    pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] * 1000
-    print(f"{len(lat) / elapsed:.1f} {pct(0.5):.2f} {pct(0.9):.2f} {pct(0.99):.2f} {lat[-1] * 1000:.2f} "
-          f"{len(lat)} {counts['non200']} {counts['empty']} {counts['errors']}")
-    return 0
-
-
-
-
-def sql_literal(v):
-    return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
-
-
 def explain_sql(query_sql, params_path):
     with open(query_sql) as f:
         sql = f.read()
-    p = {}
-    with open(params_path) as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                p[k] = v
+    p = read_kv(params_path)
     # $1 repository, $2 reference, $3 since, $4 until, $5 identity, $6 digest,
     # $7 $8 the cursor, $9 limit + 1: as src/pulls/query.rs binds them.
     types = "text, text, timestamptz, timestamptz, text, text, timestamptz, bigint, bigint"
@@ -265,33 +194,9 @@ def batch_result(psql_out, size):
     return 0
 
 
-def read_kv(path):
-    out = {}
-    with open(path) as f:
-        for line in f:
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                out[k] = v
-    return out
-
-
-def median(values):
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
-
-
 def report(run_dir, out_path):
-    meta = read_kv(os.path.join(run_dir, "meta"))
-    results = {}
-    with open(os.path.join(run_dir, "results.tsv")) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            results.setdefault(parts[0], []).append(parts[2:])
-    with open(os.path.join(run_dir, "explain.txt")) as f:
-        plans = f.read().rstrip()
-    with open(os.path.join(run_dir, "sizes.tsv")) as f:
-        sizes = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    # results: query -> [per round: rps, p50, p90, p99, max, requests, non200, empty, errors]
+    meta, results, plans, sizes = read_run(run_dir)
     parts = plan_parts(os.path.join(run_dir, "explain.txt"))
 
     rows = []
@@ -302,15 +207,9 @@ def report(run_dir, out_path):
             if not rounds:
                 continue
             rounds_n = max(rounds_n, len(rounds))
-            if any(r[0] == "FAIL" for r in rounds):
-                rows.append(f"| {what} | {conns} | FAIL | | | | | | | | | |")
-                continue
-            col = lambda i: [float(r[i]) for r in rounds]
-            tot = lambda i: sum(int(r[i]) for r in rounds)
-            per_round = " / ".join(f"{x:.1f}" for x in col(3))
-            rows.append(f"| {what} | {conns} | {median(col(0)):.0f} | {median(col(1)):.2f} | {median(col(2)):.2f} | "
-                        f"**{median(col(3)):.2f}** | {per_round} | {max(col(4)):.1f} | {tot(5):,} | {tot(6)} | "
-                        f"{tot(7)} | {tot(8)} |")
+            m = round_summary(rounds)
+            rows.append(f"| {what} | {conns} | FAIL | | | | | | | | | |" if m is None
+                        else f"| {what} | {conns} | {latency_cells(m)}")
     prune = "\n".join(
         f"| {name} | {len(v['parts'])} of {meta.get('partitions', '?')} | {len(v['parts']) - v['never']} | {v['removed']} | "
         f"{'none' if not v['seq'] else '**' + '; '.join(v['seq']) + '**'} |"
@@ -359,8 +258,8 @@ PULL_ROWS=1000000 ROUNDS=1 DURATION=5 bench/pulls-ledger.sh   # smaller and quic
 
 ### Query latency through `GET /api/v1/pulls`
 
-Milliseconds, measured by the client from sending a request on a kept-alive connection
-to reading the whole answer; requests/s, p50, p90 and p99 are medians over {rounds_n}
+Milliseconds, as wrk measures them: from writing a request on a kept-alive connection
+to reading its whole answer; requests/s, p50, p90 and p99 are medians over {rounds_n}
 interleaved rounds of {meta.get('duration', '?')} s per query, max the largest of any
 round. Every window holds at least one pull (it is built around a sampled one); the run
 fails on any non-200, empty answer or socket error.
@@ -396,33 +295,13 @@ Keys: {meta.get('keys', '?')}
 {size_rows}
 {END}
 """
-    try:
-        with open(out_path) as f:
-            old = f.read()
-    except OSError:
-        old = ""
-    if BEGIN in old and END in old:
-        a = old.index(BEGIN)
-        b = old.index(END) + len(END)
-        if b < len(old) and old[b] == "\n":
-            b += 1
-        doc = old[:a] + section + old[b:]
-    else:
-        # At the end: among the hand-written notes, which bench/run.sh keeps.
-        doc = old + ("\n" if old and not old.endswith("\n\n") else "") + section
-    with open(out_path, "w") as f:
-        f.write(doc)
+    # At the end: among the hand-written notes, which bench/run.sh keeps.
+    write_section(out_path, BEGIN, END, section, before_notes=False)
 
 
-def main(argv):
-    cmds = {"paths": (paths, 2), "drive": (drive, 5), "explain-sql": (explain_sql, 2),
-            "check-plans": (check_plans, 1), "batches": (batches, 3),
-            "batch-result": (batch_result, 2), "report": (report, 2)}
-    if len(argv) < 2 or argv[1] not in cmds or len(argv) - 2 != cmds[argv[1]][1]:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return cmds[argv[1]][0](*argv[2:]) or 0
-
+COMMANDS = {"paths": (paths, 2), "result": (result, 1), "explain-sql": (explain_sql, 2),
+            "check-plans": (check_plans, 1), "batches": (batches, 3), "batch-result": (batch_result, 2),
+            "report": (report, 2)}
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main(COMMANDS, __doc__, sys.argv))

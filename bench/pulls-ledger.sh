@@ -11,8 +11,8 @@
 #    partitions by the migration's pull_log_ensure_partition). The four indexes of
 #    pull_log are dropped for the load and recreated from their definitions; the run
 #    fails unless pg_indexes then is what the migration left. VACUUM ANALYZE.
-# 2. Starts tagwarden with an auditor token and drives GET /api/v1/pulls
-#    (bench/pulls-ledger.py drive) for each question, with CONNECTIONS connections and
+# 2. Starts tagwarden with an auditor token and drives GET /api/v1/pulls with wrk
+#    (bench/ledger-paths.lua) for each question, with CONNECTIONS connections and
 #    with one: who pulled REPO:TAG in a window (the 20 hottest tags; release tags), what
 #    an identity pulled in a window, the last pull of a digest. Keys are sampled from the
 #    loaded rows, windows built around sampled pulls. ROUNDS interleaved rounds.
@@ -34,7 +34,7 @@
 #   DURATION         seconds per query and round (default 10), after a WARMUP (default 3)
 #                    in the first round
 #   ROUNDS           rounds (default 3)
-#   CONNECTIONS      client connections (default 8)
+#   CONNECTIONS      wrk connections (default 8), THREADS wrk threads for them (default 2)
 #   WRITE_BATCHES    batches for the write cost (default 200), BATCH rows each (500, the
 #                    [pulls] batch default)
 #   RETENTION_DROPS  day partitions to drop (default 3)
@@ -45,19 +45,11 @@
 #   BENCH_TMPDIR, KEEP_RUN_DIR, BENCH_TIMEOUT (default 7200), BUILD_TIMEOUT (default 3600)
 set -euo pipefail
 
-if [ -z "${_TAGWARDEN_PULLS_LEDGER_INNER:-}" ]; then
-    export _TAGWARDEN_PULLS_LEDGER_INNER=1
-    _BENCH_COMMAND="bench/pulls-ledger.sh"
-    for v in PULL_ROWS DAYS DURATION ROUNDS WARMUP CONNECTIONS WRITE_BATCHES BATCH RETENTION_DROPS KEEP_DB TAGWARDEN_BIN BENCH_OUT; do
-        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
-    done
-    export _BENCH_COMMAND
-    exec timeout --kill-after=60 "${BENCH_TIMEOUT:-7200}" bash "$0" "$@"
-fi
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-export LC_ALL=C
+BENCH_NAME=pulls-ledger-bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bound_run pulls-ledger.sh PULL_ROWS DAYS DURATION ROUNDS WARMUP CONNECTIONS THREADS WRITE_BATCHES BATCH RETENTION_DROPS KEEP_DB TAGWARDEN_BIN BENCH_OUT -- "$@"
 
 PULL_ROWS=${PULL_ROWS:-10000000}
 DAYS=${DAYS:-30}
@@ -65,23 +57,20 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-3}
 CONNECTIONS=${CONNECTIONS:-8}
+THREADS=${THREADS:-2}
 WRITE_BATCHES=${WRITE_BATCHES:-200}
 BATCH=${BATCH:-500}
 RETENTION_DROPS=${RETENTION_DROPS:-3}
 KEEP_DB=${KEEP_DB:-0}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
-BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
-BENCH_NAME=pulls-ledger-bench
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/pulls-ledger.py"
 LOADER="$ROOT/bench/pulls-ledger-load.sql"
 QUERY_SQL="$ROOT/src/pulls/sql/pulls.sql"
 INSERT_SQL="$ROOT/src/pulls/sql/insert.sql"
 MEASURED="tag_hot tag_cold identity digest_last tag_hot:1 tag_cold:1 identity:1 digest_last:1"
 
-for v in PULL_ROWS DAYS DURATION ROUNDS CONNECTIONS WRITE_BATCHES BATCH; do
+for v in PULL_ROWS DAYS DURATION ROUNDS CONNECTIONS THREADS WRITE_BATCHES BATCH; do
     case "${!v}" in '' | *[!0-9]* | 0) echo "$v must be a positive integer" >&2; exit 2 ;; esac
 done
 case "$WARMUP" in '' | *[!0-9]*) echo "WARMUP must be a whole number of seconds" >&2; exit 2 ;; esac
@@ -96,96 +85,12 @@ SAMPLE_PCT=$((10000000 / PULL_ROWS))
 
 RUN=
 DB_NAME=
+DROP_DB=$((1 - KEEP_DB))
 TW_PID=
+install_traps db_bench_cleanup
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    set +e
-    [ -z "$TW_PID" ] || log "stopping tagwarden"
-    stop_pid "$TW_PID"
-    if [ -n "$DB_NAME" ] && [ "$KEEP_DB" = 0 ]; then
-        log "dropping database $DB_NAME"
-        PGCONNECT_TIMEOUT=10 timeout 120 psql "$PG_ADMIN_URL" -Xqc \
-            "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 ||
-            log "could not drop database $DB_NAME; drop it by hand"
-    elif [ -n "$DB_NAME" ]; then
-        log "kept database $DB_NAME (KEEP_DB=1): ${PG_ADMIN_URL%/*}/$DB_NAME"
-    fi
-    if [ "$rc" -ne 0 ] && [ -n "$RUN" ] && [ -s "$RUN/tagwarden.log" ]; then
-        log "last lines of $RUN/tagwarden.log:"
-        tail -n 15 "$RUN/tagwarden.log" >&2
-    fi
-    remove_run_dir
-    exit "$rc"
-}
-install_traps
-
-admin_psql() { PGCONNECT_TIMEOUT=10 psql "$PG_ADMIN_URL" -X -v ON_ERROR_STOP=1 "$@"; }
-db_psql() { PGCONNECT_TIMEOUT=10 psql "$DB_URL" -X -v ON_ERROR_STOP=1 "$@"; }
-meta() { printf '%s=%s\n' "$1" "$2" >>"$RUN/meta"; }
-now() { date +%s.%N; }
-secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 num() { python3 -c "import sys; print(f'{int(sys.argv[1]):,}')" "$1"; }
 per_sec() { python3 -c "import sys; print(f'{float(sys.argv[1]) / (float(sys.argv[3]) - float(sys.argv[2])):,.0f}')" "$@"; }
-
-ensure_tools() {
-    local cmd missing=()
-    for cmd in psql curl python3 timeout; do
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
-    done
-    [ "${#missing[@]}" -eq 0 ] || die "missing: ${missing[*]}"
-    command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
-        die "cargo not found: install the Rust toolchain, or set TAGWARDEN_BIN"
-}
-
-write_config() {
-    TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
-    # Nothing listens on the upstream port and nothing pulls through the proxy: the
-    # pull log only grows by the load and the write-cost batches.
-    cat >"$RUN/tagwarden.toml" <<EOC
-[server]
-listen = "127.0.0.1:$P_PROXY"
-
-[admin]
-listen = "127.0.0.1:$P_ADMIN"
-
-[[admin.tokens]]
-name = "pulls-ledger-bench"
-token = "$TOKEN"
-role = "auditor"
-
-[upstream]
-url = "http://127.0.0.1:$P_UPSTREAM"
-
-[database]
-url = "$DB_URL"
-
-[pulls]
-retention = "${DAYS}d"
-
-[log]
-level = "warn"
-EOC
-}
-
-start_tagwarden() {
-    local unset_env=() v code
-    for v in $(compgen -e); do
-        case "$v" in TAGWARDEN_*) unset_env+=(-u "$v") ;; esac
-    done
-    env "${unset_env[@]}" "$BIN" serve --config "$RUN/tagwarden.toml" >>"$RUN/tagwarden.log" 2>&1 &
-    TW_PID=$!
-    for _ in $(seq 1 3000); do
-        kill -0 "$TW_PID" 2>/dev/null || die "tagwarden exited at start (see $RUN/tagwarden.log)"
-        code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://127.0.0.1:$P_ADMIN/healthz" 2>/dev/null) || true
-        [ "$code" != 200 ] || { log "tagwarden up (pid $TW_PID)"; return 0; }
-        sleep 0.2
-    done
-    die "tagwarden did not answer on /healthz within 600s"
-}
-
-stop_tagwarden() { stop_pid "$TW_PID"; TW_PID=; }
 
 index_list() {
     db_psql -AtF $'\t' -c "select indexname, indexdef from pg_indexes
@@ -213,11 +118,11 @@ load() {
     db_psql -v rows="$PULL_ROWS" -v days="$DAYS" -f "$LOADER" >"$RUN/load.log" 2>&1 ||
         { tail -n 20 "$RUN/load.log" >&2; die "loading the pulls failed"; }
     t1=$(now)
-    log "pulls loaded in $(secs "$t0" "$t1")s ($(per_sec "$PULL_ROWS" "$t0" "$t1") rows/s); creating the indexes"
+    log "pulls loaded in $(secs "$t0" "$t1" 1)s ($(per_sec "$PULL_ROWS" "$t0" "$t1") rows/s); creating the indexes"
     db_psql -q -f "$RUN/create-indexes.sql" >"$RUN/create-indexes.log" 2>&1 ||
         { tail -n 20 "$RUN/create-indexes.log" >&2; die "creating the indexes failed"; }
     t2=$(now)
-    log "indexes in $(secs "$t1" "$t2")s; VACUUM ANALYZE"
+    log "indexes in $(secs "$t1" "$t2" 1)s; VACUUM ANALYZE"
     db_psql -qc "VACUUM (ANALYZE) pull_log"
     t3=$(now)
     after=$(index_list)
@@ -226,7 +131,7 @@ load() {
     per_part=$(db_psql -Atc "select count(*) from pg_partition_tree('pull_log_reference') where isleaf")
     PARTITIONS=$(db_psql -Atc "select count(*) from pg_partition_tree('pull_log') where isleaf")
     [ "$per_part" = "$PARTITIONS" ] || die "pull_log_reference covers $per_part of $PARTITIONS partitions"
-    LOAD_TEXT="rows $(secs "$t0" "$t1") s, **$(per_sec "$PULL_ROWS" "$t0" "$t1") rows/s** (one INSERT ... SELECT into the parent, indexes dropped); the four indexes $(secs "$t1" "$t2") s (CREATE INDEX on the parent, one per partition, maintenance_work_mem 1GB); VACUUM ANALYZE $(secs "$t2" "$t3") s; $(secs "$t0" "$t3") s in all. Afterwards pg_indexes on pull_log is what the migration created, and every partition has its indexes"
+    LOAD_TEXT="rows $(secs "$t0" "$t1" 1) s, **$(per_sec "$PULL_ROWS" "$t0" "$t1") rows/s** (one INSERT ... SELECT into the parent, indexes dropped); the four indexes $(secs "$t1" "$t2" 1) s (CREATE INDEX on the parent, one per partition, maintenance_work_mem 1GB); VACUUM ANALYZE $(secs "$t2" "$t3" 1) s; $(secs "$t0" "$t3" 1) s in all. Afterwards pg_indexes on pull_log is what the migration created, and every partition has its indexes"
 }
 
 sample_keys() {
@@ -256,41 +161,6 @@ EOSQL
     cold_median=$(db_psql -Atc "select percentile_disc(0.5) within group (order by n) from (
         select count(*) n from pull_log where reference like 'v1.%' group by repository, reference) c")
     KEYS_TEXT="$(awk -F'\t' '{ n[$1]++ } END { printf "%d hot-tag pulls, %d release-tag pulls, %d pulls for the identity and digest questions", n["hot"], n["cold"], n["any"] }' "$RUN/samples.tsv") sampled from $SAMPLE_PCT % of the pages (TABLESAMPLE SYSTEM); the hottest tags: $(head -n 3 "$RUN/hot.tsv" | awk -F'\t' '{ printf "%s%s:%s %d", sep, $1, $2, $3; sep = ", " }') pulls; a release tag's median: $cold_median pulls in the whole log"
-}
-
-check_answers() {
-    local name path code
-    for name in $MEASURED; do
-        case "$name" in *:*) continue ;; esac
-        path=$(head -n 1 "$RUN/paths/$name.paths")
-        code=$(curl -sS --max-time 30 -o "$RUN/check-$name.json" -w '%{http_code}' \
-            -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_ADMIN$path") || die "$name: GET $path failed"
-        [ "$code" = 200 ] || die "$name: GET $path answered $code: $(head -c 300 "$RUN/check-$name.json")"
-        grep -q '"items":\[{' "$RUN/check-$name.json" || die "$name: GET $path: no items: $(head -c 300 "$RUN/check-$name.json")"
-        log "$name: GET $path: 200, $(wc -c <"$RUN/check-$name.json") bytes"
-    done
-}
-
-FAILED=0
-measure() {
-    local key=$1 round=$2 name=${1%%:*} conns=$CONNECTIONS line
-    case "$key" in *:*) conns=${key#*:} ;; esac
-    if [ "$WARMUP" -gt 0 ] && [ "$round" = 1 ]; then
-        python3 "$HELPER" drive "$RUN/paths/$name.paths" "$TOKEN" "http://127.0.0.1:$P_ADMIN" "$conns" "$WARMUP" >/dev/null || true
-    fi
-    line=$(timeout $((DURATION + 60)) python3 "$HELPER" drive "$RUN/paths/$name.paths" "$TOKEN" \
-        "http://127.0.0.1:$P_ADMIN" "$conns" "$DURATION") || line=FAIL
-    if [ "$line" = FAIL ]; then
-        log "$key: the client failed"
-        printf '%s\t%s\tFAIL\n' "$key" "$round" >>"$RUN/results.tsv"
-        FAILED=1
-        return
-    fi
-    local rps p50 p90 p99 mx n non200 empty errors
-    read -r rps p50 p90 p99 mx n non200 empty errors <<<"$line"
-    printf '%s\t%s\t%s\n' "$key" "$round" "$(tr ' ' '\t' <<<"$line")" >>"$RUN/results.tsv"
-    log "$key ($conns connections, round $round): $rps req/s; p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, max $mx ms; $n requests, $non200 non-200, $empty empty, $errors errors"
-    if [ "$non200" != 0 ] || [ "$empty" != 0 ] || [ "$errors" != 0 ] || [ "$n" = 0 ]; then FAILED=1; fi
 }
 
 explain() {
@@ -377,7 +247,7 @@ EOSQL
 }
 
 main() {
-    ensure_tools
+    need_tools psql wrk curl python3 timeout
     build
     RUN=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tagwarden-pulls-ledger-bench.XXXXXX")
     : >"$RUN/meta"
@@ -389,13 +259,16 @@ main() {
     meta connections "$CONNECTIONS"
     meta duration "$DURATION"
     meta title "$(python3 -c "import sys; n = int(sys.argv[1]); print(f'{n // 1_000_000} million' if n % 1_000_000 == 0 else f'{n:,}')" "$PULL_ROWS")"
-    meta client "bench/pulls-ledger.py drive: Python threads, one kept-alive HTTP/1.1 connection each, on the same 2 CPUs as tagwarden and Postgres (wrk is not installed on this machine), so the client's own CPU is part of the figures; a ${WARMUP} s warm-up per query before the first round"
-    read -r P_PROXY P_ADMIN P_UPSTREAM <<<"$(python3 "$ROOT/bench/bench.py" free-ports 3)"
+    meta client "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with bench/ledger-paths.lua, $THREADS threads for $CONNECTIONS connections (1 thread for the one-connection rows), on the same CPUs as tagwarden and Postgres; a ${WARMUP} s warm-up per query before the first round"
+    read -r P_PROXY P_ADMIN P_UPSTREAM <<<"$(free_ports 3)"
     admin_psql -Atc 'select 1' >/dev/null 2>&1 || die "PostgreSQL is not reachable at $PG_ADMIN_URL"
     DB_NAME="tagwarden_pulls_bench_$$"
     DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
     admin_psql -qc "create database $DB_NAME" || { DB_NAME=; die "could not create database"; }
-    write_config
+    write_config pulls-ledger-bench "
+[pulls]
+retention = \"${DAYS}d\"
+"
     load
     meta load "$LOAD_TEXT"
     describe_db
@@ -405,7 +278,7 @@ main() {
     log "sampling keys"
     sample_keys
     meta keys "$KEYS_TEXT"
-    check_answers
+    check_answers '"items":\[{'
     local r name
     for r in $(seq 1 "$ROUNDS"); do
         log "round $r of $ROUNDS"

@@ -31,7 +31,7 @@
 #   PG_ADMIN_URL      Postgres to create the throwaway ledger database in
 #                     (default postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_OUT         the report (default BENCHMARKS.md at the top of the repository)
-#   BENCH_TMPDIR      where the run directory goes (default $TMPDIR or /tmp); needs ~6 GiB
+#   BENCH_TMPDIR      where the run directory goes (default $TMPDIR or /tmp); needs ~6 GiB (1 GiB without the 1 GiB transfers)
 #   BENCH_TIMEOUT     limit for the whole run in seconds, build included (default 7200)
 #   BUILD_TIMEOUT     limit for the cargo build in seconds (default 3600)
 #   KEEP_RUN_DIR      1 to keep the run directory (logs, configs) instead of removing it
@@ -41,22 +41,12 @@
 #                     and kept in the run directory under profile/ with KEEP_RUN_DIR=1
 set -euo pipefail
 
-# Bound the whole run: re-run this script under timeout(1), which signals the whole
-# process group when time is up; the EXIT trap below then cleans up.
-if [ -z "${_TAGWARDEN_BENCH_INNER:-}" ]; then
-    export _TAGWARDEN_BENCH_INNER=1
-    _BENCH_COMMAND="bench/run.sh"
-    for v in ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS PUT_CONNECTIONS MEASURE PROFILE CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT; do
-        if [ -n "${!v:-}" ]; then _BENCH_COMMAND="$v=$(printf '%q' "${!v}") $_BENCH_COMMAND"; fi
-    done
-    export _BENCH_COMMAND="$_BENCH_COMMAND${*:+ $*}"
-    exec timeout --kill-after=60 "${BENCH_TIMEOUT:-7200}" bash "$0" "$@"
-fi
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
-export LC_ALL=C
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bound_run run.sh ROUNDS CHUNKED DL10_REPEAT WRK_SECONDS PUT_CONNECTIONS MEASURE PROFILE CARGO_TARGET_DIR TAGWARDEN_BIN BENCH_OUT -- "$@"
 
 ROUNDS=${ROUNDS:-5}
 CHUNKED=${CHUNKED:-1}
@@ -67,12 +57,7 @@ ALL_MEASUREMENTS="dl_1g dl_10m ul_mono ul_chunked manifest_get manifest_head man
 MEASURE=${MEASURE:-$ALL_MEASUREMENTS}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
-BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
-BENCH_NAME=bench
-# shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh"
 HELPER="$ROOT/bench/bench.py"
-PUT_SCRIPT="$ROOT/bench/put-tags.lua"
 
 PATHS=(direct tagwarden nginx haproxy)
 BIG_BYTES=$((1024 * 1024 * 1024))
@@ -132,108 +117,12 @@ install_traps
 # ---------------------------------------------------------------------------------------
 # Tools.
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root to run: $* (run as root, allow passwordless sudo, or install it by hand)"
-    fi
-}
-
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: $*"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root timeout 600 apt-get update -q >&2 || die "apt-get update failed"
-        APT_UPDATED=1
-    fi
-    log "apt-get install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive timeout 900 \
-        apt-get install -y -q --no-install-recommends "$@" >&2
-}
-
-ensure_tools() {
-    # command:package
-    local required=(
-        "docker-registry:docker-registry"
-        "nginx:nginx-light"
-        "haproxy:haproxy"
-        "wrk:wrk"
-        "ab:apache2-utils"
-        "curl:curl"
-        "psql:postgresql-client"
-        "python3:python3"
-    )
-    local entry cmd pkg missing=()
-    for entry in "${required[@]}"; do
-        cmd=${entry%%:*}
-        pkg=${entry#*:}
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        if ! apt_install "${missing[@]}"; then
-            # nginx-light is gone from newer Debian releases; plain nginx does as well.
-            local retry=()
-            for pkg in "${missing[@]}"; do
-                if [ "$pkg" = nginx-light ]; then retry+=(nginx); else retry+=("$pkg"); fi
-            done
-            apt_install "${retry[@]}" || die "apt-get install ${retry[*]} failed"
-        fi
-        for entry in "${required[@]}"; do
-            cmd=${entry%%:*}
-            command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' is still missing after installing ${entry#*:}"
-        done
-    fi
-    command -v cargo >/dev/null 2>&1 || [ -n "${TAGWARDEN_BIN:-}" ] ||
-        die "cargo not found: install the Rust toolchain (stable >= 1.85), or set TAGWARDEN_BIN"
-}
+# wrk cannot measure HEADs: wrk 4.1 waits for the body that a HEAD answer's
+# Content-Length announces, and hangs; ab knows HEAD (-i).
+ensure_tools() { need_tools docker-registry nginx haproxy wrk ab curl psql python3; }
 
 # ---------------------------------------------------------------------------------------
 # Servers.
-
-# Wait until URL answers with status 200, while PID lives; at most SECONDS seconds.
-wait_http() {
-    local url=$1 pid=$2 what=$3 secs=$4 i
-    for i in $(seq 1 $((secs * 5))); do
-        kill -0 "$pid" 2>/dev/null || die "$what exited at start"
-        if [ "$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    die "$what did not answer 200 on $url within ${secs}s"
-}
-
-start_registry() {
-    mkdir -p "$RUN/registry"
-    cat >"$RUN/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $RUN/registry
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$P_REG
-  secret: $(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-EOF
-    docker-registry serve "$RUN/registry.yml" >"$RUN/registry.log" 2>&1 &
-    REG_PID=$!
-    wait_http "http://127.0.0.1:$P_REG/v2/" "$REG_PID" "the registry" 30
-    log "registry on 127.0.0.1:$P_REG (pid $REG_PID)"
-}
 
 start_tagwarden() {
     DB_NAME="tagwarden_bench_$$_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
@@ -242,18 +131,11 @@ start_tagwarden() {
     PGCONNECT_TIMEOUT=10 timeout 30 psql "$PG_ADMIN_URL" -Xqc "create database $DB_NAME" >/dev/null ||
         { DB_NAME=; die "could not create database $DB_NAME"; }
     TW_DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
-    # Only the flags below and the built-in defaults: no TAGWARDEN_* from this shell.
-    local unset_env=() v
-    for v in $(compgen -e); do
-        case "$v" in TAGWARDEN_*) unset_env+=(-u "$v") ;; esac
-    done
-    env "${unset_env[@]}" "$BIN" serve \
+    serve_tagwarden TW_PID "$BIN" "" "$RUN/tagwarden.log" "http://127.0.0.1:$P_TWADMIN/healthz" 90 \
         --listen "127.0.0.1:$P_TW" \
         --admin-listen "127.0.0.1:$P_TWADMIN" \
         --upstream "http://127.0.0.1:$P_REG" \
-        --database-url "$TW_DB_URL" >"$RUN/tagwarden.log" 2>&1 &
-    TW_PID=$!
-    wait_http "http://127.0.0.1:$P_TWADMIN/healthz" "$TW_PID" "tagwarden" 90
+        --database-url "$TW_DB_URL"
     wait_http "http://127.0.0.1:$P_TW/v2/" "$TW_PID" "tagwarden" 30
     log "tagwarden on 127.0.0.1:$P_TW (pid $TW_PID, database $DB_NAME)"
 }
@@ -622,13 +504,9 @@ run_manifest_head() {
 # run in a subshell: PUT_RUN numbers the runs so that no two share a tag.
 PUT_RUN=0
 put_load() {
-    local p=$1 threads=$2 conns=$3 secs=$4 out="$RUN/wrk-put.out"
     PUT_RUN=$((PUT_RUN + 1))
-    LOAD_RESULT=
-    timeout $((secs + 60)) wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s --latency -s "$PUT_SCRIPT" \
-        "$(base_url "$p")/v2/bench/put/manifests" -- \
-        "$PUT_RUN" "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE" >"$out" 2>&1 || return 1
-    LOAD_RESULT=$(python3 "$HELPER" wrk "$out")
+    LOAD_RESULT=$(put_tags "$(base_url "$1")/v2/bench/put/manifests" "$2" "$3" "$4" "$PUT_RUN" "$RUN/wrk-put.out")
+    case "$LOAD_RESULT" in FAIL*) LOAD_RESULT= && return 1 ;; esac
 }
 
 # Tagwarden's answered PUTs, to compare with the bindings in its ledger at the end.
@@ -669,12 +547,20 @@ run_manifest_put_1() {
 # ---------------------------------------------------------------------------------------
 # Seeding, straight into the registry.
 
+# Whether the measurements need the 1 GiB blob (and the 6 GiB of disk that it takes).
+needs_big() {
+    measuring dl_1g || measuring ul_mono || { [ "$CHUNKED" = 1 ] && measuring ul_chunked; } || [ "${PROFILE:-0}" = 1 ]
+}
+
 seed() {
     local reg="http://127.0.0.1:$P_REG" v
-    log "generating a 1 GiB and a 10 MiB blob of random bytes"
-    timeout 300 head -c "$BIG_BYTES" /dev/urandom >"$RUN/big.bin" || die "could not write $RUN/big.bin"
+    if needs_big; then
+        log "generating a 1 GiB blob of random bytes"
+        timeout 300 head -c "$BIG_BYTES" /dev/urandom >"$RUN/big.bin" || die "could not write $RUN/big.bin"
+        BIG_DIGEST="sha256:$(timeout 300 sha256sum "$RUN/big.bin" | cut -d' ' -f1)"
+    fi
+    log "generating a 10 MiB blob of random bytes"
     timeout 60 head -c "$SMALL_BYTES" /dev/urandom >"$RUN/small.bin" || die "could not write $RUN/small.bin"
-    BIG_DIGEST="sha256:$(timeout 300 sha256sum "$RUN/big.bin" | cut -d' ' -f1)"
     SMALL_DIGEST="sha256:$(timeout 60 sha256sum "$RUN/small.bin" | cut -d' ' -f1)"
     if [ "$CHUNKED" = 1 ] && measuring ul_chunked; then
         mkdir -p "$RUN/chunks"
@@ -683,7 +569,9 @@ seed() {
     fi
 
     log "seeding the registry"
-    v=$(upload_mono "$reg" bench/app "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES") || die "seeding the 1 GiB blob failed"
+    if needs_big; then
+        v=$(upload_mono "$reg" bench/app "$RUN/big.bin" "$BIG_DIGEST" "$BIG_BYTES") || die "seeding the 1 GiB blob failed"
+    fi
     v=$(upload_mono "$reg" bench/app "$RUN/small.bin" "$SMALL_DIGEST" "$SMALL_BYTES") || die "seeding the 10 MiB blob failed"
 
     printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}' \
@@ -753,7 +641,7 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 profile_download() {
     local dir="$RUN/profile" base stat_pid rec_pid t0 t1 speed
-    command -v perf >/dev/null 2>&1 || apt_install linux-perf || die "perf is needed for PROFILE=1"
+    command -v perf >/dev/null 2>&1 || die "perf is needed for PROFILE=1 (Debian: apt-get install linux-perf)"
     mkdir -p "$dir"
     base=$(base_url tagwarden)
     perf stat -o "$dir/stat.txt" -p "$TW_PID" -e task-clock,context-switches,page-faults \
@@ -789,8 +677,6 @@ profile_download() {
 
 # ---------------------------------------------------------------------------------------
 
-meta() { printf '%s=%s\n' "$1" "$2" >>"$RUN/meta"; }
-
 main() {
     local t_start
     t_start=$(date +%s)
@@ -799,10 +685,11 @@ main() {
 
     RUN=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/tagwarden-bench.XXXXXX")
     chmod 755 "$RUN" # nginx's workers may run as another user
-    local avail_kb
+    local avail_kb need_gib=1
+    needs_big && need_gib=6
     avail_kb=$(df -Pk "$RUN" | awk 'NR == 2 { print $4 }')
-    [ "$avail_kb" -ge $((6 * 1024 * 1024)) ] ||
-        die "need 6 GiB free under $RUN, have $((avail_kb / 1024)) MiB (set BENCH_TMPDIR)"
+    [ "$avail_kb" -ge $((need_gib * 1024 * 1024)) ] ||
+        die "need $need_gib GiB free under $RUN, have $((avail_kb / 1024)) MiB (set BENCH_TMPDIR)"
     : >"$RUN/results.tsv"
     : >"$RUN/meta"
 
@@ -820,8 +707,8 @@ main() {
     meta curl_version "$(curl --version | head -n 1 | awk '{ print $1, $2 }')"
     meta wrk_version "$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 
-    read -r P_REG P_TW P_TWADMIN P_NGX P_HAP <<<"$(python3 "$HELPER" free-ports 5)"
-    start_registry
+    read -r P_REG P_TW P_TWADMIN P_NGX P_HAP <<<"$(free_ports 5)"
+    start_registry "$P_REG"
     start_tagwarden
     start_nginx
     start_haproxy

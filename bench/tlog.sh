@@ -13,10 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-export LC_ALL=C
 BENCH_NAME=tlog
-BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
@@ -25,55 +22,18 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 CONNECTIONS=${CONNECTIONS:-8}
 CHECKPOINT_INTERVAL=${CHECKPOINT_INTERVAL:-1s}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+need_tools docker-registry wrk curl psql python3
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/tw-bench-tlog.XXXXXX")
 REG_PID= TW_PID= DB_NAME=
 
-cleanup() {
-    stop_pid "$TW_PID"
-    stop_pid "$REG_PID"
-    if [ -n "$DB_NAME" ]; then
-        psql "$PG_ADMIN_URL" -Xqc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 || true
-    fi
-    remove_run_dir
-}
-install_traps
+install_traps server_cleanup
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_REG=$(port) P_TW=$(port) P_ADMIN=$(port)
-
-wait_http() {
-    local url=$1 pid=$2 i
-    for i in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || die "$url: the process exited"
-        [ "$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$url")" = 200 ] && return 0
-        sleep 0.2
-    done
-    die "$url did not answer 200"
-}
-
+read -r P_REG P_TW P_ADMIN <<<"$(free_ports 3)"
 build
-mkdir -p "$RUN/registry"
-cat >"$RUN/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $RUN/registry
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$P_REG
-YML
-docker-registry serve "$RUN/registry.yml" >"$RUN/registry.log" 2>&1 &
-REG_PID=$!
-wait_http "http://127.0.0.1:$P_REG/v2/" "$REG_PID"
+start_registry "$P_REG"
 
 DB_NAME="tagwarden_bench_tlog_$$"
-psql "$PG_ADMIN_URL" -Xqc "create database $DB_NAME" >/dev/null
-DB_URL="${PG_ADMIN_URL%/*}/$DB_NAME"
+DB_URL=$(create_db "$DB_NAME")
 VKEY=$("$BIN" log keygen --out "$RUN/log.key" --name bench.test/log)
 cat >"$RUN/tagwarden.toml" <<TOML
 [tlog]
@@ -81,58 +41,43 @@ signing_key_file = "$RUN/log.key"
 state_file = "$RUN/log.state"
 checkpoint_interval = "$CHECKPOINT_INTERVAL"
 TOML
-env -u TAGWARDEN_CONFIG "$BIN" serve --config "$RUN/tagwarden.toml" \
+serve_tagwarden TW_PID "$BIN" "$RUN/tagwarden.toml" "$RUN/tagwarden.log" "http://127.0.0.1:$P_ADMIN/healthz" 90 \
     --listen "127.0.0.1:$P_TW" --admin-listen "127.0.0.1:$P_ADMIN" \
-    --upstream "http://127.0.0.1:$P_REG" --database-url "$DB_URL" >"$RUN/tagwarden.log" 2>&1 &
-TW_PID=$!
-wait_http "http://127.0.0.1:$P_ADMIN/healthz" "$TW_PID"
+    --upstream "http://127.0.0.1:$P_REG" --database-url "$DB_URL"
 
 # One config and one layer blob in every repository the PUTs name.
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$RUN/config.json"
-head -c 1024 /dev/urandom >"$RUN/layer.bin"
-digest() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
-CONFIG_DIGEST=$(digest "$RUN/config.json") CONFIG_SIZE=$(stat -c %s "$RUN/config.json")
-LAYER_DIGEST=$(digest "$RUN/layer.bin") LAYER_SIZE=1024
-upload() {
-    local repo=$1 file=$2 d=$3 loc
-    loc=$(curl -sS -o /dev/null -D - -X POST "http://127.0.0.1:$P_TW/v2/$repo/blobs/uploads/" |
-        tr -d '\r' | awk 'tolower($1)=="location:" { print $2 }')
-    case "$loc" in /*) loc="http://127.0.0.1:$P_TW$loc" ;; esac
-    case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
-    [ "$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -T "$file" -H 'Content-Type: application/octet-stream' "$loc")" = 201 ] ||
-        die "upload to $repo failed"
-}
+image_blobs
 for i in $(seq 0 $((CONNECTIONS - 1))); do
-    for prefix in bench/one bench/many; do
-        upload "$prefix$i" "$RUN/config.json" "$CONFIG_DIGEST"
-        upload "$prefix$i" "$RUN/layer.bin" "$LAYER_DIGEST"
-    done
+    seed_put_repos "http://127.0.0.1:$P_TW" "bench/one$i" "bench/many$i"
 done
 
+# One thread per connection, so that with SPREAD = 1 connection i writes PREFIX<i>;
+# with SPREAD = 0 every connection writes PREFIX0.
+# Not to be run in a subshell: RUN_NO numbers the runs so that no two share a tag.
 RUN_NO=0
-put() { # SPREAD PREFIX -> requests/s (errors abort)
+put() { # SPREAD PREFIX -> sets RPS (errors abort)
     RUN_NO=$((RUN_NO + 1))
-    local rps errors total
-    read -r rps errors total _ <<<"$(python3 bench/put-spread.py 127.0.0.1 "$P_TW" "$SECONDS_PER_RUN" "$CONNECTIONS" \
-        "$1" "$2" "$RUN_NO" "$CONFIG_DIGEST" "$CONFIG_SIZE" "$LAYER_DIGEST" "$LAYER_SIZE")"
+    local errors total repo=$2
+    [ "$1" = 1 ] || repo="${2}0"
+    read -r RPS _ _ errors total <<<"$(put_tags "http://127.0.0.1:$P_TW/v2/$repo/manifests" \
+        "$CONNECTIONS" "$CONNECTIONS" "$SECONDS_PER_RUN" "$RUN_NO" "$RUN/wrk.out" "$1")"
+    [ "$RPS" != FAIL ] || die "wrk failed: $(tail -n 5 "$RUN/wrk.out")"
     [ "$errors" = 0 ] || die "$errors of $total PUTs failed (see $RUN/tagwarden.log)"
-    echo "$rps"
 }
 
 log "warm-up"
-put 1 bench/many >/dev/null
+put 1 bench/many
 ONE=() MANY=()
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then
-        ONE+=("$(put 0 bench/one)"); MANY+=("$(put 1 bench/many)")
+        put 0 bench/one; ONE+=("$RPS"); put 1 bench/many; MANY+=("$RPS")
     else
-        MANY+=("$(put 1 bench/many)"); ONE+=("$(put 0 bench/one)")
+        put 1 bench/many; MANY+=("$RPS"); put 0 bench/one; ONE+=("$RPS")
     fi
     log "round $r: one repository ${ONE[-1]}/s, $CONNECTIONS repositories ${MANY[-1]}/s"
 done
 sleep 3 # the last checkpoint
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 M_ONE=$(median "${ONE[@]}") M_MANY=$(median "${MANY[@]}")
 RATIO=$(awk -v a="$M_ONE" -v b="$M_MANY" 'BEGIN { printf "%.2f", a / b }')
 # From the commit (the event's time is taken just before its insert) to the signing of
@@ -148,7 +93,7 @@ read -r P50 P99 N <<<"$(psql "$DB_URL" -XAtF' ' -c "
 cat <<MD
 ### Transparency log: one repository vs many, commit to checkpoint
 
-\`bench/tlog.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS CHECKPOINT_INTERVAL=$CHECKPOINT_INTERVAL), $(nproc) cores ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`.
+\`bench/tlog.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS CHECKPOINT_INTERVAL=$CHECKPOINT_INTERVAL), $(machine_line), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
 
 | new immutable tags, $CONNECTIONS connections | requests/s per round | median |
 | --- | --- | --- |

@@ -14,8 +14,6 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-export LC_ALL=C
 BENCH_NAME=writepath-statements
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
@@ -27,77 +25,31 @@ PG_LOG=${PG_LOG:-$(ls /var/log/postgresql/postgresql-*-main.log | head -n1)}
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/tw-bench-statements.XXXXXX")
 REG_PID= TW_PID= DB_NAME=
 
-cleanup() {
-    stop_pid "$TW_PID"
-    stop_pid "$REG_PID"
-    [ -z "$DB_NAME" ] || psql "$PG_ADMIN_URL" -Xqc "drop database if exists $DB_NAME with (force)" >/dev/null 2>&1 || true
-    remove_run_dir
-}
-install_traps
+install_traps server_cleanup
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-    local i
-    for i in $(seq 1 300); do
-        [ "$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$1")" = 200 ] && return 0
-        sleep 0.2
-    done
-    die "$1 did not answer 200"
-}
-
-P_REG=$(port)
-mkdir -p "$RUN/registry"
-cat >"$RUN/registry.yml" <<YML
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $RUN/registry
-http:
-  addr: 127.0.0.1:$P_REG
-YML
-docker-registry serve "$RUN/registry.yml" >"$RUN/registry.log" 2>&1 &
-REG_PID=$!
-wait_http "http://127.0.0.1:$P_REG/v2/"
-
-printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$RUN/config.json"
-head -c 1024 /dev/urandom >"$RUN/layer.bin"
-digest() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
-CONFIG_DIGEST=$(digest "$RUN/config.json") LAYER_DIGEST=$(digest "$RUN/layer.bin")
-upload() {
-    local repo=$1 file=$2 d=$3 base="http://127.0.0.1:$P_REG" loc
-    loc=$(curl -sS -o /dev/null -D - -X POST "$base/v2/$repo/blobs/uploads/" |
-        tr -d '\r' | awk 'tolower($1)=="location:" { print $2 }')
-    case "$loc" in /*) loc="$base$loc" ;; esac
-    case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
-    curl -sS -o /dev/null -X PUT -T "$file" -H 'Content-Type: application/octet-stream' "$loc"
-}
-
+need_tools docker-registry curl psql python3
+P_REG=$(free_ports)
+start_registry "$P_REG"
+image_blobs
 for spec in "$@"; do
     name=${spec%%=*} rest=${spec#*=}
     bin=${rest%%:*} config=
     [ "$bin" = "$rest" ] || config=${rest#*:}
     DB_NAME="tagwarden_bench_statements_${name}_$$"
-    psql "$PG_ADMIN_URL" -Xqc "create database $DB_NAME" >/dev/null
+    url=$(create_db "$DB_NAME")
     psql "$PG_ADMIN_URL" -Xqc "alter database $DB_NAME set log_statement = 'all'" >/dev/null
     printf '%s\n' "$config" >"$RUN/$name.toml"
-    P_TW=$(port) P_ADMIN=$(port)
-    env -u TAGWARDEN_CONFIG "$bin" serve --config "$RUN/$name.toml" --listen "127.0.0.1:$P_TW" \
-        --admin-listen "127.0.0.1:$P_ADMIN" --upstream "http://127.0.0.1:$P_REG" \
-        --database-url "${PG_ADMIN_URL%/*}/$DB_NAME" >"$RUN/$name.log" 2>&1 &
-    TW_PID=$!
-    wait_http "http://127.0.0.1:$P_ADMIN/healthz"
+    read -r P_TW P_ADMIN <<<"$(free_ports 2)"
+    serve_tagwarden TW_PID "$bin" "$RUN/$name.toml" "$RUN/$name.log" "http://127.0.0.1:$P_ADMIN/healthz" 90 \
+        --listen "127.0.0.1:$P_TW" --admin-listen "127.0.0.1:$P_ADMIN" --upstream "http://127.0.0.1:$P_REG" \
+        --database-url "$url"
     repo="statements/$name"
-    upload "$repo" "$RUN/config.json" "$CONFIG_DIGEST"
-    upload "$repo" "$RUN/layer.bin" "$LAYER_DIGEST"
+    seed_put_repos "http://127.0.0.1:$P_REG" "$repo"
     counts=()
     for n in $(seq 1 "$PUSHES"); do
         sleep 1 # let background work of the previous push settle
         before=$(stat -c %s "$PG_LOG")
-        body="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$CONFIG_DIGEST\",\"size\":$(stat -c %s "$RUN/config.json")},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$LAYER_DIGEST\",\"size\":1024}],\"annotations\":{\"n\":\"$n\"}}"
+        body="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$CONFIG_DIGEST\",\"size\":$CONFIG_SIZE},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"$LAYER_DIGEST\",\"size\":1024}],\"annotations\":{\"n\":\"$n\"}}"
         code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
             --data-binary "$body" "http://127.0.0.1:$P_TW/v2/$repo/manifests/1.0.$n")
         [ "$code" = 201 ] || die "$name: PUT answered $code"
@@ -109,6 +61,6 @@ for spec in "$@"; do
     sed -E 's/^.*LOG:  //' "$RUN/$name.$PUSHES.sql" | cut -c1-150
     stop_pid "$TW_PID"
     TW_PID=
-    psql "$PG_ADMIN_URL" -Xqc "drop database if exists $DB_NAME with (force)" >/dev/null
+    drop_db "$DB_NAME"
     DB_NAME=
 done

@@ -9,6 +9,8 @@
 #                                     (for tests/clients_e2e.rs), checked to start
 #   scripts/provision.sh --with-zuul  also zuul-registry (a second, bearer-token registry
 #                                     for tests/second_registry_e2e.rs) in .tmp/zuul-venv
+#   scripts/provision.sh --with-bench also the load generators and proxies of bench/
+#                                     (wrk, ab, nginx, haproxy)
 #
 # Environment:
 #   DATABASE_URL   Postgres to check (default postgres://postgres@127.0.0.1:5432/postgres).
@@ -77,9 +79,20 @@ REQUIRED=(
     "openssl:openssl"
 )
 
+# What bench/ needs besides the above: wrk drives every load, ab the manifest HEADs
+# (wrk 4.1 hangs on a HEAD answer's Content-Length), nginx and haproxy are the proxies
+# bench/run.sh compares with.
+BENCH=(
+    "wrk:wrk"
+    "ab:apache2-utils"
+    "nginx:nginx-light"
+    "haproxy:haproxy"
+)
+
+# Install what is missing of the "command:package" entries given.
 ensure_packages() {
     local entry cmd pkg missing=()
-    for entry in "${REQUIRED[@]}"; do
+    for entry in "$@"; do
         cmd=${entry%%:*}
         pkg=${entry#*:}
         if ! command -v "$cmd" >/dev/null 2>&1; then
@@ -89,7 +102,7 @@ ensure_packages() {
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
-        for entry in "${REQUIRED[@]}"; do
+        for entry in "$@"; do
             cmd=${entry%%:*}
             command -v "$cmd" >/dev/null 2>&1 ||
                 die "'$cmd' is still missing after installing ${entry#*:}"
@@ -241,20 +254,7 @@ ENGINES=(
 )
 
 ensure_engines() {
-    local entry cmd pkg missing=()
-    for entry in "${ENGINES[@]}"; do
-        cmd=${entry%%:*}
-        pkg=${entry#*:}
-        if ! command -v "$cmd" >/dev/null 2>&1; then
-            case " ${missing[*]} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
-        fi
-    done
-    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
-    for entry in "${ENGINES[@]}"; do
-        cmd=${entry%%:*}
-        command -v "$cmd" >/dev/null 2>&1 ||
-            die "'$cmd' is still missing after installing ${entry#*:}"
-    done
+    ensure_packages "${ENGINES[@]}"
     check_engines_start
 }
 
@@ -350,21 +350,23 @@ stop_engine_check() {
 }
 
 main() {
-    local with_oras=0 with_engines=0 with_zuul=0 arg
+    local with_oras=0 with_engines=0 with_zuul=0 with_bench=0 arg
     for arg in "$@"; do
         case "$arg" in
             --with-oras) with_oras=1 ;;
             --with-engines) with_engines=1 ;;
             --with-zuul) with_zuul=1 ;;
+            --with-bench) with_bench=1 ;;
             -h | --help)
-                sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+                sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
             *) die "unknown argument: $arg (try --help)" ;;
         esac
     done
 
-    ensure_packages
+    ensure_packages "${REQUIRED[@]}"
+    [ "$with_bench" -eq 0 ] || ensure_packages "${BENCH[@]}"
     ensure_rust
     ensure_postgres
     [ "$with_oras" -eq 0 ] || ensure_oras
@@ -378,6 +380,7 @@ main() {
     [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
     [ "$with_engines" -eq 0 ] || summary+=", docker/podman/buildah/containerd"
     [ "$with_zuul" -eq 0 ] || summary+=", zuul-registry $ZUUL_VERSION in $ZUUL_VENV"
+    [ "$with_bench" -eq 0 ] || summary+=", wrk, ab, nginx, haproxy"
     log "ok: $summary"
 }
 
