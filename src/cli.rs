@@ -356,15 +356,10 @@ async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
 }
 
 fn explain(reference: &str, config: Option<PathBuf>, database_url: Option<String>) -> ExitCode {
-    let Some((repo, tag)) = reference.rsplit_once(':') else {
-        return fail("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0");
+    let (repo, tag) = &match audit::split_reference(reference) {
+        Ok(parts) => parts,
+        Err(e) => return fail(&e.to_string()),
     };
-    if let Err(e) = crate::oci::Name::parse(repo) {
-        return fail(&e.to_string());
-    }
-    if let Err(e) = crate::oci::Tag::parse(tag) {
-        return fail(&e.to_string());
-    }
     let policy_config = match config {
         // Only the policy matters here; don't require upstream or database keys.
         Some(path) => match policy_only(&path) {
