@@ -172,17 +172,7 @@ fn run_audit(question: impl std::future::Future<Output = anyhow::Result<ExitCode
         level: "warn".into(),
         ..LogConfig::default()
     });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(question) {
-        Ok(code) => code,
-        Err(e) => fail(&format!("{e:#}")),
-    }
+    on_runtime(tokio::runtime::Builder::new_current_thread(), question)
 }
 
 pub fn run() -> ExitCode {
@@ -270,15 +260,22 @@ pub fn run() -> ExitCode {
 }
 
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    on_runtime(tokio::runtime::Builder::new_multi_thread(), async {
+        fut.await.map(|()| ExitCode::SUCCESS)
+    })
+}
+
+/// Run `fut` to completion on a runtime from `builder`; an error is printed and exits 1.
+fn on_runtime(
+    mut builder: tokio::runtime::Builder,
+    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     match runtime.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => fail(&format!("{e:#}")),
     }
 }
