@@ -172,17 +172,7 @@ fn run_audit(question: impl std::future::Future<Output = anyhow::Result<ExitCode
         level: "warn".into(),
         ..LogConfig::default()
     });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(question) {
-        Ok(code) => code,
-        Err(e) => fail(&format!("{e:#}")),
-    }
+    on_runtime(tokio::runtime::Builder::new_current_thread(), question)
 }
 
 pub fn run() -> ExitCode {
@@ -270,15 +260,22 @@ pub fn run() -> ExitCode {
 }
 
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    on_runtime(tokio::runtime::Builder::new_multi_thread(), async {
+        fut.await.map(|()| ExitCode::SUCCESS)
+    })
+}
+
+/// Run `fut` to completion on a runtime from `builder`; an error is printed and exits 1.
+fn on_runtime(
+    mut builder: tokio::runtime::Builder,
+    fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     match runtime.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => fail(&format!("{e:#}")),
     }
 }
@@ -356,15 +353,10 @@ async fn verify_ledger(database_url: String, json: bool) -> anyhow::Result<()> {
 }
 
 fn explain(reference: &str, config: Option<PathBuf>, database_url: Option<String>) -> ExitCode {
-    let Some((repo, tag)) = reference.rsplit_once(':') else {
-        return fail("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0");
+    let (repo, tag) = &match audit::split_reference(reference) {
+        Ok(parts) => parts,
+        Err(e) => return fail(&e.to_string()),
     };
-    if let Err(e) = crate::oci::Name::parse(repo) {
-        return fail(&e.to_string());
-    }
-    if let Err(e) = crate::oci::Tag::parse(tag) {
-        return fail(&e.to_string());
-    }
     let policy_config = match config {
         // Only the policy matters here; don't require upstream or database keys.
         Some(path) => match policy_only(&path) {

@@ -6,21 +6,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{block_on, fail};
+use super::{audit, block_on, fail};
 use crate::config::PolicyConfig;
 use crate::ledger::LedgerReader;
 use crate::policy::Policy;
 
 pub fn run(reference: &str, at: &str, database_url: &str) -> ExitCode {
-    let Some((repo, tag)) = reference.rsplit_once(':') else {
-        return fail("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0");
+    let (repo, tag) = &match audit::split_reference(reference) {
+        Ok(parts) => parts,
+        Err(e) => return fail(&e.to_string()),
     };
-    if let Err(e) = crate::oci::Name::parse(repo) {
-        return fail(&e.to_string());
-    }
-    if let Err(e) = crate::oci::Tag::parse(tag) {
-        return fail(&e.to_string());
-    }
     let at: DateTime<Utc> = match DateTime::parse_from_rfc3339(at) {
         Ok(t) => t.with_timezone(&Utc),
         Err(e) => {

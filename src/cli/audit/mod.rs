@@ -264,7 +264,7 @@ impl AuditCommand {
 pub(in crate::cli) fn split_reference(reference: &str) -> anyhow::Result<(String, String)> {
     let (repo, tag) = reference
         .rsplit_once(':')
-        .ok_or_else(|| anyhow!("expected REPOSITORY:TAG, e.g. driftwood/web:1.4"))?;
+        .ok_or_else(|| anyhow!("expected REPOSITORY:TAG, e.g. driftwood/web:1.4.0"))?;
     Name::parse(repo)?;
     Tag::parse(tag)?;
     Ok((repo.to_owned(), tag.to_owned()))
