@@ -109,7 +109,10 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                                     .await?
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "{name}:{tag}: references not recorded")
+                                tracing::warn!(
+                                    error = format!("{e:#}"),
+                                    "{name}:{tag}: references not recorded"
+                                )
                             }
                         }
                     }

@@ -155,7 +155,7 @@ impl Reloader {
     async fn remember(&self, policy: &Policy) {
         let Some(ledger) = &self.history else { return };
         if let Err(e) = ledger.remember_policy(policy).await {
-            tracing::warn!(error = %e, hash = policy.hash(), "could not record the policy in the ledger's policy history");
+            tracing::warn!(error = %crate::oci::error::chain(&e), hash = policy.hash(), "could not record the policy in the ledger's policy history");
         }
     }
 }

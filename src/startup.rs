@@ -49,7 +49,7 @@ pub async fn open_ledger(config: &Config) -> anyhow::Result<Ledger> {
         match migrator.migrate().await {
             Ok(()) => return Ok(ledger),
             Err(e) if Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, "database not ready; retrying");
+                tracing::warn!(error = %crate::oci::error::chain(&e), "database not ready; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -82,7 +82,7 @@ impl Sender {
     pub async fn run(self) {
         loop {
             let Stop(e) = self.session().await;
-            tracing::warn!(webhook = %self.name, error = %e, "notify: database unavailable; retrying");
+            tracing::warn!(webhook = %self.name, error = %crate::oci::error::chain(&e), "notify: database unavailable; retrying");
             tokio::time::sleep(jitter(Duration::from_secs(2))).await;
         }
     }

@@ -36,7 +36,7 @@ pub fn start(
                 }
                 Err(e) => {
                     metrics.reconcile_pass("error");
-                    tracing::error!(error = %e, "reconcile: pass aborted");
+                    tracing::error!(error = %crate::oci::error::chain(&e), "reconcile: pass aborted");
                 }
             }
         }

@@ -34,7 +34,7 @@ pub fn spawn(retention: Retention, interval: Duration) -> JoinHandle<()> {
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed; next one in an interval")
+                    tracing::warn!(error = %crate::oci::error::chain(&e), "retention pass failed; next one in an interval")
                 }
             }
         }

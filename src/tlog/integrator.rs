@@ -80,7 +80,7 @@ impl Integrator {
             match self.session().await {
                 End::Refused => return,
                 End::Retry(e) => {
-                    tracing::warn!(error = %e, "transparency log: integrator session ended; retrying");
+                    tracing::warn!(error = %crate::oci::error::chain(&e), "transparency log: integrator session ended; retrying");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
             }
@@ -248,10 +248,12 @@ pub async fn start(config: &Config, ledger: &Ledger, gate: &Gate) -> anyhow::Res
                 Ok(()) => {}
                 Err(LogError::Refused(why)) => gate.refuse(why),
                 Err(e) => {
-                    tracing::warn!(error = %e, "transparency log: anchor not checked at startup")
+                    tracing::warn!(error = %crate::oci::error::chain(&e), "transparency log: anchor not checked at startup")
                 }
             },
-            Err(e) => tracing::warn!(error = %e, "transparency log: anchor not checked at startup"),
+            Err(e) => {
+                tracing::warn!(error = %crate::oci::error::chain(&e), "transparency log: anchor not checked at startup")
+            }
         },
     }
     tracing::info!(origin = integrator.signer.origin(), "transparency log on");
