@@ -84,7 +84,6 @@ pub async fn wait_until_answers(
 pub struct OciErrorEntry {
     pub code: String,
     pub message: String,
-    pub detail: Option<Value>,
 }
 
 /// Reads the response and asserts it has `status` and an OCI error body
@@ -125,7 +124,6 @@ pub fn parse_oci_error(body: &str, context: &str) -> OciErrorEntry {
         (Some(code), Some(message)) => OciErrorEntry {
             code: code.to_string(),
             message: message.to_string(),
-            detail: first.get("detail").cloned(),
         },
         _ => panic!("{context}: error entry lacks string `code` and `message`: {body}"),
     }

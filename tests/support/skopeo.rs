@@ -23,10 +23,6 @@ impl SkopeoOutput {
         self.status.success()
     }
 
-    pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
     /// Panics with the command and its stderr unless it succeeded.
     #[track_caller]
     pub fn assert_success(self) -> Self {

@@ -47,7 +47,8 @@ pub fn program() -> PathBuf {
 pub struct Zuul {
     child: LoggedChild,
     port: u16,
-    dir: TempDir,
+    /// Its storage and logs, removed on drop.
+    _dir: TempDir,
 }
 
 impl Zuul {
@@ -77,7 +78,13 @@ impl Zuul {
                 &dir.path().join(format!("registry-{attempt}.log")),
             );
             match wait_for_challenge(port, &mut child).await {
-                Ok(()) => return Zuul { child, port, dir },
+                Ok(()) => {
+                    return Zuul {
+                        child,
+                        port,
+                        _dir: dir,
+                    }
+                }
                 Err(exited) if exited && attempt < START_ATTEMPTS && port_taken(&child) => {
                     continue
                 }
@@ -90,27 +97,13 @@ impl Zuul {
         unreachable!("the last attempt returns or panics")
     }
 
-    /// "127.0.0.1:port"
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     /// "http://127.0.0.1:port"
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A skopeo `docker://` reference that bypasses tagwarden.
-    pub fn docker_ref(&self, name_and_tag: &str) -> String {
-        format!("docker://{}/{}", self.addr(), name_and_tag)
-    }
-
     pub fn logs(&self) -> String {
         self.child.logs()
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 
     /// A token from zuul-registry's own token service for `scope`, with `creds`
