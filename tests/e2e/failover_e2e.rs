@@ -30,6 +30,7 @@ struct Push {
 
 #[tokio::test]
 async fn writes_fail_closed_during_a_failover_and_resume_on_the_new_primary() {
+    let _heavy = support::serial::fault().await;
     let primary = PrivatePostgres::start();
     let replica = primary.start_replica();
     primary.psql("CREATE DATABASE ledger");
