@@ -13,7 +13,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use support::api::{put_manifest, resolve, upload_blob};
 use support::consistency::{assert_ledger_matches_registry, live_bindings};
-use support::http::{client, expect_oci_error, header};
+use support::http::{client, expect_oci_error, get_text, header};
 use support::raw::{exchange_within, request};
 use support::relay::Relay;
 use support::{skopeo, Database, Image, OciLayout, Registry, Stack, Tagwarden};
@@ -26,14 +26,6 @@ fn ledger(stack: &Stack) -> &Database {
         .front
         .database()
         .expect("these tests need tagwarden in front (not direct mode)")
-}
-
-fn count(db: &Database, sql: &str) -> i64 {
-    db.query_column(sql)[0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -98,10 +90,7 @@ async fn clients_the_registry_would_not_let_push_get_its_challenge_not_a_refusal
         );
     }
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*)::text FROM tag_events WHERE action = 'refuse'"
-        ),
+        db.count("SELECT count(*)::text FROM tag_events WHERE action = 'refuse'"),
         0
     );
 
@@ -199,7 +188,7 @@ async fn identical_repushes_of_a_release_leave_the_registry_untouched_and_are_co
         "one repush event per tag, digest, identity and hour"
     );
     assert_eq!(
-        count(db, "SELECT sum(count)::text FROM repush_tally"),
+        db.count("SELECT sum(count)::text FROM repush_tally"),
         REPUSHES as i64
     );
 
@@ -233,25 +222,17 @@ async fn a_loop_of_refused_pushes_is_answered_every_time_but_recorded_at_a_bound
         let resp = put_manifest(&stack.front.url(), repo, "1.0.0", &b.manifest).await;
         assert_eq!(resp.status(), StatusCode::CONFLICT);
     }
-    let recorded = count(
-        ledger(&stack),
-        "SELECT count(*)::text FROM tag_events WHERE action = 'refuse'",
-    );
+    let recorded =
+        ledger(&stack).count("SELECT count(*)::text FROM tag_events WHERE action = 'refuse'");
     assert_eq!(
         recorded, RECORDED as i64,
         "thirty refusals a minute per tag and client"
     );
-    let metrics = client()
-        .get(format!(
-            "{}/metrics",
-            stack.front.tagwarden().unwrap().admin_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!(
+        "{}/metrics",
+        stack.front.tagwarden().unwrap().admin_url()
+    ))
+    .await;
     assert!(
         metrics.contains(&format!(
             "tagwarden_refusals_unrecorded_total {}",
@@ -512,10 +493,7 @@ async fn deletes_refused_for_a_release_tell_only_clients_the_registry_lets_push(
     }
     let db = ledger(&stack);
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*)::text FROM tag_events WHERE action = 'refuse'"
-        ),
+        db.count("SELECT count(*)::text FROM tag_events WHERE action = 'refuse'"),
         0
     );
     for target in &targets {
@@ -529,8 +507,7 @@ async fn deletes_refused_for_a_release_tell_only_clients_the_registry_lets_push(
         assert!(err.message.contains("1.0.0"), "{}", err.message);
     }
     assert_eq!(
-        count(
-            db,
+        db.count(
             "SELECT count(*)::text FROM tag_events WHERE action = 'refuse' AND identity_verified"
         ),
         2

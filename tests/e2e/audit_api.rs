@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::audit::{self, push, PASSWORD, TOKEN, USER};
-use support::http::{client, header};
+use support::http::{client, get, header};
 use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
 
 /// The API of one tagwarden, with a token or without.
@@ -660,11 +660,7 @@ async fn with_no_token_configured_the_api_refuses_everything() {
             );
         }
     }
-    let health = client()
-        .get(format!("{}/healthz", tw.admin_url()))
-        .send()
-        .await
-        .unwrap();
+    let health = get(format!("{}/healthz", tw.admin_url())).await;
     assert_eq!(health.status(), StatusCode::OK);
     assert!(
         tw.logs().contains("no [[admin.tokens]] configured"),

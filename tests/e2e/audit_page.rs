@@ -13,8 +13,8 @@ use base64::Engine as _;
 use reqwest::{Response, StatusCode};
 use support::api::{put_manifest, upload_blob};
 use support::audit::{self, config, push, TOKEN};
-use support::http::{client, header};
-use support::{Database, Image, Registry, Tagwarden};
+use support::http::{client, get_as, header};
+use support::{Image, Served};
 
 /// The pages of one tagwarden, as a browser with or without a session cookie sees them.
 struct Browser {
@@ -338,12 +338,7 @@ async fn the_audit_pages_show_the_timeline_only_to_auditors_and_link_tags_and_di
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
     // ---- scripts send the token as a bearer header ----
-    let resp = client()
-        .get(format!("{base}{latest}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_as(format!("{base}{latest}"), TOKEN).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         timeline(&resp.text().await.unwrap()),
@@ -409,12 +404,11 @@ fn assert_no_ledger_data(body: &str, images: &[&Image], context: &str) {
 
 #[tokio::test]
 async fn hostile_identities_and_user_agents_are_shown_escaped() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let Served {
+        registry: _registry,
+        db: _db,
+        tw,
+    } = Served::with_config(&config()).await;
     let hostile = "<script>alert(1)</script>";
     let agent = "\"><img src=x onerror=alert(2)>";
     let image = Image::random(&[256]);

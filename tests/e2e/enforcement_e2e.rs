@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::skopeo::push;
+
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -37,14 +39,6 @@ fn bound_digest(db: &Database, repo: &str, tag: &str) -> Option<String> {
     .into_iter()
     .flatten()
     .next()
-}
-
-async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .run()
-        .await
 }
 
 #[tokio::test]

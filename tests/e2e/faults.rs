@@ -23,7 +23,7 @@ use support::consistency::{
     assert_bindings_explained_by_history, assert_ledger_matches_registry,
     assert_no_immutable_tag_had_two_digests,
 };
-use support::http::{client, expect_oci_error, parse_oci_error};
+use support::http::{client, expect_oci_error, get, parse_oci_error};
 use support::postgres::PrivatePostgres;
 use support::relay::Relay;
 use support::{Database, Image, Registry, Tagwarden};
@@ -38,14 +38,6 @@ async fn images_in(registry: &Registry, repo: &str, n: usize) -> Vec<Image> {
         }
     }
     images
-}
-
-fn count(db: &Database, sql: &str) -> i64 {
-    db.query_column(sql)[0]
-        .as_deref()
-        .unwrap_or("0")
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -283,10 +275,9 @@ async fn tagwarden_killed_between_claiming_a_tag_and_the_registry_answer_again_a
     assert_ledger_matches_registry(&db, &registry.url(), &[REPO]).await;
     assert_bindings_explained_by_history(&db);
     assert_no_immutable_tag_had_two_digests(&db);
-    let adopted = count(
-        &db,
-        &format!("SELECT count(*)::text FROM tag_events WHERE repository = '{REPO}' AND action = 'adopt'"),
-    );
+    let adopted = db.count(&format!(
+        "SELECT count(*)::text FROM tag_events WHERE repository = '{REPO}' AND action = 'adopt'"
+    ));
     assert_eq!(
         adopted, ROUNDS as i64,
         "each round's orphaned release was adopted once"
@@ -327,7 +318,7 @@ async fn registry_stopped_and_restarted_clear_errors_and_nothing_recorded_it_nev
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let events_before = count(&db, "SELECT count(*)::text FROM tag_events");
+    let events_before = db.count("SELECT count(*)::text FROM tag_events");
     registry.stop();
     // The held answer dies with the registry's connections.
     relay.cut();
@@ -402,12 +393,12 @@ async fn registry_stopped_and_restarted_clear_errors_and_nothing_recorded_it_nev
         );
     }
     assert_eq!(
-        count(&db, "SELECT count(*)::text FROM tag_events"),
+        db.count("SELECT count(*)::text FROM tag_events"),
         events_before,
         "nothing was recorded for writes the registry never accepted"
     );
     assert_eq!(
-        count(&db, &format!("SELECT count(*)::text FROM tag_bindings WHERE repository = '{REPO}' AND tag IN ('2.0.0', '3.0.0')")),
+        db.count(&format!("SELECT count(*)::text FROM tag_bindings WHERE repository = '{REPO}' AND tag IN ('2.0.0', '3.0.0')")),
         0
     );
 
@@ -558,11 +549,7 @@ async fn slow_and_stalled_clients_are_cut_off_and_others_keep_being_served() {
             started.elapsed()
         );
     }
-    let r = client()
-        .get(format!("{}/v2/", tw.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(format!("{}/v2/", tw.url())).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // The stalled bodies are given up within the idle timeout, with an answer.
@@ -669,11 +656,7 @@ async fn a_client_that_stops_reading_a_download_is_cut_off_and_frees_its_connect
         "descriptors: {fds_before} before, {fds_stalled} while stalled, {fds_after} after the idle timeout"
     );
     // Others were served meanwhile, and a reader that reads gets every byte.
-    let r = client()
-        .get(format!("{}/v2/{REPO}/blobs/{}", tw.url(), layer.digest))
-        .send()
-        .await
-        .unwrap();
+    let r = get(format!("{}/v2/{REPO}/blobs/{}", tw.url(), layer.digest)).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().len(), layer.size());
     drop(readers);
@@ -1002,11 +985,7 @@ async fn one_http2_connection_gets_no_more_than_the_configured_streams() {
         "a fifth stream was served beside four open ones"
     );
     // Other connections are served meanwhile.
-    let r = client()
-        .get(format!("{}/v2/", tw.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(format!("{}/v2/", tw.url())).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // Once the stalled pushes give up (idle timeout), the fifth request is served.

@@ -22,7 +22,7 @@ use support::consistency::{
     assert_bindings_explained_by_history, assert_ledger_matches_registry,
     assert_no_immutable_tag_had_two_digests,
 };
-use support::http::{client, parse_oci_error, MANIFEST_ACCEPT};
+use support::http::{client, get, parse_oci_error, MANIFEST_ACCEPT};
 use support::oci::OCI_MANIFEST;
 use support::raw::{self, RawAnswer};
 use support::{Database, Image, Stack};
@@ -501,11 +501,8 @@ async fn hostile_requests_never_move_an_immutable_tag_and_get_clear_client_error
     }
     for blob in a.blobs() {
         assert_eq!(
-            client()
-                .get(format!("{registry}/v2/{REPO}/blobs/{}", blob.digest))
-                .send()
+            get(format!("{registry}/v2/{REPO}/blobs/{}", blob.digest))
                 .await
-                .unwrap()
                 .status(),
             StatusCode::OK,
             "the release's blob {} is still in the registry",

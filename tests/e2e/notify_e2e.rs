@@ -5,6 +5,8 @@
 
 use crate::support;
 
+use support::skopeo::push;
+
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +15,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use support::http::client;
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::http::get_text;
+use support::{skopeo, Database, Image, Registry, Tagwarden};
 use tagwarden::notify::sign;
 
 const SECRET: &str = "receiver-shared-secret";
@@ -124,14 +126,6 @@ fn config(receiver: &Receiver, events: &str) -> String {
     )
 }
 
-async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .run()
-        .await
-}
-
 /// The ids of the ledger's events with one of `actions`, oldest first.
 fn ledger_ids(db: &Database, actions: &str) -> Vec<String> {
     db.query_column(&format!(
@@ -150,14 +144,7 @@ fn ids(events: &[Value]) -> Vec<String> {
 }
 
 async fn metric(tw: &Tagwarden, line_prefix: &str) -> Option<f64> {
-    let text = client()
-        .get(format!("{}/metrics", tw.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{}/metrics", tw.admin_url())).await;
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::http::client;
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::http::{client, get, get_as};
+use support::{skopeo, Image, OciLayout, Served, Tagwarden};
 
 const ADMIN: &str = "openapi-admin-token-0123456789ab";
 const AUDITOR: &str = "openapi-auditor-token-0123456789";
@@ -126,12 +126,11 @@ async fn push(tw: &Tagwarden, image: &Image, tag: &str) {
 
 #[tokio::test]
 async fn every_documented_answer_fits_the_document() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let Served {
+        registry: _registry,
+        db: _db,
+        tw,
+    } = Served::with_config(&config()).await;
     let [v120, v140, v141] = [0; 3].map(|_| Image::random(&[256]));
     push(&tw, &v120, "1.2.0").await;
     push(&tw, &v140, "1.4.0").await;
@@ -157,11 +156,8 @@ async fn every_documented_answer_fits_the_document() {
     assert_eq!(pulled.status(), StatusCode::OK);
 
     let base = tw.admin_url();
-    let doc: Value = client()
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
+    let doc: Value = get(format!("{base}/api/v1/openapi.json"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -358,12 +354,7 @@ async fn every_documented_answer_fits_the_document() {
         "/api/v1/openapi.yaml",
         "/api/v2/events",
     ] {
-        let resp = client()
-            .get(format!("{}{path}", c.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let resp = get_as(format!("{}{path}", c.base), ADMIN).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
     }
     drop(tw);

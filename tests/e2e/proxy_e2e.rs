@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use support::api;
-use support::http::{client, expect_oci_error, expect_oci_error_where, header, MANIFEST_ACCEPT};
+use support::http::{
+    client, expect_oci_error, expect_oci_error_where, get, header, MANIFEST_ACCEPT,
+};
 use support::oci::{sha256_digest, OCI_MANIFEST};
 use support::{
     free_port, skopeo, Blob, Database, Front, Image, Index, OciLayout, Stack, Tagwarden,
@@ -393,11 +395,7 @@ async fn unreachable_upstream_gives_an_oci_error_naming_the_upstream() {
     let nothing_listens = format!("http://127.0.0.1:{}", free_port());
     let tagwarden = Tagwarden::start(&nothing_listens, database.url()).await;
 
-    let resp = client()
-        .get(format!("{}/v2/", tagwarden.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/v2/", tagwarden.url())).await;
 
     assert_eq!(
         header(&resp, "docker-distribution-api-version").as_deref(),

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-use support::http::{client, expect_oci_error, header};
+use support::http::{client, expect_oci_error, get, get_as, header};
 use support::raw::raw_exchange;
 use support::Front;
 
@@ -112,11 +112,7 @@ async fn redirect_to_blob_storage_is_passed_on_not_followed() {
         .await;
     let front = Front::in_front_of(&upstream.uri()).await;
 
-    let resp = client()
-        .get(format!("{}/v2/a/blobs/{digest}", front.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/v2/a/blobs/{digest}", front.url())).await;
 
     assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(header(&resp, "location").as_deref(), Some(presigned));
@@ -136,11 +132,7 @@ async fn silent_upstream_times_out_with_504() {
         .await;
 
     let started = Instant::now();
-    let resp = client()
-        .get(format!("{}/v2/a/manifests/latest", front.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/v2/a/manifests/latest", front.url())).await;
     let elapsed = started.elapsed();
     assert_eq!(
         header(&resp, "docker-distribution-api-version").as_deref(),
@@ -173,11 +165,7 @@ async fn query_string_is_forwarded_byte_for_byte() {
         .await;
     let front = Front::in_front_of(&upstream.uri()).await;
 
-    let resp = client()
-        .get(format!("{}/v2/a/tags/list?n=10&last=a%2Fb", front.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/v2/a/tags/list?n=10&last=a%2Fb", front.url())).await;
 
     let received: Vec<_> = received_on(&upstream, "/v2/a/tags/list")
         .await
@@ -369,23 +357,14 @@ async fn bearer_token_flow_passes_through_and_the_token_subject_is_the_identity(
         .await;
     let front = Front::in_front_of(&upstream.uri()).await;
 
-    let resp = client()
-        .get(format!("{}/v2/", front.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/v2/", front.url())).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         header(&resp, "www-authenticate").as_deref(),
         Some(challenge),
         "the challenge is unchanged"
     );
-    let resp = client()
-        .get(format!("{}/v2/", front.url()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_as(format!("{}/v2/", front.url()), &token).await;
     assert_eq!(
         resp.status(),
         StatusCode::OK,

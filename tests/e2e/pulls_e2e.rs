@@ -14,9 +14,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::Value;
 use support::audit::{config, TOKEN};
-use support::http::{client, header};
+use support::http::{client, get, get_as, get_text, header};
 use support::postgres::PrivatePostgres;
-use support::{skopeo, Database, Image, Index, OciLayout, Registry, Tagwarden};
+use support::{skopeo, Database, Image, Index, OciLayout, Registry, Served, Tagwarden};
 
 const ALICE: (&str, &str) = ("alice", "alice-registry-pw");
 const BOB: (&str, &str) = ("bob", "bob-registry-pw");
@@ -45,12 +45,7 @@ where
 }
 
 async fn api(tw: &Tagwarden, query: &str) -> Value {
-    let resp = client()
-        .get(format!("{}/api/v1/pulls?{query}", tw.admin_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_as(format!("{}/api/v1/pulls?{query}", tw.admin_url()), TOKEN).await;
     let status = resp.status();
     let body = resp.text().await.unwrap();
     assert_eq!(status, StatusCode::OK, "pulls?{query}: {body}");
@@ -104,14 +99,7 @@ fn cli_json(args: &[&str]) -> Vec<Value> {
 }
 
 async fn counter(tw: &Tagwarden, name: &str) -> u64 {
-    let text = client()
-        .get(format!("{}/metrics", tw.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{}/metrics", tw.admin_url())).await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -280,12 +268,7 @@ async fn pulls_are_logged_with_the_digest_served_and_answer_who_pulled_what() {
         "limit=0",
         "colour=blue",
     ] {
-        let resp = client()
-            .get(format!("{}/api/v1/pulls?{bad}", tw.admin_url()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let resp = get_as(format!("{}/api/v1/pulls?{bad}", tw.admin_url()), TOKEN).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         let body: Value = resp.json().await.unwrap();
         assert!(
@@ -293,11 +276,7 @@ async fn pulls_are_logged_with_the_digest_served_and_answer_who_pulled_what() {
             "{bad}: {body}"
         );
     }
-    let anonymous = client()
-        .get(format!("{}/api/v1/pulls", tw.admin_url()))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = get(format!("{}/api/v1/pulls", tw.admin_url())).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     // The same three questions from the command line, against the database and the API.
@@ -372,12 +351,11 @@ async fn pulls_are_logged_with_the_digest_served_and_answer_who_pulled_what() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn anonymous_pulls_from_an_open_registry_are_logged_unverified() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&config())
-        .start()
-        .await;
+    let Served {
+        registry: _registry,
+        db: _db,
+        tw,
+    } = Served::with_config(&config()).await;
     let image = Image::random(&[64]);
     skopeo::copy(
         &OciLayout::with_image(&image).reference(),
@@ -609,12 +587,11 @@ async fn retention_drops_day_partitions_older_than_kept() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_pull_log_records_nothing() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config("[pulls]\nenabled = false\n")
-        .start()
-        .await;
+    let Served {
+        registry: _registry,
+        db,
+        tw,
+    } = Served::with_config("[pulls]\nenabled = false\n").await;
     let image = Image::random(&[64]);
     skopeo::copy(
         &OciLayout::with_image(&image).reference(),

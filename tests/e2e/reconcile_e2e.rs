@@ -7,17 +7,13 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use support::consistency::assert_bindings_explained_by_history;
-use support::{audit, skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::http::get_text_as;
+use support::{audit, skopeo, Database, Image, Registry, Served, Tagwarden};
 
 const REPO: &str = "drift/app";
 
 async fn push(image: &Image, dest: &str) {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .run()
-        .await
-        .assert_success();
+    skopeo::push(image, dest).await.assert_success();
 }
 
 fn drift_events(db: &Database) -> Vec<String> {
@@ -229,18 +225,11 @@ async fn repair_puts_the_release_back_on_its_bound_digest() {
         "the repaired release is no longer a finding: {json}"
     );
     // The audit page of the release shows both the drift and its repair.
-    let page = reqwest::Client::new()
-        .get(format!(
-            "{}/ui/tag?repository={REPO}&tag=1.0.0",
-            d.tw.admin_url()
-        ))
-        .bearer_auth(audit::TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text_as(
+        format!("{}/ui/tag?repository={REPO}&tag=1.0.0", d.tw.admin_url()),
+        audit::TOKEN,
+    )
+    .await;
     assert!(
         page.contains(r#"data-action="drift""#) && page.contains(r#"data-action="repair""#),
         "{page}"
@@ -251,12 +240,7 @@ async fn repair_puts_the_release_back_on_its_bound_digest() {
 /// A registry-lost release whose manifest is still in the registry by digest is restored.
 #[tokio::test]
 async fn repair_restores_a_lost_release_whose_manifest_remains() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config("[reconcile]\nenabled = false\n")
-        .start()
-        .await;
+    let Served { registry, db, tw } = Served::with_config("[reconcile]\nenabled = false\n").await;
     let image = Image::random(&[256]);
     push(&image, &tw.docker_ref(&format!("{REPO}:3.0.0"))).await;
     // A delete by digest would remove the manifest too: remove only the tag's link,

@@ -4,15 +4,9 @@
 
 use crate::support;
 
-use support::{skopeo, Image, OciLayout, Stack};
+use support::skopeo::push;
 
-async fn push(image: &Image, dest: &str) -> skopeo::SkopeoOutput {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(&layout.reference(), dest)
-        .preserve_digests()
-        .run()
-        .await
-}
+use support::{Image, Stack};
 
 #[tokio::test]
 async fn a_refusal_suggests_a_version_no_tag_of_the_series_is_bound_to() {

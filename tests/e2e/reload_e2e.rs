@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use support::http::client;
-use support::{api, Database, Image, Registry, Tagwarden};
+use support::{api, Database, Image, Registry, Served, Tagwarden};
 
 const REPO: &str = "reload/app";
 
@@ -44,12 +44,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(MOVING)
-        .start()
-        .await;
+    let Served { registry, db, tw } = Served::with_config(MOVING).await;
     Setup {
         _registry: registry,
         db,

@@ -7,8 +7,9 @@
 use crate::support;
 
 use serde_json::{json, Value};
+use support::http::get_text_as;
 use support::oci::{Blob, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::{skopeo, Database, Image, OciLayout, Registry, Served, Tagwarden};
 
 const REPO: &str = "driftwood/web";
 const ADMIN_TOKEN: &str = "ops-admin-token-0123456789abcdef";
@@ -30,12 +31,7 @@ struct Setup {
 }
 
 async fn start(extra: &str) -> Setup {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&format!("{}\n{extra}", tokens()))
-        .start()
-        .await;
+    let Served { registry, db, tw } = Served::with_config(&format!("{}\n{extra}", tokens())).await;
     Setup { tw, db, registry }
 }
 
@@ -236,18 +232,11 @@ async fn a_retired_release_leaves_the_registry_but_keeps_its_name() {
         stdout.contains("retire") && stdout.contains("restore") && stdout.contains(REASON),
         "{stdout}"
     );
-    let page = reqwest::Client::new()
-        .get(format!(
-            "{}/ui/tag?repository={REPO}&tag=1.0.0",
-            s.tw.admin_url()
-        ))
-        .bearer_auth(AUDITOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text_as(
+        format!("{}/ui/tag?repository={REPO}&tag=1.0.0", s.tw.admin_url()),
+        AUDITOR_TOKEN,
+    )
+    .await;
     assert!(
         page.contains(r#"data-action="retire""#) && page.contains(r#"data-action="restore""#),
         "{page}"

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use support::http::client;
+use support::http::{client, get, get_text};
 use support::process::require_tool;
 use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
 use wiremock::matchers::{method, path_regex};
@@ -111,19 +111,10 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     let admin = tw.admin_url();
 
     assert_eq!(
-        client()
-            .get(format!("{admin}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get(format!("{admin}/healthz")).await.status(),
         StatusCode::OK
     );
-    let ready = client()
-        .get(format!("{admin}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(format!("{admin}/readyz")).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["upstream"]["ok"], true);
@@ -142,14 +133,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
         .await
         .assert_success();
 
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(format!("{admin}/metrics")).await;
     for needle in [
         "tagwarden_requests_total{route=\"manifest\",method=\"PUT\",status=\"201\"}",
         "tagwarden_bytes_total{direction=\"upload\"}",
@@ -176,11 +160,7 @@ async fn readiness_fails_while_the_upstream_is_down() {
     let db = Database::fresh();
     let closed = format!("http://127.0.0.1:{}", support::free_port());
     let tw = Tagwarden::start(&closed, db.url()).await;
-    let resp = client()
-        .get(format!("{}/readyz", tw.admin_url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = get(format!("{}/readyz", tw.admin_url())).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["upstream"]["ok"], false);
@@ -202,16 +182,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
     let db = Database::fresh();
     let mut tw = Tagwarden::start(&upstream.uri(), db.url()).await;
     let url = format!("{}/v2/slow/blobs/sha256:{}", tw.url(), "c".repeat(64));
-    let in_flight = tokio::spawn(async move {
-        client()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    });
+    let in_flight = tokio::spawn(async move { get(url).await.bytes().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let started = Instant::now();
@@ -405,11 +376,7 @@ async fn slow_and_idle_connections_are_closed_on_both_listeners() {
         );
     }
     // Both still serve.
-    let r = client()
-        .get(format!("{}/v2/", tw.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(format!("{}/v2/", tw.url())).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -476,11 +443,7 @@ async fn connections_beyond_one_listeners_cap_do_not_starve_the_other() {
         drop(held);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let r = client()
-        .get(format!("{}/v2/", tw.url()))
-        .send()
-        .await
-        .unwrap();
+    let r = get(format!("{}/v2/", tw.url())).await;
     assert_eq!(
         r.status(),
         StatusCode::OK,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sqlx::{Connection, Executor, PgConnection};
+use support::http::{get, get_as};
 use support::{api, Database, Image, Registry, Tagwarden};
 use tagwarden::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
 use tagwarden::policy::TagClass;
@@ -639,28 +640,21 @@ async fn a_push_gets_a_receipt_that_proves_offline() {
     assert!(!ok, "{out}");
 
     // The admin listener serves the checkpoint and tiles to auditors only.
-    let c = support::http::client();
-    let anon = c
-        .get(format!("{}/log/checkpoint", tw.admin_url()))
-        .send()
-        .await
-        .unwrap();
+    let anon = get(format!("{}/log/checkpoint", tw.admin_url())).await;
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
-    let cp = c
-        .get(format!("{}/log/checkpoint", tw.admin_url()))
-        .bearer_auth("auditor-token-0123456789")
-        .send()
-        .await
-        .unwrap();
+    let cp = get_as(
+        format!("{}/log/checkpoint", tw.admin_url()),
+        "auditor-token-0123456789",
+    )
+    .await;
     assert_eq!(cp.status(), StatusCode::OK);
     let note = cp.text().await.unwrap();
     assert!(note.starts_with("registry.test/log\n1\n"), "{note}");
-    let tile = c
-        .get(format!("{}/log/tile/0/000.p/1", tw.admin_url()))
-        .bearer_auth("auditor-token-0123456789")
-        .send()
-        .await
-        .unwrap();
+    let tile = get_as(
+        format!("{}/log/tile/0/000.p/1", tw.admin_url()),
+        "auditor-token-0123456789",
+    )
+    .await;
     assert_eq!(tile.status(), StatusCode::OK);
     let leaf_text: serde_json::Value = serde_json::from_str(&proof).unwrap();
     let leaf = leaf_text["leaf"].as_str().unwrap();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::StatusCode;
+use support::http::{get_as, get_text};
 use support::{api, Database, Image, Registry, Tagwarden};
 use tagwarden::tlog::cosignature::WitnessSigner;
 use tagwarden::tlog::note;
@@ -171,12 +172,7 @@ async fn push(tw: &Tagwarden, tag: &str) -> (i64, Duration) {
 }
 
 async fn served_checkpoint(tw: &Tagwarden) -> String {
-    let resp = support::http::client()
-        .get(format!("{}/log/checkpoint", tw.admin_url()))
-        .bearer_auth(AUDITOR)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_as(format!("{}/log/checkpoint", tw.admin_url()), AUDITOR).await;
     if resp.status() != StatusCode::OK {
         return String::new();
     }
@@ -351,14 +347,7 @@ async fn a_hanging_or_down_witness_does_not_hold_up_pushes() {
     // The failures are counted per witness, and logged once each, without the URL.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let metrics = support::http::client()
-            .get(format!("{}/metrics", tw.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(format!("{}/metrics", tw.admin_url())).await;
         let failed = |w: &str| {
             metrics
                 .lines()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use support::api::{put_manifest, upload_blob};
-use support::http::{client, expect_oci_error};
+use support::http::{expect_oci_error, get_text};
 use support::relay::Relay;
 use support::{skopeo, Database, Image, Registry, Tagwarden};
 
@@ -25,14 +25,7 @@ async fn complete(upstream: &str, db: &Database) -> Tagwarden {
 
 /// `tagwarden_upstream_probes_total{outcome=…}`, 0 when never counted.
 async fn probes(tw: &Tagwarden, outcome: &str) -> u64 {
-    let text = client()
-        .get(format!("{}/metrics", tw.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(format!("{}/metrics", tw.admin_url())).await;
     let series = format!("tagwarden_upstream_probes_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))

@@ -177,3 +177,25 @@ impl Stack {
         Stack { front, registry }
     }
 }
+
+/// A registry, a fresh database and tagwarden in front of both with a configuration:
+/// the start of every suite that configures tagwarden itself. Fields drop in order:
+/// tagwarden stops before its database and registry go.
+pub struct Served {
+    pub tw: Tagwarden,
+    pub db: Database,
+    pub registry: Registry,
+}
+
+impl Served {
+    /// tagwarden with the TOML `config` (passed with `--config`).
+    pub async fn with_config(config: &str) -> Served {
+        let registry = Registry::start().await;
+        let db = Database::fresh();
+        let tw = Tagwarden::builder(&registry.url(), db.url())
+            .config(config)
+            .start()
+            .await;
+        Served { tw, db, registry }
+    }
+}
