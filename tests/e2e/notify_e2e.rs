@@ -395,12 +395,21 @@ async fn an_event_committed_before_an_older_one_waits_for_it() {
     );
 
     older.commit().await.unwrap();
-    let seen: Vec<i64> = store::batch(&mut reader, start, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|q| q.event.id)
-        .collect();
+    // The horizon is the cluster's oldest running transaction: another test's, in its
+    // own database, may hold both ids back for a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let seen: Vec<i64> = store::batch(&mut reader, start, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|q| q.event.id)
+            .collect();
+        if seen.len() >= 2 || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(seen, [first, second]);
 }
 
