@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use support::api::{put_manifest, upload_blob};
 use support::http::{client, expect_oci_error, header};
 use support::relay::Relay;
-use support::{skopeo, Database, Image, OciLayout, Registry, Stack, Tagwarden};
+use support::{skopeo, Database, Image, OciLayout, Registry, Served, Stack, Tagwarden};
 
 fn ledger(stack: &Stack) -> &Database {
     stack
@@ -431,20 +431,16 @@ async fn with_the_ledger_unreachable_writes_fail_closed_reads_flow_and_writes_re
 
 #[tokio::test]
 async fn a_rule_in_warn_mode_allows_the_write_records_it_and_answers_with_a_warning() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(
-            r#"
+    let Served { registry, db, tw } = Served::with_config(
+        r#"
 [[policy.rules]]
 name = "nightlies"
 tag = "nightly-[0-9]{8}"
 class = "immutable"
 mode = "warn"
 "#,
-        )
-        .start()
-        .await;
+    )
+    .await;
     let (a, b) = (Image::random(&[512]), Image::random(&[512]));
     push(&a, &tw.docker_ref("team/app:nightly-20261122"))
         .await
@@ -1127,20 +1123,16 @@ async fn a_delete_by_digest_ignores_unrecorded_releases_that_name_other_digests(
 
 #[tokio::test]
 async fn in_warn_mode_a_delete_by_digest_marks_deleted_only_the_tags_naming_it() {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(
-            r#"
+    let Served { registry, db, tw } = Served::with_config(
+        r#"
 [[policy.rules]]
 name = "nightlies"
 tag = "nightly-[0-9]{8}"
 class = "immutable"
 mode = "warn"
 "#,
-        )
-        .start()
-        .await;
+    )
+    .await;
     let (a, b, c) = (
         Image::random(&[256]),
         Image::random(&[256]),

@@ -72,15 +72,11 @@ struct Drifted {
 }
 
 async fn drifted() -> Drifted {
-    let registry = Registry::start().await;
-    let db = Database::fresh();
-    let tw = Tagwarden::builder(&registry.url(), db.url())
-        .config(&format!(
-            "{}[reconcile]\nenabled = false\n",
-            audit::config()
-        ))
-        .start()
-        .await;
+    let Served { registry, db, tw } = Served::with_config(&format!(
+        "{}[reconcile]\nenabled = false\n",
+        audit::config()
+    ))
+    .await;
     let [release, moved_to, latest, latest_to, added, deleted] =
         std::array::from_fn(|_| Image::random(&[256]));
     push(&release, &tw.docker_ref(&format!("{REPO}:1.0.0"))).await;
