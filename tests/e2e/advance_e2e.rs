@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::{skopeo, Database, Image, Registry, Tagwarden};
 
 const ADVANCING: &str = r#"
 [[policy.rules]]
@@ -47,14 +47,7 @@ async fn start(follow: bool) -> Setup {
 
 impl Setup {
     async fn push(&self, image: &Image, tag: &str) -> skopeo::SkopeoOutput {
-        let layout = OciLayout::with_image(image);
-        skopeo::copy(
-            &layout.reference(),
-            &self.tw.docker_ref(&format!("driftwood/web:{tag}")),
-        )
-        .preserve_digests()
-        .run()
-        .await
+        skopeo::push(image, &self.tw.docker_ref(&format!("driftwood/web:{tag}"))).await
     }
 
     /// What the registry itself serves for a tag, if anything.

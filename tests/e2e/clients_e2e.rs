@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use support::engines::{Buildah, Containerd, Docker, Podman, Run};
 use support::oci::{Blob, Image, OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use support::{skopeo, Database, OciLayout, Stack};
+use support::{skopeo, Database, Stack};
 
 /// The ledger of the tagwarden in front (these tests need tagwarden, not direct mode).
 fn ledger(stack: &Stack) -> &Database {
@@ -762,13 +762,10 @@ async fn load_into_containerd(
     seed_tag: &str,
     reference: &str,
 ) {
-    let layout = OciLayout::with_image(image);
-    skopeo::copy(
-        &layout.reference(),
+    skopeo::push(
+        image,
         &stack.front.docker_ref(&format!("seed/ctr:{seed_tag}")),
     )
-    .preserve_digests()
-    .run()
     .await
     .assert_success();
     let seed = format!("{}/seed/ctr:{seed_tag}", stack.front.addr());

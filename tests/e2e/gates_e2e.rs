@@ -10,7 +10,7 @@ use serde_json::json;
 
 use support::api::{put_manifest, resolve, upload_blob};
 use support::http::expect_oci_error;
-use support::{audit, skopeo, Blob, Database, Image, OciLayout, Registry, Tagwarden};
+use support::{audit, skopeo, Blob, Database, Image, Registry, Tagwarden};
 
 const REPO: &str = "driftwood/web";
 const ADMIN_TOKEN: &str = "oncall-admin-token-0123456789";
@@ -47,14 +47,7 @@ async fn start() -> Setup {
 
 impl Setup {
     async fn push(&self, image: &Image, tag: &str) -> skopeo::SkopeoOutput {
-        let layout = OciLayout::with_image(image);
-        skopeo::copy(
-            &layout.reference(),
-            &self.tw.docker_ref(&format!("{REPO}:{tag}")),
-        )
-        .preserve_digests()
-        .run()
-        .await
+        skopeo::push(image, &self.tw.docker_ref(&format!("{REPO}:{tag}"))).await
     }
 
     async fn served(&self, tag: &str) -> Option<String> {

@@ -70,15 +70,9 @@ async fn push_history(stack: &Stack) {
         .await;
         assert_eq!(out.success(), ok, "{out:?}");
     }
-    let layout = OciLayout::with_image(&a);
-    skopeo::copy(
-        &layout.reference(),
-        &stack.front.docker_ref("other/app:2.0.0"),
-    )
-    .preserve_digests()
-    .run()
-    .await
-    .assert_success();
+    skopeo::push(&a, &stack.front.docker_ref("other/app:2.0.0"))
+        .await
+        .assert_success();
 }
 
 /// A database as an older tagwarden left it: hash-chained events of two repositories

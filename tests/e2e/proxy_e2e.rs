@@ -23,10 +23,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Pushes `image` to `name_and_tag` through the front, preserving every digest.
 async fn push(stack: &Stack, image: &Image, name_and_tag: &str) {
-    let source = OciLayout::with_image(image);
-    skopeo::copy(&source.reference(), &stack.front.docker_ref(name_and_tag))
-        .preserve_digests()
-        .run()
+    skopeo::push(image, &stack.front.docker_ref(name_and_tag))
         .await
         .assert_success();
 }

@@ -64,14 +64,7 @@ fn layer(n: usize) -> Blob {
 
 impl Setup {
     async fn push(&self, image: &Image, tag: &str) -> skopeo::SkopeoOutput {
-        let layout = OciLayout::with_image(image);
-        skopeo::copy(
-            &layout.reference(),
-            &self.tw.docker_ref(&format!("{REPO}:{tag}")),
-        )
-        .preserve_digests()
-        .run()
-        .await
+        skopeo::push(image, &self.tw.docker_ref(&format!("{REPO}:{tag}"))).await
     }
 
     /// What the registry itself serves for a tag, if anything.

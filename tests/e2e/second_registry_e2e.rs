@@ -16,7 +16,7 @@
 use crate::support;
 
 use reqwest::{Method, StatusCode};
-use support::consistency::live_bindings;
+use support::consistency::assert_live_bindings_are;
 use support::http::{client, expect_oci_error, header};
 use support::skopeo::{self, SkopeoOutput};
 use support::zuul::{ro_creds, rw_creds, Zuul};
@@ -101,11 +101,7 @@ async fn assert_ledger_matches_zuul(db: &Database, zuul: &Zuul, repos: &[&str]) 
                 .unwrap_or_else(|| panic!("{repo}:{tag} is listed but does not resolve"));
             served.push((tag, digest));
         }
-        assert_eq!(
-            live_bindings(db, repo),
-            served,
-            "{repo}: the ledger's live bindings (left) differ from what zuul-registry serves (right)"
-        );
+        assert_live_bindings_are(db, repo, served, "zuul-registry");
     }
 }
 

@@ -79,10 +79,7 @@ async fn the_listener_speaks_tls_when_a_certificate_is_configured() {
 
     // A real client pushes and pulls over TLS.
     let image = Image::random(&[4096]);
-    let layout = OciLayout::with_image(&image);
-    skopeo::copy(&layout.reference(), &tw.docker_ref("tls/app:1.0.0"))
-        .preserve_digests()
-        .run()
+    skopeo::push(&image, &tw.docker_ref("tls/app:1.0.0"))
         .await
         .assert_success();
     let served = skopeo::inspect_digest(&registry.docker_ref("tls/app:1.0.0"))
@@ -121,10 +118,7 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     assert_eq!(body["ledger"]["ok"], true);
 
     let image = Image::random(&[100_000]);
-    let layout = OciLayout::with_image(&image);
-    skopeo::copy(&layout.reference(), &tw.docker_ref("m/app:latest"))
-        .preserve_digests()
-        .run()
+    skopeo::push(&image, &tw.docker_ref("m/app:latest"))
         .await
         .assert_success();
     let pulled = OciLayout::empty();

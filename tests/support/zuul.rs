@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
+use super::api::digest_of;
 use super::free_port;
 use super::http::{client, header, MANIFEST_ACCEPT};
 use super::process::LoggedChild;
@@ -145,11 +146,7 @@ impl Zuul {
             .send()
             .await
             .expect("HEAD manifest");
-        match resp.status() {
-            StatusCode::OK => Some(header(&resp, "docker-content-digest").expect("digest header")),
-            StatusCode::NOT_FOUND => None,
-            other => panic!("HEAD {repo}:{tag} on zuul-registry: {other}"),
-        }
+        digest_of(&resp, &format!("HEAD {repo}:{tag} on zuul-registry"))
     }
 
     /// Every tag of `repo` in zuul-registry itself, sorted, as the read-write user.
