@@ -96,7 +96,7 @@ def paths(samples_path, feed_path, outdir):
 
 def statement(sql_dir, name):
     """The audit statement NAME: SQL_DIR/NAME.sql, the file the code includes and
-    tests/audit_queries.rs reads."""
+    tests/integration/audit_queries.rs reads."""
     path = os.path.join(sql_dir, name + ".sql")
     try:
         with open(path) as f:

@@ -6,9 +6,9 @@
 #   scripts/provision.sh --with-oras  also the oras Python client in .tmp/venv
 #   scripts/provision.sh --with-engines
 #                                     also docker.io, podman, buildah and containerd
-#                                     (for tests/clients_e2e.rs), checked to start
+#                                     (for tests/e2e/clients_e2e.rs), checked to start
 #   scripts/provision.sh --with-zuul  also zuul-registry (a second, bearer-token registry
-#                                     for tests/second_registry_e2e.rs) in .tmp/zuul-venv
+#                                     for tests/e2e/second_registry_e2e.rs) in .tmp/zuul-venv
 #   scripts/provision.sh --with-bench also the load generators and proxies of bench/
 #                                     (wrk, ab, nginx, haproxy)
 #
@@ -211,7 +211,7 @@ ensure_oras() {
     "$ORAS_VENV/bin/python" -c 'import oras' || die "oras installed but cannot be imported"
 }
 
-# zuul-registry, the second upstream tests/second_registry_e2e.rs runs tagwarden in front
+# zuul-registry, the second upstream tests/e2e/second_registry_e2e.rs runs tagwarden in front
 # of. Pinned: the tests assert what this version answers. Cheap when already there; tests
 # find it at .tmp/zuul-venv/bin/zuul-registry.
 ensure_zuul() {
@@ -235,7 +235,7 @@ ensure_zuul() {
     [ -x "$ZUUL_VENV/bin/zuul-registry" ] || die "zuul-registry installed without its command"
 }
 
-# The container engines tests/clients_e2e.rs drives. The tests start their own daemons
+# The container engines tests/e2e/clients_e2e.rs drives. The tests start their own daemons
 # on private sockets; nothing here enables a service. As root no rootless helpers
 # (uidmap for podman, slirp4netns, fuse-overlayfs) are needed beyond what the packages
 # depend on, so recommends stay out.

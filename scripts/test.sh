@@ -22,8 +22,8 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 TEST_TIMEOUT=${TEST_TIMEOUT:-45m}
 
-# Extra provisioning for tests that need it: oras-py (tests/oras_e2e.rs), the container
-# engines (tests/clients_e2e.rs) and zuul-registry (tests/second_registry_e2e.rs).
+# Extra provisioning for tests that need it: oras-py (tests/e2e/oras_e2e.rs), the container
+# engines (tests/e2e/clients_e2e.rs) and zuul-registry (tests/e2e/second_registry_e2e.rs).
 PROVISION_ARGS=(--with-oras --with-engines --with-zuul)
 
 LOG_DIR="$ROOT/.tmp/test-logs"

@@ -67,10 +67,16 @@ pub async fn resolve(base: &str, repo: &str, tag: &str) -> Option<String> {
         .send()
         .await
         .expect("HEAD manifest");
+    digest_of(&resp, &format!("HEAD {base}/v2/{repo}/manifests/{tag}"))
+}
+
+/// The digest a manifest HEAD answered with, `None` for 404; panics naming `request`
+/// on any other status.
+pub fn digest_of(resp: &reqwest::Response, request: &str) -> Option<String> {
     match resp.status() {
-        StatusCode::OK => Some(header(&resp, "docker-content-digest").expect("digest header")),
+        StatusCode::OK => Some(header(resp, "docker-content-digest").expect("digest header")),
         StatusCode::NOT_FOUND => None,
-        other => panic!("HEAD {base}/v2/{repo}/manifests/{tag}: {other}"),
+        other => panic!("{request}: {other}"),
     }
 }
 

@@ -31,12 +31,23 @@ pub async fn assert_ledger_matches_registry(db: &Database, registry: &str, repos
                 .unwrap_or_else(|| panic!("{repo}:{tag} is listed but does not resolve"));
             served.push((tag, digest));
         }
-        assert_eq!(
-            live_bindings(db, repo),
-            served,
-            "{repo}: the ledger's live bindings (left) differ from what the registry serves (right)"
-        );
+        assert_live_bindings_are(db, repo, served, "the registry");
     }
+}
+
+/// Asserts that `repo`'s live bindings in the ledger are `served`, the (tag, digest)
+/// pairs that `upstream` serves, sorted by tag.
+pub fn assert_live_bindings_are(
+    db: &Database,
+    repo: &str,
+    served: Vec<(String, String)>,
+    upstream: &str,
+) {
+    assert_eq!(
+        live_bindings(db, repo),
+        served,
+        "{repo}: the ledger's live bindings (left) differ from what {upstream} serves (right)"
+    );
 }
 
 /// No immutable tag was ever recorded with two digests, and none ever moved.

@@ -89,6 +89,16 @@ impl Database {
         &self.name
     }
 
+    /// The number in the first column of the first row of `sql` (a `count(*)::text`),
+    /// `NULL` as 0.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.query_column(sql)[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse()
+            .unwrap()
+    }
+
     /// Runs one query on this database and returns each row's first column as text
     /// (`NULL` as `None`); for tests that look at the ledger.
     pub fn query_column(&self, sql: &str) -> Vec<Option<String>> {

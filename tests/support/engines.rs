@@ -355,10 +355,6 @@ impl Docker {
         let client = words.next().unwrap_or_default();
         (client, words.next().unwrap_or_default())
     }
-
-    pub fn logs(&self) -> String {
-        self.daemon.as_ref().map(|d| d.logs()).unwrap_or_default()
-    }
 }
 
 /// The docker CLI of the same release as `dockerd` (Debian's /usr/bin/docker), so client
@@ -461,10 +457,6 @@ impl Containerd {
     /// `ctr --address SOCK ARGS...`
     pub async fn ctr(&self, args: &[&str]) -> Run {
         self.cli.run(args, None).await
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

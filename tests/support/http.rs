@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, IntoUrl, Response, StatusCode};
 use serde_json::Value;
 
 use super::process::LoggedChild;
@@ -22,6 +22,26 @@ pub fn client() -> Client {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("build HTTP client")
+}
+
+/// `GET url` with [`client`]; panics if no answer comes.
+pub async fn get(url: impl IntoUrl) -> Response {
+    client().get(url).send().await.unwrap()
+}
+
+/// `GET url` with `token` as the bearer; panics if no answer comes.
+pub async fn get_as(url: impl IntoUrl, token: &str) -> Response {
+    client().get(url).bearer_auth(token).send().await.unwrap()
+}
+
+/// The body of `GET url`, whatever its status.
+pub async fn get_text(url: impl IntoUrl) -> String {
+    get(url).await.text().await.unwrap()
+}
+
+/// The body of `GET url` with `token` as the bearer, whatever its status.
+pub async fn get_text_as(url: impl IntoUrl, token: &str) -> String {
+    get_as(url, token).await.text().await.unwrap()
 }
 
 /// Why a process did not come up.
@@ -84,7 +104,6 @@ pub async fn wait_until_answers(
 pub struct OciErrorEntry {
     pub code: String,
     pub message: String,
-    pub detail: Option<Value>,
 }
 
 /// Reads the response and asserts it has `status` and an OCI error body
@@ -125,7 +144,6 @@ pub fn parse_oci_error(body: &str, context: &str) -> OciErrorEntry {
         (Some(code), Some(message)) => OciErrorEntry {
             code: code.to_string(),
             message: message.to_string(),
-            detail: first.get("detail").cloned(),
         },
         _ => panic!("{context}: error entry lacks string `code` and `message`: {body}"),
     }

@@ -9,8 +9,6 @@
 //! ranges, uploads) must pass that way too; tests of what tagwarden adds (rejections,
 //! header hygiene, error bodies) are expected to fail, which shows they can fail.
 
-#![allow(dead_code, unused_imports)]
-
 pub mod api;
 pub mod audit;
 pub mod consistency;
@@ -23,6 +21,7 @@ pub mod process;
 pub mod raw;
 pub mod registry;
 pub mod relay;
+pub mod serial;
 pub mod skopeo;
 pub mod tagwarden;
 pub mod zuul;
@@ -176,5 +175,27 @@ impl Stack {
         let registry = Registry::start_with_htpasswd(user, password).await;
         let front = Front::in_front_of(&registry.url()).await;
         Stack { front, registry }
+    }
+}
+
+/// A registry, a fresh database and tagwarden in front of both with a configuration:
+/// the start of every suite that configures tagwarden itself. Fields drop in order:
+/// tagwarden stops before its database and registry go.
+pub struct Served {
+    pub tw: Tagwarden,
+    pub db: Database,
+    pub registry: Registry,
+}
+
+impl Served {
+    /// tagwarden with the TOML `config` (passed with `--config`).
+    pub async fn with_config(config: &str) -> Served {
+        let registry = Registry::start().await;
+        let db = Database::fresh();
+        let tw = Tagwarden::builder(&registry.url(), db.url())
+            .config(config)
+            .start()
+            .await;
+        Served { tw, db, registry }
     }
 }

@@ -7,7 +7,7 @@
 //! runs with `--preserve-digests` (without it, skopeo gzips uncompressed layers on push,
 //! which changes every digest).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -216,10 +216,6 @@ impl OciLayout {
             serde_json::to_vec(&index).expect("json"),
         )
         .expect("write index.json");
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// skopeo reference: `oci:<dir>:image`.

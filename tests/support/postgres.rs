@@ -3,7 +3,7 @@
 //! (`/usr/lib/postgresql/<version>/bin`), run as the `postgres` user when the tests run
 //! as root (Postgres refuses to run as root).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use tempfile::TempDir;
@@ -200,10 +200,6 @@ impl PrivatePostgres {
     /// The URL of the `postgres` database on this cluster.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -2,7 +2,7 @@
 //! targets, lower-case methods, invalid UTF-8, NUL bytes, conflicting framing headers,
 //! dot segments that a URL parser would resolve before sending.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,7 +20,6 @@ pub struct RawAnswer {
     /// request and then closes makes the kernel reset the connection, which can discard
     /// the answer before the client reads it.
     pub reset: bool,
-    pub elapsed: Duration,
 }
 
 impl RawAnswer {
@@ -62,7 +61,6 @@ impl RawAnswer {
 /// `timeout` passes. The request is written concurrently with reading, so a server that
 /// answers before reading the whole body (413, 400) is still heard.
 pub async fn exchange_within(addr: &str, request: Vec<u8>, timeout: Duration) -> RawAnswer {
-    let started = Instant::now();
     let conn = TcpStream::connect(addr).await.expect("connect");
     let (mut r, mut w) = conn.into_split();
     let writer = tokio::spawn(async move {
@@ -95,7 +93,6 @@ pub async fn exchange_within(addr: &str, request: Vec<u8>, timeout: Duration) ->
         text,
         closed,
         reset,
-        elapsed: started.elapsed(),
     };
     let start = answer.final_head_start();
     answer.status = answer.text[start..]

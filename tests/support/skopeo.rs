@@ -7,7 +7,7 @@
 use std::fmt;
 use std::process::{Command, ExitStatus};
 
-use super::oci::sha256_digest;
+use super::oci::{sha256_digest, Image, OciLayout};
 use super::process::require_tool;
 
 /// What a skopeo run did.
@@ -21,10 +21,6 @@ pub struct SkopeoOutput {
 impl SkopeoOutput {
     pub fn success(&self) -> bool {
         self.status.success()
-    }
-
-    pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
     /// Panics with the command and its stderr unless it succeeded.
@@ -200,4 +196,13 @@ fn run_blocking(args: Vec<String>) -> SkopeoOutput {
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Pushes `image` to `dest` (a `docker://` reference), every digest preserved.
+pub async fn push(image: &Image, dest: &str) -> SkopeoOutput {
+    let layout = OciLayout::with_image(image);
+    copy(&layout.reference(), dest)
+        .preserve_digests()
+        .run()
+        .await
 }

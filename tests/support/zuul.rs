@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
+use super::api::digest_of;
 use super::free_port;
 use super::http::{client, header, MANIFEST_ACCEPT};
 use super::process::LoggedChild;
@@ -47,7 +48,8 @@ pub fn program() -> PathBuf {
 pub struct Zuul {
     child: LoggedChild,
     port: u16,
-    dir: TempDir,
+    /// Its storage and logs, removed on drop.
+    _dir: TempDir,
 }
 
 impl Zuul {
@@ -77,7 +79,13 @@ impl Zuul {
                 &dir.path().join(format!("registry-{attempt}.log")),
             );
             match wait_for_challenge(port, &mut child).await {
-                Ok(()) => return Zuul { child, port, dir },
+                Ok(()) => {
+                    return Zuul {
+                        child,
+                        port,
+                        _dir: dir,
+                    }
+                }
                 Err(exited) if exited && attempt < START_ATTEMPTS && port_taken(&child) => {
                     continue
                 }
@@ -90,27 +98,13 @@ impl Zuul {
         unreachable!("the last attempt returns or panics")
     }
 
-    /// "127.0.0.1:port"
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     /// "http://127.0.0.1:port"
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A skopeo `docker://` reference that bypasses tagwarden.
-    pub fn docker_ref(&self, name_and_tag: &str) -> String {
-        format!("docker://{}/{}", self.addr(), name_and_tag)
-    }
-
     pub fn logs(&self) -> String {
         self.child.logs()
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
     }
 
     /// A token from zuul-registry's own token service for `scope`, with `creds`
@@ -152,11 +146,7 @@ impl Zuul {
             .send()
             .await
             .expect("HEAD manifest");
-        match resp.status() {
-            StatusCode::OK => Some(header(&resp, "docker-content-digest").expect("digest header")),
-            StatusCode::NOT_FOUND => None,
-            other => panic!("HEAD {repo}:{tag} on zuul-registry: {other}"),
-        }
+        digest_of(&resp, &format!("HEAD {repo}:{tag} on zuul-registry"))
     }
 
     /// Every tag of `repo` in zuul-registry itself, sorted, as the read-write user.

@@ -1,0 +1,241 @@
+//! The existence probe of a new immutable tag, against a real registry and Postgres:
+//! skipped only when the operator asserts a complete ledger (`[enforce]
+//! ledger_complete`) and the ledger shows no write of the tag that may have reached the
+//! registry uncommitted and no drift in the repository; asked otherwise, so that a tag
+//! in the registry that the ledger never recorded is still adopted and protected.
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use support::api::{put_manifest, upload_blob};
+use support::http::{expect_oci_error, get_text};
+use support::relay::Relay;
+use support::{skopeo, Database, Image, Registry, Tagwarden};
+
+const COMPLETE: &str = "[enforce]\nledger_complete = true\n";
+
+async fn complete(upstream: &str, db: &Database) -> Tagwarden {
+    Tagwarden::builder(upstream, db.url())
+        .config(COMPLETE)
+        .start()
+        .await
+}
+
+/// `tagwarden_upstream_probes_total{outcome=…}`, 0 when never counted.
+async fn probes(tw: &Tagwarden, outcome: &str) -> u64 {
+    let text = get_text(format!("{}/metrics", tw.admin_url())).await;
+    let series = format!("tagwarden_upstream_probes_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+fn actions(db: &Database, repo: &str, tag: &str) -> Vec<String> {
+    db.query_column(&format!(
+        "SELECT action FROM tag_events WHERE repository = '{repo}' AND tag = '{tag}' ORDER BY id"
+    ))
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn pending(db: &Database) -> Vec<String> {
+    db.query_column("SELECT repository || ':' || tag FROM pending_writes ORDER BY id")
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn images(registry: &Registry, repo: &str, n: usize) -> Vec<Image> {
+    let images: Vec<Image> = (0..n).map(|_| Image::random(&[256])).collect();
+    for image in &images {
+        for blob in image.blobs() {
+            upload_blob(&registry.url(), repo, blob).await;
+        }
+    }
+    images
+}
+
+async fn created(base: &str, repo: &str, tag: &str, image: &Image) {
+    let resp = put_manifest(base, repo, tag, &image.manifest).await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "{repo}:{tag}");
+}
+
+#[tokio::test]
+async fn by_default_every_new_release_tag_is_probed_and_nothing_is_left_pending() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = Tagwarden::start(&registry.url(), db.url()).await;
+    let [a, b] = <[Image; 2]>::try_from(images(&registry, "plain/app", 2).await).unwrap();
+
+    created(&tw.url(), "plain/app", "1.0.0", &a).await;
+    assert_eq!(
+        (probes(&tw, "absent").await, probes(&tw, "skipped").await),
+        (1, 0)
+    );
+
+    // Written behind tagwarden: found by the probe, adopted, other bytes refused.
+    created(&registry.url(), "plain/app", "2.0.0", &a).await;
+    let resp = put_manifest(&tw.url(), "plain/app", "2.0.0", &b.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "a tag written around tagwarden").await;
+    assert!(err.message.contains(a.digest()), "{}", err.message);
+    assert_eq!(probes(&tw, "present").await, 1);
+    assert_eq!(actions(&db, "plain/app", "2.0.0"), ["adopt", "refuse"]);
+    assert!(pending(&db).is_empty(), "{:?}", pending(&db));
+}
+
+#[tokio::test]
+async fn with_a_complete_ledger_the_probe_is_skipped_until_drift_is_found_in_the_repository() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = complete(&registry.url(), &db).await;
+    let repo = "whole/app";
+    let [a, b, c] = <[Image; 3]>::try_from(images(&registry, repo, 3).await).unwrap();
+
+    created(&tw.url(), repo, "1.0.0", &a).await;
+    created(&tw.url(), repo, "1.0.1", &b).await;
+    assert_eq!(
+        (probes(&tw, "skipped").await, probes(&tw, "absent").await),
+        (2, 0)
+    );
+    assert_eq!(actions(&db, repo, "1.0.0"), ["create"]);
+    assert!(
+        pending(&db).is_empty(),
+        "a committed binding ends its pending write: {:?}",
+        pending(&db)
+    );
+    // The binding still protects the release, and what it references was recorded.
+    let resp = put_manifest(&tw.url(), repo, "1.0.0", &c.manifest).await;
+    expect_oci_error(resp, StatusCode::CONFLICT, "a bound release").await;
+    let recorded = db.query_column(&format!(
+        "SELECT count(*)::text FROM manifest_references WHERE repository = '{repo}' AND manifest_digest = '{}'",
+        a.digest()
+    ));
+    assert_eq!(
+        recorded,
+        [Some("3".to_owned())],
+        "manifest, config and layer"
+    );
+
+    // A write made around tagwarden breaks the operator's assertion; reconciliation
+    // finds it, and from then on the repository's new tags are probed again, so the
+    // next unrecorded one is adopted, not overwritten.
+    created(&registry.url(), repo, "2.0.0", &a).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args([
+            "reconcile",
+            "--upstream",
+            &registry.url(),
+            "--database-url",
+            db.url(),
+        ])
+        .env_remove("TAGWARDEN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        actions(&db, repo, "2.0.0").contains(&"drift".to_owned()),
+        "{out:?}"
+    );
+    created(&registry.url(), repo, "3.0.0", &a).await;
+    let resp = put_manifest(&tw.url(), repo, "3.0.0", &c.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "after drift, probed").await;
+    assert!(err.message.contains(a.digest()), "{}", err.message);
+    assert_eq!(actions(&db, repo, "3.0.0"), ["adopt", "refuse"]);
+    created(&tw.url(), repo, "4.0.0", &c).await;
+    assert_eq!(
+        (
+            probes(&tw, "skipped").await,
+            probes(&tw, "present").await,
+            probes(&tw, "absent").await
+        ),
+        (2, 1, 1)
+    );
+
+    // Another repository, with no drift, still skips.
+    let [d] = <[Image; 1]>::try_from(images(&registry, "other/app", 1).await).unwrap();
+    created(&tw.url(), "other/app", "1.0.0", &d).await;
+    assert_eq!(probes(&tw, "skipped").await, 3);
+    assert!(pending(&db).is_empty(), "{:?}", pending(&db));
+}
+
+#[tokio::test]
+async fn a_write_refused_by_the_upstream_leaves_nothing_pending() {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let tw = complete(&registry.url(), &db).await;
+    // Its blobs were never uploaded: the registry refuses the manifest.
+    let a = Image::random(&[256]);
+    let resp = put_manifest(&tw.url(), "refused/app", "1.0.0", &a.manifest).await;
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert!(pending(&db).is_empty(), "{:?}", pending(&db));
+    assert!(actions(&db, "refused/app", "1.0.0").is_empty());
+}
+
+#[tokio::test]
+async fn with_a_complete_ledger_a_crash_between_the_registry_s_answer_and_the_commit_is_still_caught(
+) {
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let relay = Relay::start(&registry.addr()).await;
+    let via_relay = format!("http://127.0.0.1:{}", relay.port());
+    let mut doomed = complete(&via_relay, &db).await;
+    let [a, b] = <[Image; 2]>::try_from(images(&registry, "crash/app", 2).await).unwrap();
+
+    // The registry stores the manifest, but tagwarden never hears back.
+    relay.hold_responses();
+    let push = tokio::spawn({
+        let (base, manifest) = (doomed.url(), a.manifest.clone());
+        async move {
+            put_manifest(&base, "crash/app", "7.0.0", &manifest)
+                .await
+                .status()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0")).await;
+        if served.is_ok_and(|d| d == a.digest()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry never stored the held push"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doomed.kill();
+    let _ = push.await;
+    relay.restore();
+    assert_eq!(
+        pending(&db),
+        ["crash/app:7.0.0"],
+        "the announcement outlived the write"
+    );
+
+    // The ledger never saw the tag, but cannot prove the registry holds nothing under
+    // it: the next write probes, adopts what the registry holds, and refuses others.
+    let tw = complete(&registry.url(), &db).await;
+    let resp = put_manifest(&tw.url(), "crash/app", "7.0.0", &b.manifest).await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "other bytes after the crash").await;
+    assert!(err.message.contains(a.digest()), "{}", err.message);
+    assert_eq!(
+        (probes(&tw, "present").await, probes(&tw, "skipped").await),
+        (1, 0)
+    );
+    let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(served, a.digest());
+    created(&tw.url(), "crash/app", "7.0.0", &a).await;
+    assert_eq!(
+        actions(&db, "crash/app", "7.0.0"),
+        ["adopt", "refuse", "repush"]
+    );
+    assert!(
+        pending(&db).is_empty(),
+        "the adoption ended it: {:?}",
+        pending(&db)
+    );
+}
