@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 description of the audit API, served at `/api/v1/openapi.json`
 //! without a token: it describes the API and holds no ledger data. Built from the
 //! handlers' `#[utoipa::path]` attributes and the answers' types, so it cannot fall
-//! behind them unnoticed; `tests/openapi_answers.rs` checks real answers against it.
+//! behind them unnoticed; `tests/e2e/openapi_answers.rs` checks real answers against it.
 
 use std::sync::LazyLock;
 

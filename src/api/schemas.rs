@@ -2,7 +2,7 @@
 //! body, the values of `order`, enforcement's results, and the pages of the listings
 //! (`audit::Page` is generic). The ledger's rows, retention's plan and the pull log
 //! derive theirs where they are defined. The answers-against-schemas test
-//! (`tests/openapi_answers.rs`) fails if one drifts.
+//! (`tests/e2e/openapi_answers.rs`) fails if one drifts.
 #![allow(dead_code)] // Read only by the derive: never built.
 
 use utoipa::ToSchema;

@@ -3,7 +3,7 @@
 //!
 //! Every statement is a file in `sql/` with bind parameters, answered from an index (see
 //! `migrations/0004_audit_indexes.sql`). Actions are spelled out in the statements, not
-//! bound, so that the planner can match the partial indexes. `tests/audit_queries.rs`
+//! bound, so that the planner can match the partial indexes. `tests/integration/audit_queries.rs`
 //! and `bench/ledger.sh` read the same files by path, so their plans are those of
 //! exactly what runs.
 

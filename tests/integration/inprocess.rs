@@ -2,8 +2,6 @@
 //! registry or a wiremock one, with a fresh Postgres ledger: the whole service, from
 //! listener to ledger, without starting the binary.
 
-mod support;
-
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -13,11 +11,11 @@ use tokio::sync::oneshot;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use support::api::{put_manifest, upload_blob};
-use support::database::Database;
-use support::http::{client, expect_oci_error, header};
-use support::oci::Image;
-use support::registry::Registry;
+use crate::support::api::{put_manifest, upload_blob};
+use crate::support::database::Database;
+use crate::support::http::{client, expect_oci_error, header};
+use crate::support::oci::Image;
+use crate::support::registry::Registry;
 
 /// A running in-process tagwarden; dropping it does not stop it, [`Running::stop`] does.
 struct Running {
@@ -113,7 +111,7 @@ async fn in_process_the_service_records_a_release_and_refuses_to_repoint_it() {
     assert!(err.message.contains("immutable"), "{}", err.message);
 
     assert_eq!(
-        support::api::resolve(&registry.url(), "team/app", "1.0.0").await,
+        crate::support::api::resolve(&registry.url(), "team/app", "1.0.0").await,
         Some(first.digest().to_string()),
         "the registry still serves the first release"
     );
