@@ -1,7 +1,7 @@
 //! Schemas the document needs beyond what the answers' own types derive: the error
-//! body, the values of `order`, enforcement's results, and the pages of the listings
-//! (`audit::Page` is generic). The ledger's rows, retention's plan and the pull log
-//! derive theirs where they are defined. The answers-against-schemas test
+//! body, the values of `order`, and the pages of the listings
+//! (`audit::Page` is generic). The ledger's rows, enforcement's and retention's
+//! results and the pull log derive theirs where they are defined. The answers-against-schemas test
 //! (`tests/e2e/openapi_answers.rs`) fails if one drifts.
 #![allow(dead_code)] // Read only by the derive: never built.
 
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 /// The schemas other modules' annotations name from here; each is derived on the type
 /// itself.
+pub use crate::enforce::{Retired, Rewound};
 pub use crate::ledger::{Action, BindingChange, StoredEvent as Event};
 pub use crate::policy::TagClass;
 pub use crate::retention::Planned as PlannedRelease;
@@ -33,30 +34,6 @@ pub enum OrderValue {
     Desc,
     Oldest,
     Newest,
-}
-
-#[derive(ToSchema)]
-pub struct Rewound {
-    pub repository: String,
-    pub tag: String,
-    pub previous_digest: Option<String>,
-    pub digest: String,
-    pub release: String,
-    /// The promotion gate bypassed (promote_from, soak, require_release), when one refused
-    /// the release.
-    #[schema(nullable = false)]
-    pub bypassed_gate: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct Retired {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
-    pub reason: String,
-    /// False when the registry no longer held the manifest; the release is retired all
-    /// the same.
-    pub deleted_from_registry: bool,
 }
 
 /// The pages of the listings whose items are described here.

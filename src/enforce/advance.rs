@@ -33,15 +33,17 @@ struct OwnMove<'a> {
 }
 
 /// What a rewind did.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Rewound {
     pub repository: String,
     pub tag: String,
     pub previous_digest: Option<String>,
     pub digest: String,
     pub release: String,
-    /// The promotion gate the rewind was allowed to bypass, if one refused it.
+    /// The promotion gate the rewind was allowed to bypass (promote_from, soak,
+    /// require_release), if one refused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub bypassed_gate: Option<String>,
 }
 

@@ -19,13 +19,14 @@ use crate::policy::TagClass;
 use crate::proxy::Client;
 
 /// What a retirement did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retired {
     pub repository: String,
     pub tag: String,
     pub digest: String,
     pub reason: String,
-    /// Whether the registry still held the manifest (and deleted it now).
+    /// Whether the registry still held the manifest (and deleted it now); false when it
+    /// no longer did, and the release is retired all the same.
     pub deleted_from_registry: bool,
 }
 
