@@ -32,8 +32,6 @@ pub enum ApiError {
     NotFound,
     #[error("method not supported here; see /api/v1/openapi.json")]
     MethodNotAllowed,
-    #[error("{UNAVAILABLE}")]
-    Unavailable,
     /// A tag operation the policy or the registry refused; carries its own status.
     #[error("{message}")]
     Refused {
@@ -72,7 +70,6 @@ impl ApiError {
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, Oci(ErrorCode::Unsupported))
             }
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Oci(ErrorCode::Unavailable)),
             ApiError::Refused { status, code, .. } => (*status, Oci(*code)),
             ApiError::Ledger(e) if e.is_unavailable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, Oci(ErrorCode::Unavailable))

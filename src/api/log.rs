@@ -1,6 +1,7 @@
 //! The transparency log on the admin listener, in the C2SP tlog-tiles layout:
 //! `/log/checkpoint` (the newest signed note) and `/log/tile/<L>/<N>[.p/<W>]` (hash
-//! tiles). Behind a reader token, unless `tlog.public` is set.
+//! tiles). Behind a reader token, unless `tlog.public` is set. A database that cannot
+//! be reached answers 503; a statement that fails is a fault, 500, logged with its cause.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use http::header;
 use sqlx::PgPool;
 
 use super::{auth, ApiError, Tokens};
+use crate::ledger::LedgerError;
 use crate::tlog::{store, tree};
 
 #[derive(Clone)]
@@ -32,10 +34,10 @@ pub fn router(state: LogState, tokens: Arc<Tokens>, public: bool) -> Router {
 }
 
 async fn checkpoint(State(s): State<LogState>) -> Result<Response, ApiError> {
-    let mut conn = s.pool.acquire().await.map_err(|_| ApiError::Unavailable)?;
+    let mut conn = s.pool.acquire().await.map_err(LedgerError::from)?;
     let Some((_, note)) = store::latest_checkpoint(&mut conn)
         .await
-        .map_err(|_| ApiError::Unavailable)?
+        .map_err(LedgerError::from)?
     else {
         return Err(ApiError::NotFound);
     };
@@ -55,10 +57,10 @@ async fn tile(State(s): State<LogState>, Path(path): Path<String>) -> Result<Res
             "{path:?} is not a hash tile path (<L>/<N>[.p/<W>])"
         )));
     };
-    let mut conn = s.pool.acquire().await.map_err(|_| ApiError::Unavailable)?;
+    let mut conn = s.pool.acquire().await.map_err(LedgerError::from)?;
     let stored = store::tile(&mut conn, t.level(), t.level_index())
         .await
-        .map_err(|_| ApiError::Unavailable)?;
+        .map_err(LedgerError::from)?;
     let want = t.width() as usize * tlog_tiles::HASH_SIZE;
     match stored {
         Some((width, data)) if width >= t.width() && data.len() >= want => Ok((
