@@ -153,19 +153,7 @@ impl LogArgs {
                     }
                 }
                 tx.rollback().await?;
-                for line in &report.checked {
-                    println!("ok      {line}");
-                }
-                match report.failure {
-                    Some(why) => {
-                        println!("BROKEN  {why}");
-                        Ok(ExitCode::from(1))
-                    }
-                    None => {
-                        println!("the log verifies");
-                        Ok(ExitCode::SUCCESS)
-                    }
-                }
+                Ok(print_report(report, Some("the log verifies")))
             }
             LogCommand::VerifyProof {
                 proof: file,
@@ -193,16 +181,7 @@ impl LogArgs {
                         }
                         let mut report = verify::Report::default();
                         witnesses.check(&bundle.checkpoint, "the proof's checkpoint", &mut report);
-                        for line in &report.checked {
-                            println!("ok      {line}");
-                        }
-                        match report.failure {
-                            Some(why) => {
-                                println!("BROKEN  {why}");
-                                Ok(ExitCode::from(1))
-                            }
-                            None => Ok(ExitCode::SUCCESS),
-                        }
+                        Ok(print_report(report, None))
                     }
                     Err(why) => {
                         println!("BROKEN  {why}");
@@ -301,4 +280,24 @@ fn keygen(out: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
     f.sync_all()?;
     println!("{vkey}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Print what was checked, then the first failure; exit 1 on a failure, else print
+/// `verified` (if any) and exit 0.
+fn print_report(report: verify::Report, verified: Option<&str>) -> ExitCode {
+    for line in &report.checked {
+        println!("ok      {line}");
+    }
+    match report.failure {
+        Some(why) => {
+            println!("BROKEN  {why}");
+            ExitCode::from(1)
+        }
+        None => {
+            if let Some(line) = verified {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
