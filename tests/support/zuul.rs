@@ -189,7 +189,7 @@ fn config(port: u16, storage: &Path) -> String {
     )
 }
 
-/// Polls `/v2/` until it answers 401 with a Bearer challenge; `Err(true)` if the
+/// Polls `/v2/` until it answers 401 with zuul-registry's own Bearer challenge; `Err(true)` if the
 /// process exited, `Err(false)` on a timeout.
 async fn wait_for_challenge(port: u16, child: &mut LoggedChild) -> Result<(), bool> {
     let probe = reqwest::Client::builder()
@@ -207,8 +207,15 @@ async fn wait_for_challenge(port: u16, child: &mut LoggedChild) -> Result<(), bo
             .send()
             .await
         {
+            // Only zuul-registry's own challenge counts: its realm is its public URL. In
+            // one test process another server (a tagwarden's admin listener) may have
+            // taken the port first; zuul-registry then exits with "not free".
             let challenge = header(&resp, "www-authenticate").unwrap_or_default();
-            if resp.status() == StatusCode::UNAUTHORIZED && challenge.starts_with("Bearer ") {
+            let own_realm = format!("realm=\"http://127.0.0.1:{port}/");
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && challenge.starts_with("Bearer ")
+                && challenge.contains(&own_realm)
+            {
                 return Ok(());
             }
         }
