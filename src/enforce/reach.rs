@@ -73,6 +73,15 @@ fn listed(bytes: &[u8], what: &str) -> Result<(Vec<ManifestRef>, Vec<Digest>), O
     Ok((refs, children))
 }
 
+/// What a pushed manifest that lists no child manifests references: exactly what its
+/// bytes list, known before the write takes any lock. `None` for an index (its
+/// children must be read) or bytes that do not parse (the push fails later, as before).
+pub(super) fn own_references(bytes: &[u8]) -> Option<Vec<ManifestRef>> {
+    let (refs, children) = listed(bytes, "the manifest").ok()?;
+    let refs: BTreeSet<ManifestRef> = refs.into_iter().collect();
+    children.is_empty().then(|| refs.into_iter().collect())
+}
+
 /// Everything the manifest `top` reaches. `fetch` reads a child manifest by digest
 /// (`None`: the registry does not hold it); its bytes are checked against the digest.
 /// A missing child is an error when `strict` (a push: the registry would refuse the

@@ -4,8 +4,10 @@
 //! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`); with
 //!    `[enforce] ledger_complete`, announce its immutable tags as pending writes
 //!    (`crate::ledger::pending`);
-//! 2. open a ledger transaction and take advisory locks on the tags and the digest, so
-//!    that every tagwarden process sharing the database serialises on them;
+//! 2. open a ledger transaction holding advisory locks on the tags and the digest, so
+//!    that every tagwarden process sharing the database serialises on them, and shared
+//!    locks on what a manifest without children references (one round trip,
+//!    `Ledger::begin_locked`);
 //! 3. read what each tag's decision needs ([`super::facts`]): its binding; for an
 //!    immutable tag the ledger has never seen, what the upstream holds under it (it may
 //!    predate tagwarden, or a crash may have left the upstream ahead of the ledger),
@@ -22,13 +24,25 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 
 use super::plan::{self, Planned, Verdict};
+use super::reach::own_references;
 use super::tags::{applied_tags, tags_of};
 use super::{check_stored_digest, identity, manifest, Guard};
-use crate::ledger::{Action, Actor, LedgerTx, NewBinding, NewEvent};
+use crate::ledger::{Action, Actor, LedgerTx, ManifestRef, NewBinding, NewEvent};
 use crate::oci::error::chain;
 use crate::oci::{Digest, ErrorCode, Name, OciError, Reference, Tag};
 use crate::policy::TagClass;
 use crate::proxy::Client;
+
+/// What a manifest write that names tags carries into its transaction.
+struct TaggedWrite<'a> {
+    manifest: &'a manifest::Manifest,
+    tags: &'a [Tag],
+    /// This write's announcements (see `crate::ledger::pending`).
+    pending: &'a [(i64, String)],
+    /// What the manifest references when it lists no child manifests, read from its
+    /// bytes and locked (shared) when the transaction began.
+    references: Option<Vec<ManifestRef>>,
+}
 
 impl Guard {
     pub(super) async fn try_put(
@@ -72,12 +86,37 @@ impl Guard {
         }
 
         let pending = self.announce(name, &tags).await?;
-        let mut sent = false;
-        let answer = self
-            .put_tagged(
-                name, reference, parts, &manifest, &tags, &pending, client, actor, &mut sent,
-            )
+        let mut locked: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        locked.push(digest.as_str());
+        let own_refs = own_references(&manifest.bytes);
+        let mut shared: Vec<&str> = own_refs
+            .iter()
+            .flatten()
+            .map(|r| r.digest.as_str())
+            .collect();
+        if own_refs.is_some() {
+            shared.push(digest.as_str());
+        }
+        // Not concurrently with the announcement: a write holding a pooled connection
+        // while it waits for a second one could, with enough such writes, wait forever.
+        let tx = self
+            .ledger
+            .begin_locked(name.as_str(), &locked, &shared)
             .await;
+        let mut sent = false;
+        let answer = match tx {
+            Ok(tx) => {
+                let write = TaggedWrite {
+                    manifest: &manifest,
+                    tags: &tags,
+                    pending: &pending,
+                    references: own_refs,
+                };
+                self.put_tagged(tx, name, reference, parts, write, client, actor, &mut sent)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
         if !sent && !pending.is_empty() {
             // Nothing reached the registry (or it stored nothing): the announcements
             // are withdrawn. Left behind, they would only cost later writes a probe.
@@ -89,27 +128,30 @@ impl Guard {
         answer
     }
 
-    /// A manifest write that names tags (see the module's steps). `sent` is set while
-    /// the registry may have stored the manifest.
+    /// A manifest write that names tags (see the module's steps), in `tx`, which holds
+    /// the locks of its tags and digest and, when `write.references` is given, the
+    /// shared locks on them. `sent` is set while the registry may have stored the
+    /// manifest.
     #[allow(clippy::too_many_arguments)]
     async fn put_tagged(
         &self,
+        mut tx: LedgerTx,
         name: &Name,
         reference: &Reference,
         parts: Parts,
-        manifest: &manifest::Manifest,
-        tags: &[Tag],
-        pending: &[(i64, String)],
+        write: TaggedWrite<'_>,
         client: &Client,
         mut actor: Actor,
         sent: &mut bool,
     ) -> Result<Response, OciError> {
+        let TaggedWrite {
+            manifest,
+            tags,
+            pending,
+            references: locked_references,
+        } = write;
         let digest = &manifest.digest;
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await?;
-        let mut lock_items: Vec<&str> = tags.iter().map(Tag::as_str).collect();
-        lock_items.push(digest.as_str());
-        tx.lock(repo, &lock_items).await?;
 
         let own: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
         let mut facts = Vec::with_capacity(tags.len());
@@ -153,14 +195,16 @@ impl Guard {
         let binds_release = plan.iter().any(|p| {
             p.decision.class == TagClass::Immutable || matches!(p.verdict, Verdict::Restore)
         });
-        let mut references = if binds_release {
-            let bytes = Some(&manifest.bytes[..]);
-            Some(
-                self.release_references(&mut tx, name, digest, bytes, &parts.headers, client)
-                    .await?,
-            )
-        } else {
-            None
+        let mut references = match locked_references {
+            _ if !binds_release => None,
+            Some(refs) => Some(refs),
+            None => {
+                let bytes = Some(&manifest.bytes[..]);
+                Some(
+                    self.release_references(&mut tx, name, digest, bytes, &parts.headers, client)
+                        .await?,
+                )
+            }
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         *sent = true;

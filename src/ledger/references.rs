@@ -78,6 +78,18 @@ fn reference_lock_key(repository: &str, digest: &str) -> i64 {
     lock_key(repository, &format!("references/{bucket}"))
 }
 
+/// The keys of the shared locks a write takes on what its release references, in the
+/// one order every transaction takes them in.
+pub(super) fn shared_reference_keys(repository: &str, digests: &[&str]) -> Vec<i64> {
+    let mut keys: Vec<i64> = digests
+        .iter()
+        .map(|d| reference_lock_key(repository, d))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 impl LedgerTx {
     /// Shared locks for a write that binds a release referencing `digests`: writes do not
     /// wait for each other, but a delete of any of those digests waits for the commit.
@@ -86,14 +98,8 @@ impl LedgerTx {
         repository: &str,
         digests: &[&str],
     ) -> Result<(), LedgerError> {
-        let mut keys: Vec<i64> = digests
-            .iter()
-            .map(|d| reference_lock_key(repository, d))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
         sqlx::query(LOCK_REFERENCES_SHARED)
-            .bind(&keys)
+            .bind(shared_reference_keys(repository, digests))
             .execute(&mut *self.tx)
             .await?;
         Ok(())

@@ -37,13 +37,20 @@ pub(super) fn lock_key(repository: &str, item: &str) -> i64 {
     i64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
+/// The keys of the exclusive locks on `items` of a repository, in the one order every
+/// transaction takes them in, so that concurrent requests cannot deadlock.
+pub(super) fn exclusive_keys(repository: &str, items: &[&str]) -> Vec<i64> {
+    let mut keys: Vec<i64> = items.iter().map(|i| lock_key(repository, i)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 impl LedgerTx {
     /// Take exclusive transaction-scoped locks on the given tags and digests of a
     /// repository, in a fixed order so that concurrent requests cannot deadlock.
     pub async fn lock(&mut self, repository: &str, items: &[&str]) -> Result<(), LedgerError> {
-        let mut keys: Vec<i64> = items.iter().map(|i| lock_key(repository, i)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = exclusive_keys(repository, items);
         // One round trip; the locks are taken one after the other in the array's order.
         // It also asks whether this transaction may write: every write path locks
         // before it forwards anything, so a server that turned read-only (a failover)

@@ -747,6 +747,106 @@ async fn locks_on_the_same_tag_serialise_across_processes() {
     t2.rollback().await.expect("rollback");
 }
 
+/// `begin_locked` holds exactly the locks `begin` + `lock` would, plus shared locks on
+/// references (a reference lock is what a blob delete takes exclusively), and a write
+/// inside it sees what the previous holder committed.
+#[tokio::test]
+async fn a_transaction_begun_with_its_locks_holds_them_until_it_ends() {
+    let db = Database::fresh();
+    let first = ledger(&db).await;
+    let second = handle(&db, 4);
+
+    let mut t1 = first
+        .begin_locked(REPO, &["1.0.0", DIGEST_A], &[DIGEST_C])
+        .await
+        .expect("begin_locked");
+    t1.bind(&binding("1.0.0", DIGEST_A, Some("alice")))
+        .await
+        .expect("bind");
+
+    let mut other = second.begin().await.expect("begin");
+    {
+        let waiting = other.lock(REPO, &["1.0.0"]);
+        tokio::pin!(waiting);
+        assert_blocked(&mut waiting, "a lock on a tag begun locked elsewhere").await;
+        // Another write referencing the same blob shares the lock.
+        let sharer = timeout(PROMPTLY, second.begin_locked(REPO, &["1.0.1"], &[DIGEST_C]))
+            .await
+            .expect("a shared reference lock blocked")
+            .expect("begin_locked");
+        sharer.rollback().await.expect("rollback");
+        let mut delete = second.begin().await.expect("begin");
+        {
+            let blob = delete.lock_reference(REPO, DIGEST_C);
+            tokio::pin!(blob);
+            assert_blocked(&mut blob, "a delete of a referenced blob").await;
+            t1.commit().await.expect("commit");
+            timeout(PROMPTLY, blob)
+                .await
+                .expect("the blob delete was not let through after the commit")
+                .expect("lock_reference");
+        }
+        delete.rollback().await.expect("rollback");
+        timeout(PROMPTLY, waiting)
+            .await
+            .expect("the tag lock was not granted after the commit")
+            .expect("lock");
+    }
+    let seen = other.binding(REPO, "1.0.0").await.unwrap().expect("bound");
+    assert_eq!(seen.digest, DIGEST_A);
+    other.rollback().await.expect("rollback");
+}
+
+/// A `begin_locked` that fails (here a lock timeout) leaves its pooled connection
+/// outside any transaction: the next write on it works. A failure after a `BEGIN` in the
+/// same statement would leave the connection in an aborted transaction, failing every
+/// later statement on it.
+#[tokio::test]
+async fn a_transaction_that_could_not_take_its_locks_leaves_its_connection_usable() {
+    let db = Database::fresh();
+    let holder = ledger(&db).await;
+    let bounded = Ledger::connect_lazy_bounded(
+        db.url(),
+        1,
+        Duration::from_secs(10),
+        Some(tagwarden::ledger::StatementBounds {
+            lock_timeout: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(10),
+        }),
+    )
+    .expect("connect");
+    let mut held = holder.begin().await.expect("begin");
+    held.lock(REPO, &["1.0.0"]).await.expect("lock");
+    match bounded.begin_locked(REPO, &["1.0.0"], &[]).await {
+        Err(e) => assert!(e.is_unavailable(), "a lock timeout is not an outage: {e:?}"),
+        Ok(_) => panic!("begin_locked took a lock another transaction holds"),
+    }
+    held.rollback().await.expect("rollback");
+    // The pool's only connection is the one that failed.
+    bind_committed(&bounded, &binding("1.0.1", DIGEST_B, None)).await;
+    assert_eq!(
+        current(&bounded, REPO, "1.0.1").await.unwrap().digest,
+        DIGEST_B
+    );
+}
+
+/// A server that only reads (a standby, a demoted primary) fails `begin_locked` before
+/// it takes any lock, as an outage.
+#[tokio::test]
+async fn a_read_only_server_refuses_a_transaction_begun_with_its_locks() {
+    let db = Database::fresh();
+    ledger(&db).await;
+    let url = format!(
+        "{}?options=-c%20default_transaction_read_only%3Don",
+        db.url()
+    );
+    let read_only = Ledger::connect_lazy(&url, 1, Duration::from_secs(10)).expect("connect");
+    match read_only.begin_locked(REPO, &["1.0.0"], &[DIGEST_C]).await {
+        Err(e) => assert!(e.is_unavailable(), "{e:?}"),
+        Ok(_) => panic!("a read-only server opened a write transaction"),
+    }
+}
+
 #[tokio::test]
 async fn a_rollback_releases_locks() {
     let db = Database::fresh();
