@@ -80,7 +80,15 @@ pub struct Application {
     admin_options: server::Options,
     gateway: Arc<Gateway>,
     admin_app: axum::Router,
+    serving: Serving,
     tasks: Background,
+}
+
+/// What the "serving" log line names besides the listeners: logged by `run_until`, once
+/// nothing can fail any more.
+struct Serving {
+    upstream: String,
+    policy: String,
 }
 
 /// Tasks that live as long as the service and are stopped after the listeners drain.
@@ -149,14 +157,10 @@ impl Application {
             config.reload.watch.then_some(config.reload.watch_interval),
         )
         .context("cannot install the SIGHUP handler for reloads")?;
-        tracing::info!(
-            listen = %listener.local_addr()?,
-            admin = %admin_listener.local_addr()?,
-            upstream = %upstream.authority(),
-            tls = tls.is_some(),
-            policy = policy.current().hash(),
-            "tagwarden is serving"
-        );
+        let serving = Serving {
+            upstream: upstream.authority().to_string(),
+            policy: policy.current().hash().to_string(),
+        };
 
         crate::notify::start(&config, &metrics)?;
         let (pulls, pulls_writer) = crate::pulls::writer::start(&config, &forwarder, &metrics)?;
@@ -238,6 +242,7 @@ impl Application {
             admin_options,
             gateway,
             admin_app,
+            serving,
             tasks: Background {
                 reloader,
                 reconcile,
@@ -272,8 +277,17 @@ impl Application {
             admin_options,
             gateway,
             admin_app,
+            serving,
             tasks,
         } = self;
+        tracing::info!(
+            listen = %proxy.local_addr()?,
+            admin = %admin.local_addr()?,
+            upstream = serving.upstream,
+            tls = client_options.tls.is_some(),
+            policy = serving.policy,
+            "tagwarden is serving"
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let admin_task = tokio::spawn({
             let mut stop = stop_rx.clone();
