@@ -74,6 +74,19 @@ pub async fn wait_until_answers(
     timeout: Duration,
     child: &mut LoggedChild,
 ) -> Result<(), StartError> {
+    wait_until_answers_with(url, accept, None, timeout, child).await
+}
+
+/// [`wait_until_answers`], counting only answers that carry the header `marker`
+/// (name, value): answers from the process started, not from another server that took
+/// its port first.
+pub async fn wait_until_answers_with(
+    url: &str,
+    accept: &[StatusCode],
+    marker: Option<(&str, &str)>,
+    timeout: Duration,
+    child: &mut LoggedChild,
+) -> Result<(), StartError> {
     let client = Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -90,7 +103,17 @@ pub async fn wait_until_answers(
             return Err(StartError::Exited { status, port_taken });
         }
         match client.get(url).send().await {
-            Ok(resp) if accept.contains(&resp.status()) => return Ok(()),
+            Ok(resp)
+                if accept.contains(&resp.status())
+                    && marker.is_none_or(|(name, value)| {
+                        resp.headers().get(name).is_some_and(|v| v == value)
+                    }) =>
+            {
+                return Ok(())
+            }
+            Ok(resp) if accept.contains(&resp.status()) => {
+                last = format!("status {} from another server", resp.status())
+            }
             Ok(resp) => last = format!("status {}", resp.status()),
             Err(e) => last = format!("error {e}"),
         }

@@ -7,17 +7,21 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
-use super::http::{wait_until_answers, StartError};
+use super::http::{wait_until_answers_with, StartError};
 use super::process::{require_tool, LoggedChild};
 use super::{free_port, PROVISION_HINT};
 
 const START_ATTEMPTS: u32 = 3;
+/// A response header the registry is configured to send, with a value of its own:
+/// only its answers count as its start (another server can take a free port first).
+const MARKER_HEADER: &str = "x-tagwarden-test-registry";
 
 /// A registry process with filesystem storage in a temp dir; killed on drop.
 pub struct Registry {
     child: LoggedChild,
     port: u16,
     dir: TempDir,
+    marker: String,
 }
 
 impl Registry {
@@ -55,11 +59,13 @@ impl Registry {
 
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
+            let marker = format!("{}-{port}-{attempt}", std::process::id());
             let config = format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-e2e-fixed-secret\n\
+                 \x20 headers:\n    X-Tagwarden-Test-Registry: [\"{marker}\"]\n\
                  {auth}",
                 storage.display()
             );
@@ -70,15 +76,23 @@ impl Registry {
             command.arg("serve").arg(&config_path);
             let mut child =
                 LoggedChild::spawn("docker-registry", command, &dir.path().join("registry.log"));
-            let ready = wait_until_answers(
+            let ready = wait_until_answers_with(
                 &format!("http://127.0.0.1:{port}/v2/"),
                 &[StatusCode::OK, StatusCode::UNAUTHORIZED],
+                Some((MARKER_HEADER, &marker)),
                 Duration::from_secs(20),
                 &mut child,
             )
             .await;
             match ready {
-                Ok(()) => return Registry { child, port, dir },
+                Ok(()) => {
+                    return Registry {
+                        child,
+                        port,
+                        dir,
+                        marker,
+                    }
+                }
                 Err(StartError::Exited {
                     port_taken: true, ..
                 }) if attempt < START_ATTEMPTS => continue,
@@ -124,9 +138,10 @@ impl Registry {
             command,
             &self.dir.path().join("registry-again.log"),
         );
-        if let Err(e) = wait_until_answers(
+        if let Err(e) = wait_until_answers_with(
             &format!("http://127.0.0.1:{}/v2/", self.port),
             &[StatusCode::OK, StatusCode::UNAUTHORIZED],
+            Some((MARKER_HEADER, &self.marker)),
             Duration::from_secs(20),
             &mut child,
         )
