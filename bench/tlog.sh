@@ -58,6 +58,7 @@ RUN_NO=0
 put() { # SPREAD PREFIX -> sets RPS (errors abort)
     RUN_NO=$((RUN_NO + 1))
     local errors total repo=$2
+    vacuum_if_no_autovacuum "$DB_NAME"
     [ "$1" = 1 ] || repo="${2}0"
     read -r RPS _ _ errors total <<<"$(put_tags "http://127.0.0.1:$P_TW/v2/$repo/manifests" \
         "$CONNECTIONS" "$CONNECTIONS" "$SECONDS_PER_RUN" "$RUN_NO" "$RUN/wrk.out" "$1")"

@@ -11,7 +11,8 @@
 #   before    BEFORE_BIN (a tagwarden built from the commit to compare with), defaults
 #   probe     this checkout, defaults (the existence probe on every new tag)
 #   skip      this checkout, [enforce] ledger_complete = true (the probe skipped)
-# Each tagwarden has its own fresh ledger database. The order of the paths rotates
+# Each tagwarden has its own fresh ledger database, vacuumed before each run where the
+# server runs without autovacuum (bench/lib.sh). The order of the paths rotates
 # every round. The client is wrk with bench/put-tags.lua (THREADS threads for the
 # CONNECTIONS connections, one thread for the one connection): its own CPU time comes
 # out of the same cores, equally for every path.
@@ -80,6 +81,7 @@ RUN_NO=0
 put() { # PATH THREADS CONNECTIONS -> sets RPS and P50_MS (errors abort)
     RUN_NO=$((RUN_NO + 1))
     local errors total
+    [ "$1" = direct ] || vacuum_if_no_autovacuum "${DB[$1]}"
     read -r RPS P50_MS _ errors total <<<"$(put_tags "http://127.0.0.1:${PORT[$1]}/v2/bench/${1}0/manifests" \
         "$2" "$3" "$SECONDS_PER_RUN" "$RUN_NO" "$RUN/wrk-$1.out")"
     [ "$RPS" != FAIL ] || die "$1: wrk failed: $(tail -n 5 "$RUN/wrk-$1.out")"
