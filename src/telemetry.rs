@@ -3,6 +3,7 @@
 //! Logs never carry header values: request spans hold the method, the path without its
 //! query (upload `_state` tokens stay out), the route kind and a request id.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -17,8 +18,11 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init_logging(config: &LogConfig) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    // Colours only for a person at a terminal: a log file, journald or a container's
+    // log driver would keep the escape codes in every line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder
