@@ -79,8 +79,9 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                 }
             };
             let decision = policy.classify(name.as_str(), tag.as_str());
-            let mut tx = ledger.begin().await?;
-            tx.lock(name.as_str(), &[tag.as_str()]).await?;
+            let mut tx = ledger
+                .begin_locked(name.as_str(), &[tag.as_str()], &[])
+                .await?;
             match tx.binding(name.as_str(), tag.as_str()).await? {
                 Some(b) if b.deleted_at.is_none() && b.digest == digest.as_str() => {
                     summary.already_recorded += 1

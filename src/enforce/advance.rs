@@ -122,8 +122,10 @@ impl Guard {
         content_type: &HeaderValue,
     ) -> Result<bool, OciError> {
         let repo = name.as_str();
-        let mut tx = self.ledger.begin().await?;
-        tx.lock(repo, &[tag.as_str(), digest.as_str()]).await?;
+        let mut tx = self
+            .ledger
+            .begin_locked(repo, &[tag.as_str(), digest.as_str()], &[])
+            .await?;
         let current = tx
             .binding(repo, tag.as_str())
             .await?
@@ -245,8 +247,10 @@ impl Guard {
         let digest = recorded_digest(&release.digest)?;
         let (manifest, content_type) = self.get_as_tagwarden(name, &digest).await?;
 
-        let mut tx = self.ledger.begin().await?;
-        tx.lock(repo, &[tag.as_str(), digest.as_str()]).await?;
+        let mut tx = self
+            .ledger
+            .begin_locked(repo, &[tag.as_str(), digest.as_str()], &[])
+            .await?;
         let previous = tx
             .binding(repo, tag.as_str())
             .await?

@@ -58,8 +58,7 @@ impl Guard {
         let repo = name.as_str();
         let (mut tx, digest_bindings) = match reference {
             Reference::Tag(tag) => {
-                let mut tx = self.ledger.begin().await?;
-                tx.lock(repo, &[tag.as_str()]).await?;
+                let tx = self.ledger.begin_locked(repo, &[tag.as_str()], &[]).await?;
                 (tx, Vec::new())
             }
             Reference::Digest(digest) => {

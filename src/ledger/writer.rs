@@ -79,7 +79,9 @@ impl Ledger {
 
     /// [`Ledger::begin`] and [`LedgerTx::lock`] on `items`, with the shared locks of
     /// [`LedgerTx::lock_references_shared`] on `shared_references`, in one round trip
-    /// instead of three: the write path of a new release pays for every one.
+    /// instead of three, for every write that knows its locks before its first read
+    /// (a push of a new release pays for each round trip). A write that must read to
+    /// learn what to lock uses `begin` and `lock`.
     ///
     /// A server that only reads fails it before any lock is taken (`SELECT ... FOR
     /// UPDATE` is refused in a read-only transaction), as `lock` finds it.

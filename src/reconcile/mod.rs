@@ -236,8 +236,10 @@ impl Reconciler {
     ) -> anyhow::Result<()> {
         // One policy decides the whole check, whatever reloads happen meanwhile.
         let policy = self.policy.current();
-        let mut tx = self.ledger.begin().await?;
-        tx.lock(name.as_str(), &[tag.as_str()]).await?;
+        let mut tx = self
+            .ledger
+            .begin_locked(name.as_str(), &[tag.as_str()], &[])
+            .await?;
         let binding = tx
             .binding(name.as_str(), tag.as_str())
             .await?
