@@ -145,7 +145,9 @@ impl Guard {
     /// What the release `digest` references (from the ledger when recorded, else from
     /// `bytes` on a push or from the registry), locked (shared) so that deletes of any
     /// of it wait for this transaction. Call before the upstream stores the manifest;
-    /// record the result with [`LedgerTx::record_references`] after the binding.
+    /// record the result with [`LedgerTx::record_references`] after the binding. A
+    /// pushed manifest without children needs none of this: its references are
+    /// [`own_references`], locked when its transaction began.
     pub(super) async fn release_references(
         &self,
         tx: &mut LedgerTx,
@@ -155,17 +157,9 @@ impl Guard {
         headers: &HeaderMap,
         client: &Client,
     ) -> Result<Vec<ManifestRef>, OciError> {
-        // A pushed manifest that lists no child manifests references exactly what its
-        // bytes say, as recorded for it before, if it was: no query needed.
-        let recorded = match bytes {
-            Some(b) if listed(b, "the manifest").is_ok_and(|(_, children)| children.is_empty()) => {
-                Some(collect(b, true, |_| async { Ok(None) }).await?)
-            }
-            _ => {
-                tx.recorded_references(name.as_str(), digest.as_str())
-                    .await?
-            }
-        };
+        let recorded = tx
+            .recorded_references(name.as_str(), digest.as_str())
+            .await?;
         let refs = match recorded {
             Some(refs) => refs,
             None => {
