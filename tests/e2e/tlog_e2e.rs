@@ -509,25 +509,46 @@ async fn two_processes_make_one_gap_free_log_and_a_killed_integrator_resumes() {
         serve(NO_UPSTREAM, &db, &config).await,
     ];
     let l = ledger(&db);
-    // Eight writers on one repository, while the leader is killed halfway.
+    // Eight writers on one repository. Each writes half its events, then waits
+    // until the leader is dead: the second half can only be integrated by the
+    // other process, however fast the leader was with the first.
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for w in 0..8 {
         let l = l.clone();
+        let mut killed = killed_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in 0..40 {
+                if i == 20 {
+                    killed.wait_for(|k| *k).await.unwrap();
+                }
                 ids.push(write_event(&l, "team/app", &format!("{w}.0.{i}")).await);
             }
             ids
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let leader = procs
-        .iter()
-        .position(|p| p.logs().contains("this process integrates"))
-        .expect("one process leads");
+    // Kill as soon as the leader has integrated something, while the first
+    // halves are still being written and integrated.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        let leader = procs
+            .iter()
+            .position(|p| p.logs().contains("this process integrates"));
+        if let Some(leader) = leader {
+            if !leaves(&db).await.is_empty() {
+                break leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process integrated within 30s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     // SIGKILL: no chance to finish the batch in flight.
     procs[leader].kill();
+    killed_tx.send(true).unwrap();
     let mut ids: Vec<i64> = Vec::new();
     for t in tasks {
         ids.extend(t.await.unwrap());
