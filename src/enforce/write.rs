@@ -207,10 +207,26 @@ impl Guard {
             }
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+        // Whether the upstream is to be trusted with the client's identity is known
+        // before it answers; it counts only if the write is accepted.
+        actor.verified = self.verified(&actor).await;
         *sent = true;
-        let resp = self
-            .send_manifest(parts, manifest.bytes.clone(), client)
-            .await?;
+        let (resp, recorded) = if names_only_path_tag(reference, tags) {
+            // An upstream that stores the manifest applies the path's tag: record the
+            // binding while it stores, in the transaction that commits only once it
+            // accepted (a refusal rolls the record back). One round trip fewer waits.
+            let (resp, recorded) = tokio::join!(
+                self.send_manifest(parts, manifest.bytes.clone(), client),
+                self.record_accepted(&mut tx, repo, &plan, digest, &actor, references.take()),
+            );
+            (resp, Some(recorded))
+        } else {
+            let resp = self
+                .send_manifest(parts, manifest.bytes.clone(), client)
+                .await;
+            (resp, None)
+        };
+        let resp = resp?;
         if !resp.status().is_success() {
             // The upstream said no (auth, missing blobs...): its answer is the client's;
             // nothing is bound, and nothing was stored.
@@ -220,16 +236,18 @@ impl Guard {
         }
         check_stored_digest(&resp, digest)?;
 
-        // Every tag was checked, but only those the upstream says it applied are bound:
-        // the path's tag, and `?tag=` parameters it confirms with `OCI-Tag` (registries
-        // without that extension ignore the parameters).
-        let applied = applied_tags(&resp, reference);
-        plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
-
-        actor.verified = self.verified(&actor).await;
-        let (warnings, events) = self
-            .record_accepted(&mut tx, repo, &plan, digest, &actor, references.take())
-            .await?;
+        let (warnings, events) = match recorded {
+            Some(recorded) => recorded?,
+            None => {
+                // Every tag was checked, but only those the upstream says it applied
+                // are bound: the path's tag, and `?tag=` parameters it confirms with
+                // `OCI-Tag` (registries without that extension ignore the parameters).
+                let applied = applied_tags(&resp, reference);
+                plan.retain(|p| applied.iter().any(|t| t == p.tag.as_str()));
+                self.record_accepted(&mut tx, repo, &plan, digest, &actor, references.take())
+                    .await?
+            }
+        };
         // Should the commit fail, the upstream holds the manifest but the ledger does
         // not: the client sees a failure and retries; the retry adopts what the
         // upstream holds.
@@ -400,6 +418,12 @@ impl Guard {
     }
 }
 
+/// Whether the write's only tag is the path's: the one tag an upstream that stores the
+/// manifest is sure to apply.
+fn names_only_path_tag(reference: &Reference, tags: &[Tag]) -> bool {
+    matches!(reference, Reference::Tag(t) if tags.len() == 1 && tags[0] == *t)
+}
+
 /// A write refused because the transparency log no longer extends the checkpoint this
 /// tagwarden signed: recording more would extend a forked history.
 pub(super) fn unanchored(why: String) -> OciError {
@@ -421,3 +445,19 @@ pub(super) fn add_receipts(resp: &mut Response, events: &[i64]) {
 
 /// The header naming the events an accepted manifest write recorded.
 pub const RECEIPT_HEADER: &str = "tagwarden-event";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_write_of_the_path_s_tag_alone_is_recorded_before_the_upstream_answers() {
+        let tag = |t: &str| Tag::parse(t).unwrap();
+        let path = Reference::parse("1.0.0").unwrap();
+        assert!(names_only_path_tag(&path, &[tag("1.0.0")]));
+        // `?tag=` parameters are bound only if the upstream confirms them.
+        assert!(!names_only_path_tag(&path, &[tag("1.0.0"), tag("latest")]));
+        let digest = Reference::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        assert!(!names_only_path_tag(&digest, &[tag("1.0.0")]));
+    }
+}

@@ -170,7 +170,20 @@ async fn a_write_refused_by_the_upstream_leaves_nothing_pending() {
     let resp = put_manifest(&tw.url(), "refused/app", "1.0.0", &a.manifest).await;
     assert!(resp.status().is_client_error(), "{}", resp.status());
     assert!(pending(&db).is_empty(), "{:?}", pending(&db));
+    // The binding was recorded while the registry decided, and rolled back.
     assert!(actions(&db, "refused/app", "1.0.0").is_empty());
+    for table in ["tag_bindings", "manifest_references"] {
+        let rows = db.query_column(&format!(
+            "SELECT count(*)::text FROM {table} WHERE repository = 'refused/app'"
+        ));
+        assert_eq!(rows, [Some("0".to_string())], "{table}");
+    }
+    // Once the blobs are there, the same write is the tag's first.
+    for blob in a.blobs() {
+        upload_blob(&registry.url(), "refused/app", blob).await;
+    }
+    created(&tw.url(), "refused/app", "1.0.0", &a).await;
+    assert_eq!(actions(&db, "refused/app", "1.0.0"), ["create"]);
 }
 
 #[tokio::test]
