@@ -21,9 +21,12 @@ name = "production"
 tag = "production"
 class = "moving"
 promote_from = ["staging"]
-soak = "2s"
+soak = "5s"
 require_release = true
 "#;
+
+/// Comfortably longer than the rule's soak.
+const SOAKED: Duration = Duration::from_millis(5500);
 
 struct Setup {
     tw: Tagwarden,
@@ -118,7 +121,21 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
     let [release, never_staged, unreleased] = [0; 3].map(|_| Image::random(&[256]));
     s.push(&release, "1.0.0").await.assert_success();
     s.push(&release, "staging").await.assert_success();
+    let staged = tokio::time::Instant::now();
 
+    // The release staging names, but not yet for 5s: the very next request, and a bare
+    // PUT (the blobs are there), so that even a slow machine judges it within the soak.
+    let e = expect_oci_error(
+        put_manifest(&s.tw.url(), REPO, "production", &release.manifest).await,
+        StatusCode::CONFLICT,
+        "a promotion not soaked",
+    )
+    .await;
+    assert!(
+        e.message.contains("gate soak failed") && e.message.contains("the rule requires 5s"),
+        "{}",
+        e.message
+    );
     // A digest staging never named.
     let stderr = s.push(&never_staged, "production").await.assert_failure();
     assert!(
@@ -127,19 +144,13 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
             && stderr.contains(&format!("staging names {} now", release.digest())),
         "{stderr}"
     );
-    // The release staging names, but not yet for 2s.
-    let stderr = s.push(&release, "production").await.assert_failure();
-    assert!(
-        stderr.contains("gate soak failed") && stderr.contains("the rule requires 2s"),
-        "{stderr}"
-    );
     assert_eq!(
         s.served("production").await,
         None,
         "nothing reached the registry"
     );
 
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep_until(staged + SOAKED).await;
     s.push(&release, "production").await.assert_success();
     assert_eq!(
         s.served("production").await.as_deref(),
@@ -148,7 +159,7 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
 
     // Soaked in staging, but no release tag names it.
     s.push(&unreleased, "staging").await.assert_success();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(SOAKED).await;
     let stderr = s.push(&unreleased, "production").await.assert_failure();
     assert!(
         stderr.contains("gate require_release failed")
@@ -158,8 +169,8 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
     assert_eq!(
         s.events("production"),
         [
-            "refuse promotion-not-from-source",
             "refuse promotion-not-soaked",
+            "refuse promotion-not-from-source",
             "create -",
             "refuse promotion-not-a-release",
         ]
@@ -186,8 +197,8 @@ async fn production_takes_only_what_staging_named_long_enough_and_released() {
     assert_eq!(
         reasons,
         [
-            "promotion-not-from-source",
             "promotion-not-soaked",
+            "promotion-not-from-source",
             "promotion-not-a-release"
         ]
     );

@@ -342,6 +342,29 @@ async fn soak_many_clients_two_processes_ledger_and_registry_agree_and_memory_st
         );
     }
 
+    // A push its client abandoned may still be finishing in tagwarden, which carries on
+    // without the client: compare only once the ledger has stopped changing.
+    let ledger_state = || {
+        db.query_column(
+            "SELECT (SELECT coalesce(max(id), 0) FROM tag_events)::text
+                 || ' ' || (SELECT count(*) FROM tag_bindings)::text
+                 || ' ' || (SELECT count(*) FROM pending_writes)::text",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut since) = (ledger_state(), Instant::now());
+    while since.elapsed() < Duration::from_secs(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the ledger kept changing after the clients were done: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let state = ledger_state();
+        if state != last {
+            (last, since) = (state, Instant::now());
+        }
+    }
+
     assert_ledger_matches_registry(&db, &registry.url(), &REPOS).await;
     assert_no_immutable_tag_had_two_digests(&db);
     assert_bindings_explained_by_history(&db);
