@@ -76,8 +76,10 @@ impl Receiver {
             .collect()
     }
 
+    /// Up to a minute: a receiver that was down is tried again only when the sender's
+    /// backoff (up to 32 s by then) ends.
     async fn wait_accepted(&self, n: usize) -> Vec<Value> {
-        for _ in 0..150 {
+        for _ in 0..300 {
             if self.accepted().len() >= n {
                 // Long enough for a duplicate to show up, if one were coming.
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -230,9 +232,10 @@ async fn a_receiver_down_for_a_while_gets_every_event_afterwards_in_order_once()
             .assert_success();
     }
     receiver.wait_refused(2).await;
-    // The gauge is refreshed at each retry (1 s, 2 s, 4 s apart).
+    // The gauge is refreshed only when a delivery fails, and the retries back off (1 s,
+    // 2 s, 4 s, 8 s, 16 s apart): after slow pushes the next refresh may be 16 s away.
     let mut queued = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         queued = metric(&tw, "tagwarden_notify_queued{webhook=\"test\"} ").await;
         if queued == Some(4.0) {
             break;

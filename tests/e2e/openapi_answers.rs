@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::http::{client, get, get_as};
+use support::http::{client, get, get_as, header};
 use support::{skopeo, Image, OciLayout, Served, Tagwarden};
 
 const ADMIN: &str = "openapi-admin-token-0123456789ab";
@@ -154,6 +154,7 @@ async fn every_documented_answer_fits_the_document() {
         .await
         .unwrap();
     assert_eq!(pulled.status(), StatusCode::OK);
+    let pulled_id = header(&pulled, "x-request-id").expect("a request id");
 
     let base = tw.admin_url();
     let doc: Value = get(format!("{base}/api/v1/openapi.json"))
@@ -214,15 +215,25 @@ async fn every_documented_answer_fits_the_document() {
     c.get("/api/v1/events/export").await;
     c.get("/api/v1/events/export?format=csv&after_id=1&limit=2")
         .await;
+    // The log is flushed about every second, and the pushes' manifest reads may be
+    // written before the GET: wait for the GET's own record.
     let mut pulls = Value::Null;
-    for _ in 0..50 {
+    let mut pull = None;
+    for _ in 0..150 {
         pulls = c.get("/api/v1/pulls").await;
-        if !pulls["items"].as_array().unwrap().is_empty() {
+        pull = pulls["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["request_id"] == pulled_id.as_str())
+            .cloned();
+        if pull.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(pulls["items"][0]["reference"], "1.4.0", "{pulls}");
+    let pull = pull.unwrap_or_else(|| panic!("the GET of 1.4.0 is not in the pull log: {pulls}"));
+    assert_eq!(pull["reference"], "1.4.0", "{pull}");
     c.get(&format!(
         "/api/v1/pulls?repository={REPO}&reference=1.4.0&digest={d140}"
     ))

@@ -175,9 +175,28 @@ async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
         .await;
     let db = Database::fresh();
     let mut tw = Tagwarden::start(&upstream.uri(), db.url()).await;
-    let url = format!("{}/v2/slow/blobs/sha256:{}", tw.url(), "c".repeat(64));
+    let blob = format!("/v2/slow/blobs/sha256:{}", "c".repeat(64));
+    let url = format!("{}{blob}", tw.url());
     let in_flight = tokio::spawn(async move { get(url).await.bytes().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The GET is in flight in tagwarden once the upstream has it (and delays its answer).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let received = upstream
+            .received_requests()
+            .await
+            .expect("request recording is on");
+        if received
+            .iter()
+            .any(|r| r.method == "GET" && r.url.path() == blob)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the GET never reached the upstream: {received:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || {
