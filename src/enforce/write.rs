@@ -15,8 +15,9 @@
 //!    involved;
 //! 4. decide, with no I/O ([`super::plan`]);
 //! 5. refuse (recording the refusal), answer an identical re-push of a release without
-//!    rewriting the registry ([`super::repush`]), or forward the manifest and bind only
-//!    once the upstream accepted it with the digest tagwarden computed; then commit.
+//!    rewriting the registry ([`super::repush`]), or forward the manifest and commit
+//!    the binding only once the upstream accepted it with the digest tagwarden
+//!    computed (a write of the path's tag alone records it while the upstream stores).
 
 use axum::body::Body;
 use axum::response::Response;

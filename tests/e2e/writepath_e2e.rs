@@ -218,6 +218,18 @@ async fn with_a_complete_ledger_a_crash_between_the_registry_s_answer_and_the_co
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The binding is written (uncommitted) while the registry's answer is awaited: the
+    // transaction has a transaction id, which reads and advisory locks alone never get.
+    let writing = "SELECT count(*)::text FROM pg_stat_activity \
+                   WHERE datname = current_database() AND backend_xid IS NOT NULL \
+                   AND state = 'idle in transaction'";
+    while db.query_column(writing) != [Some("1".to_string())] {
+        assert!(
+            Instant::now() < deadline,
+            "no binding written while the registry answers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     doomed.kill();
     let _ = push.await;
     relay.restore();
