@@ -184,9 +184,14 @@ async fn identical_repushes_of_a_release_leave_the_registry_untouched_and_are_co
     );
 
     let db = ledger(&stack);
+    // One per clock hour: the re-pushes may straddle the hour's turn.
+    let hours = db.count("SELECT count(DISTINCT hour)::text FROM repush_tally WHERE tag = '1.0.0'");
+    let mut expected = vec![Some("create".to_string())];
+    expected.extend((0..hours).map(|_| Some("repush".to_string())));
+    assert!(hours == 1 || hours == 2, "{hours} hours");
     assert_eq!(
         db.query_column("SELECT action FROM tag_events WHERE tag = '1.0.0' ORDER BY id"),
-        [Some("create".to_string()), Some("repush".to_string())],
+        expected,
         "one repush event per tag, digest, identity and hour"
     );
     assert_eq!(
