@@ -36,6 +36,26 @@ async fn off_runtime(f: impl FnOnce() + Send + 'static) {
     tokio::task::spawn_blocking(f).await.unwrap();
 }
 
+/// Wait (up to 20 s) until at least `n` of the answered pushes match `matches`.
+async fn wait_for_pushes(
+    pushes: &Mutex<Vec<Push>>,
+    n: usize,
+    matches: impl Fn(&Push) -> bool,
+    what: &str,
+    tw: &Tagwarden,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pushes.lock().unwrap().iter().filter(|p| matches(p)).count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?}\n{}",
+            pushes.lock().unwrap(),
+            tw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn writes_fail_closed_during_a_failover_and_resume_on_the_new_primary() {
     let _heavy = support::serial::fault().await;
@@ -82,23 +102,14 @@ async fn writes_fail_closed_during_a_failover_and_resume_on_the_new_primary() {
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pushes
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| p.status == StatusCode::CREATED)
-        .count()
-        < 3
-    {
-        assert!(
-            Instant::now() < deadline,
-            "pushes succeed before the failover: {:?}\n{}",
-            pushes.lock().unwrap(),
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_pushes(
+        &pushes,
+        3,
+        |p| p.status == StatusCode::CREATED,
+        "pushes succeed before the failover",
+        &tw,
+    )
+    .await;
 
     // The old primary turns read-only: pooled connections stay open and reach it.
     let old = primary.clone();
@@ -111,23 +122,14 @@ async fn writes_fail_closed_during_a_failover_and_resume_on_the_new_primary() {
     let refused_from = Instant::now() + Duration::from_millis(500);
     // Writes are refused quickly (503) while no writable server is reachable, not held:
     // each takes about the acquire timeout, so wait for two to be answered.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pushes
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| p.started > refused_from)
-        .count()
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "writes are refused quickly (503) while no writable server is reachable, not held: {:?}\n{}",
-            pushes.lock().unwrap(),
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_pushes(
+        &pushes,
+        2,
+        |p| p.started > refused_from,
+        "writes are refused quickly (503) while no writable server is reachable, not held",
+        &tw,
+    )
+    .await;
     // New connections go to the replica, which becomes the primary. A push answered
     // before this moment can only have written to the old primary.
     let retargeted = Instant::now();
