@@ -208,24 +208,21 @@ impl Guard {
             }
         };
         let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
-        // Whether the upstream is to be trusted with the client's identity is known
-        // before it answers; it counts only if the write is accepted.
+        // Whether the upstream authenticates clients (so that its acceptance verifies
+        // the identity) is known before it answers; it counts only once it accepted.
         actor.verified = self.verified(&actor).await;
         *sent = true;
+        let send = self.send_manifest(parts, manifest.bytes.clone(), client);
         let (resp, recorded) = if names_only_path_tag(reference, tags) {
             // An upstream that stores the manifest applies the path's tag: record the
             // binding while it stores, in the transaction that commits only once it
             // accepted (a refusal rolls the record back). One round trip fewer waits.
-            let (resp, recorded) = tokio::join!(
-                self.send_manifest(parts, manifest.bytes.clone(), client),
-                self.record_accepted(&mut tx, repo, &plan, digest, &actor, references.take()),
-            );
+            let record =
+                self.record_accepted(&mut tx, repo, &plan, digest, &actor, references.take());
+            let (resp, recorded) = tokio::join!(send, record);
             (resp, Some(recorded))
         } else {
-            let resp = self
-                .send_manifest(parts, manifest.bytes.clone(), client)
-                .await;
-            (resp, None)
+            (send.await, None)
         };
         let resp = resp?;
         if !resp.status().is_success() {
