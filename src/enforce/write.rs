@@ -1,13 +1,12 @@
 //! A manifest write (`PUT /v2/<name>/manifests/<reference>[?tag=...]`).
 //!
 //! For a write that names tags:
-//! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`); with
-//!    `[enforce] ledger_complete`, announce its immutable tags as pending writes
-//!    (`crate::ledger::pending`);
+//! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`);
 //! 2. open a ledger transaction holding advisory locks on the tags and the digest, so
 //!    that every tagwarden process sharing the database serialises on them, and shared
 //!    locks on what a manifest without children references (one round trip,
-//!    `Ledger::begin_locked`);
+//!    `Ledger::begin_locked`); meanwhile, with `[enforce] ledger_complete`, announce
+//!    its immutable tags as pending writes (`crate::ledger::pending`);
 //! 3. read what each tag's decision needs ([`super::facts`]): its binding; for an
 //!    immutable tag the ledger has never seen, what the upstream holds under it (it may
 //!    predate tagwarden, or a crash may have left the upstream ahead of the ledger),
@@ -86,7 +85,6 @@ impl Guard {
             return Ok(self.forwarder.downstream_response(resp));
         }
 
-        let pending = self.announce(name, &tags).await?;
         let mut locked: Vec<&str> = tags.iter().map(Tag::as_str).collect();
         locked.push(digest.as_str());
         let own_refs = own_references(&manifest.bytes);
@@ -98,12 +96,18 @@ impl Guard {
         if own_refs.is_some() {
             shared.push(digest.as_str());
         }
-        // Not concurrently with the announcement: a write holding a pooled connection
-        // while it waits for a second one could, with enough such writes, wait forever.
-        let tx = self
-            .ledger
-            .begin_locked(name.as_str(), &locked, &shared)
-            .await;
+        // The announcement (on connections of its own) while the transaction opens and
+        // locks: both are done before anything is forwarded. Both are awaited, so that
+        // an announcement made is withdrawn below if the transaction failed.
+        let (pending, tx) = tokio::join!(
+            self.announce(name, &tags),
+            self.ledger.begin_locked(name.as_str(), &locked, &shared)
+        );
+        let (pending, tx) = match (pending, tx) {
+            (Ok(pending), tx) => (pending, tx),
+            // Nothing announced, so nothing to withdraw; the transaction rolls back.
+            (Err(e), _) => return Err(e),
+        };
         let mut sent = false;
         let answer = match tx {
             Ok(tx) => {

@@ -24,7 +24,11 @@ const BINDING_UNSEEN: &str = include_str!("sql/binding_unseen.sql");
 
 impl Ledger {
     /// Announce, in a committed row per tag, that a write of `tags` is about to reach
-    /// the registry; `(id, tag)` of each, for [`Ledger::forget`].
+    /// the registry; `(id, tag)` of each, for [`Ledger::forget`]. On connections of
+    /// its own, so that a write may announce while it opens its transaction: the row
+    /// must be committed before anything is forwarded, not before the locks are held
+    /// (a write that reads under the lock before this one forwards has nothing of it
+    /// to see).
     pub async fn announce(
         &self,
         repository: &str,
@@ -33,7 +37,7 @@ impl Ledger {
         Ok(sqlx::query_as(ANNOUNCE)
             .bind(repository)
             .bind(tags)
-            .fetch_all(self.pool())
+            .fetch_all(self.announcements())
             .await?)
     }
 
@@ -43,7 +47,10 @@ impl Ledger {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(FORGET).bind(ids).execute(self.pool()).await?;
+        sqlx::query(FORGET)
+            .bind(ids)
+            .execute(self.announcements())
+            .await?;
         Ok(())
     }
 }

@@ -19,6 +19,10 @@ const BEGIN_LOCKED: &str = include_str!("sql/begin_locked.sql");
 #[derive(Clone)]
 pub struct Ledger {
     reader: LedgerReader,
+    /// The pending writes' own connections (see `super::pending`): a write announces
+    /// while it waits for its transaction's connection and locks, and one holding a
+    /// connection must never wait for a second from the same pool.
+    announcements: PgPool,
 }
 
 impl Ledger {
@@ -43,17 +47,24 @@ impl Ledger {
         bounds: Option<StatementBounds>,
     ) -> Result<Self, LedgerError> {
         let pool = pool::connect_lazy(url, max_connections, acquire_timeout, bounds)?;
-        Ok(Ledger::from_pool(pool))
-    }
-
-    pub fn from_pool(pool: PgPool) -> Self {
-        Ledger {
+        // Half as many: an announcement is one short statement, and only writes of
+        // immutable tags under `[enforce] ledger_complete` make one. Lazy like the
+        // write pool, so without that setting it never opens a connection.
+        let announcements =
+            pool::connect_lazy(url, max_connections.div_ceil(2), acquire_timeout, bounds)?;
+        Ok(Ledger {
             reader: LedgerReader::from_pool(pool),
-        }
+            announcements,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         self.reader.pool()
+    }
+
+    /// The connections of the pending writes' announcements and withdrawals.
+    pub(super) fn announcements(&self) -> &PgPool {
+        &self.announcements
     }
 
     /// The same connections, for what may only read.

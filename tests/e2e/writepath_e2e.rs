@@ -264,3 +264,38 @@ async fn with_a_complete_ledger_a_crash_between_the_registry_s_answer_and_the_co
         pending(&db)
     );
 }
+
+#[tokio::test]
+async fn concurrent_new_releases_through_one_ledger_connection_each_announce_and_bind() {
+    // A write announces while it opens its transaction. Were the announcement to need a
+    // connection of the write pool, a write holding that pool's one connection would
+    // wait for a second until the acquire timeout (503): announcements have their own.
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let config = format!(
+        "{COMPLETE}[database]\nurl = \"{}\"\nmax_connections = 1\nacquire_timeout = \"2s\"\n",
+        db.url()
+    );
+    let tw = Tagwarden::builder(&registry.url(), db.url())
+        .config(&config)
+        .start()
+        .await;
+    let repo = "narrow/app";
+    let images = images(&registry, repo, 8).await;
+    let pushes = images.iter().enumerate().map(|(i, image)| {
+        let (base, manifest) = (tw.url(), image.manifest.clone());
+        async move {
+            let tag = format!("1.0.{i}");
+            (
+                put_manifest(&base, repo, &tag, &manifest).await.status(),
+                tag,
+            )
+        }
+    });
+    for (status, tag) in futures_util::future::join_all(pushes).await {
+        assert_eq!(status, StatusCode::CREATED, "{repo}:{tag}");
+        assert_eq!(actions(&db, repo, &tag), ["create"], "{tag}");
+    }
+    assert_eq!(probes(&tw, "skipped").await, 8);
+    assert!(pending(&db).is_empty(), "{:?}", pending(&db));
+}
