@@ -234,6 +234,14 @@ median() { printf '%s\n' "$@" | grep . | sort -g | awk '{ a[NR] = $1 } END { pri
 # "N cores (CPU model)": the machine, for a report's first line.
 machine_line() { echo "$(nproc) cores ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"; }
 
+# All CPU time and the part of it the hypervisor gave to other guests (steal), in ticks
+# since boot: on a shared virtual machine, what makes runs of one command disagree.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+# The share of the CPU time since `cpu_ticks` printed $1 $2 that was stolen, in percent.
+stolen_since() {
+    cpu_ticks | awk -v t0="$1" -v s0="$2" '{ d = $1 - t0; printf "%.0f", (d > 0) ? 100 * ($2 - s0) / d : 0 }'
+}
+
 # ---------------------------------------------------------------------------------------
 # Run files and the benchmarks of a loaded database behind the admin API (bench/ledger.sh,
 # bench/pulls-ledger.sh): they set RUN, DB_NAME, DB_URL, P_ADMIN, TOKEN, HELPER (their

@@ -9,6 +9,7 @@
 # Paths, each in its own repository of one registry (Debian's docker-registry 2.8):
 #   direct    the registry
 #   before    BEFORE_BIN (a tagwarden built from the commit to compare with), defaults
+#             or BEFORE_CONFIG (e.g. the skip path's, to compare a change to it)
 #   probe     this checkout, defaults (the existence probe on every new tag)
 #   skip      this checkout, [enforce] ledger_complete = true (the probe skipped)
 # Each tagwarden has its own fresh ledger database, vacuumed before each run where the
@@ -18,9 +19,10 @@
 # out of the same cores, equally for every path.
 #
 # Environment (all optional): BEFORE_BIN (required for the before path; without it the
-# path is left out), ROUNDS (default 3), SECONDS_PER_RUN (default 10), CONNECTIONS
-# (default 8), THREADS (default 2), TAGWARDEN_BIN (skip the release build),
-# PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres), KEEP_RUN_DIR=1.
+# path is left out), BEFORE_CONFIG (the before path's TOML; default none), ROUNDS
+# (default 3), SECONDS_PER_RUN (default 10), CONNECTIONS (default 8), THREADS
+# (default 2), TAGWARDEN_BIN (skip the release build), PG_ADMIN_URL (default
+# postgres://postgres@127.0.0.1:5432/postgres), KEEP_RUN_DIR=1.
 # Prints a Markdown block for BENCHMARKS.md, with the issue's targets checked.
 set -euo pipefail
 
@@ -53,6 +55,7 @@ PATHS=(direct)
 [ -z "${BEFORE_BIN:-}" ] || { [ -x "$BEFORE_BIN" ] || die "BEFORE_BIN=$BEFORE_BIN is not an executable"; PATHS+=(before); }
 PATHS+=(probe skip)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r TICKS_START STEAL_START <<<"$(cpu_ticks)"
 
 PORT[direct]=$(free_ports)
 start_registry "${PORT[direct]}"
@@ -67,7 +70,7 @@ start_tagwarden() { # PATH BINARY CONFIG
         --listen "127.0.0.1:${PORT[$p]}" --admin-listen "127.0.0.1:${ADMIN[$p]}" \
         --upstream "http://127.0.0.1:${PORT[direct]}" --database-url "$url"
 }
-[ -z "${BEFORE_BIN:-}" ] || start_tagwarden before "$BEFORE_BIN" ""
+[ -z "${BEFORE_BIN:-}" ] || start_tagwarden before "$BEFORE_BIN" "${BEFORE_CONFIG:-}"
 start_tagwarden probe "$BIN" ""
 start_tagwarden skip "$BIN" "[enforce]
 ledger_complete = true"
@@ -96,6 +99,7 @@ for r in $(seq 1 "$ROUNDS"); do
     n=${#PATHS[@]} order=()
     for i in $(seq 0 $((n - 1))); do order+=("${PATHS[$(((i + r) % n))]}"); done
     declare -A lat=()
+    read -r round_ticks round_steal <<<"$(cpu_ticks)"
     for p in "${order[@]}"; do
         put "$p" "$THREADS" "$CONNECTIONS"
         RATE[$p]="${RATE[$p]:-} $RPS"
@@ -109,7 +113,7 @@ for r in $(seq 1 "$ROUNDS"); do
         [ "$p" = direct ] && continue
         ADDED[$p]="${ADDED[$p]:-} $(awk -v a="${lat[$p]}" -v b="${lat[direct]}" 'BEGIN { printf "%.2f", a - b }')"
     done
-    log "round $r: rate$(for p in "${PATHS[@]}"; do printf ' %s=%s' "$p" "${RATE[$p]##* }"; done)/s; p50$(for p in "${PATHS[@]}"; do printf ' %s=%s' "$p" "${lat[$p]}"; done) ms"
+    log "round $r: rate$(for p in "${PATHS[@]}"; do printf ' %s=%s' "$p" "${RATE[$p]##* }"; done)/s; p50$(for p in "${PATHS[@]}"; do printf ' %s=%s' "$p" "${lat[$p]}"; done) ms; $(stolen_since "$round_ticks" "$round_steal") % of the CPU stolen"
     unset lat
 done
 
@@ -132,7 +136,7 @@ ASKED=$(curl -s "http://127.0.0.1:${ADMIN[probe]}/metrics" | awk '/^tagwarden_up
 cat <<MD
 ### The write path of a new immutable tag: before and after, against the registry
 
-\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${BEFORE_BIN:+ BEFORE_BIN=…}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
+\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${BEFORE_BIN:+ BEFORE_BIN=…}${BEFORE_CONFIG:+ BEFORE_CONFIG=\"${BEFORE_CONFIG//$'\n'/; }\"}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), $(stolen_since "$TICKS_START" "$STEAL_START") % of the CPU time stolen by the hypervisor, tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
 
 | path | $CONNECTIONS connections: requests/s per round | median | × direct | 1 connection: p50 ms per round | median | added p50 ms per round | median |
 | --- | --- | --- | --- | --- | --- | --- | --- |
