@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use support::api::{put_manifest, upload_blob};
 use support::http::{client, expect_oci_error, header};
 use support::relay::Relay;
-use support::{skopeo, Database, Image, OciLayout, Registry, Served, Stack, Tagwarden};
+use support::{skopeo, wait, Database, Image, OciLayout, Registry, Served, Stack, Tagwarden};
 
 fn ledger(stack: &Stack) -> &Database {
     stack
@@ -404,20 +404,20 @@ async fn with_the_ledger_unreachable_writes_fail_closed_reads_flow_and_writes_re
     assert_eq!(pulled.manifest_digest(), a.digest());
 
     relay.restore();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = put_manifest(&tw.url(), "team/app", "1.0.1", &b.manifest).await;
-        if resp.status() == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writes did not recover: {} {}",
-            resp.status(),
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || async {
+            match put_manifest(&tw.url(), "team/app", "1.0.1", &b.manifest)
+                .await
+                .status()
+            {
+                StatusCode::CREATED => Ok(()),
+                s => Err(format!("writes did not recover: {s} {}", tw.logs())),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         bound_digest(&db, "team/app", "1.0.1").as_deref(),
         Some(b.digest())
@@ -612,20 +612,18 @@ async fn postgres_stopped_mid_run_and_restarted_writes_fail_closed_then_resume()
         .assert_success();
 
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = put_manifest(&tw.url(), "outage/app", "1.0.4", &images[4].manifest).await;
-        if r.status() == StatusCode::CREATED {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writes did not resume: {}\n{}",
-            r.status(),
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(250),
+        || async {
+            let r = put_manifest(&tw.url(), "outage/app", "1.0.4", &images[4].manifest).await;
+            match r.status() {
+                StatusCode::CREATED => Ok(()),
+                s => Err(format!("writes did not resume: {s}\n{}", tw.logs())),
+            }
+        },
+    )
+    .await;
     // The re-point is still refused afterwards, and nothing from the outage was written.
     let r = put_manifest(&tw.url(), "outage/app", "1.0.0", &images[5].manifest).await;
     expect_oci_error(r, StatusCode::CONFLICT, "re-point after the outage").await;
@@ -679,18 +677,9 @@ async fn a_crash_after_the_registry_accepted_but_before_the_ledger_committed_nei
                 .status()
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0")).await;
-        if served.is_ok_and(|d| d == a.digest()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the registry never stored the held push"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    registry
+        .wait_until_serves("crash/app", "7.0.0", a.digest(), Duration::from_secs(10))
+        .await;
     doomed.kill();
     let _ = push.await;
     relay.restore();

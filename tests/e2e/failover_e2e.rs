@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use support::postgres::PrivatePostgres;
 use support::relay::Relay;
-use support::{api, Database, Image, Registry, Tagwarden};
+use support::{api, wait, Database, Image, Registry, Tagwarden};
 
 const REPO: &str = "failover/app";
 
@@ -44,16 +44,18 @@ async fn wait_for_pushes(
     what: &str,
     tw: &Tagwarden,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while pushes.lock().unwrap().iter().filter(|p| matches(p)).count() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {:?}\n{}",
-            pushes.lock().unwrap(),
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            let pushes = pushes.lock().unwrap();
+            if pushes.iter().filter(|p| matches(p)).count() >= n {
+                return Ok(());
+            }
+            Err(format!("{what}: {pushes:?}\n{}", tw.logs()))
+        },
+    )
+    .await
 }
 
 #[tokio::test]

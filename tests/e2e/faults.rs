@@ -195,16 +195,14 @@ async fn tagwarden_killed_between_claiming_a_tag_and_the_registry_answer_again_a
         };
         let doomed_release = push(doomed.url(), release.clone(), first);
         let doomed_latest = push(doomed.url(), "latest".into(), moving_a);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while resolve(&registry.url(), REPO, &release).await.as_deref() != Some(first.digest())
-            || resolve(&registry.url(), REPO, "latest").await.as_deref() != Some(moving_a.digest())
-        {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the held pushes never reached the registry"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // The held pushes reached the registry.
+        let within = Duration::from_secs(10);
+        registry
+            .wait_until_serves(REPO, &release, first.digest(), within)
+            .await;
+        registry
+            .wait_until_serves(REPO, "latest", moving_a.digest(), within)
+            .await;
         // A second push through the doomed process queues behind its own claim, and
         // the steady process's pushes queue behind both.
         let doomed_queued = push(doomed.url(), release.clone(), queued);
@@ -310,14 +308,9 @@ async fn registry_stopped_and_restarted_clear_errors_and_nothing_recorded_it_nev
             (status, r.text().await.unwrap_or_default())
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while resolve(&registry.url(), REPO, "3.0.0").await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the held push never reached the registry"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    registry
+        .wait_until_serves(REPO, "3.0.0", c.digest(), Duration::from_secs(10))
+        .await;
     let events_before = db.count("SELECT count(*)::text FROM tag_events");
     registry.stop();
     // The held answer dies with the registry's connections.
@@ -762,16 +755,11 @@ async fn manifest_writes_the_registry_never_answers_get_504_and_free_the_ledger(
     // Meanwhile a push of a tag a held write has locked waits at most the lock timeout.
     // A held write has its tag lock (and ledger connection) once the registry stored
     // its manifest, however slow the machine.
-    let deadline = Instant::now() + Duration::from_secs(30);
     for (i, image) in images.iter().take(2).enumerate() {
         let tag = format!("{i}.0.0");
-        while resolve(&registry.url(), REPO, &tag).await.as_deref() != Some(image.digest()) {
-            assert!(
-                Instant::now() < deadline,
-                "the held write of {tag} never reached the registry"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        registry
+            .wait_until_serves(REPO, &tag, image.digest(), Duration::from_secs(30))
+            .await;
     }
     let waited = Instant::now();
     let r = put_manifest(&tw.url(), REPO, "0.0.0", &images[0].manifest).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::consistency::assert_bindings_explained_by_history;
 use support::http::get_text_as;
-use support::{audit, skopeo, Database, Image, Registry, Served, Tagwarden};
+use support::{audit, skopeo, wait, Database, Image, Registry, Served, Tagwarden};
 
 const REPO: &str = "drift/app";
 
@@ -272,18 +272,20 @@ async fn metric(tw: &Tagwarden, line_start: &str) -> Option<f64> {
 }
 
 async fn wait_for_metric(tw: &Tagwarden, line_start: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if metric(tw, line_start).await.is_some_and(|v| v >= at_least) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_start} never reached {at_least}; logs:\n{}",
-            tw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            match metric(tw, line_start).await {
+                Some(v) if v >= at_least => Ok(()),
+                v => Err(format!(
+                    "{line_start} is {v:?}, not yet {at_least}; logs:\n{}",
+                    tw.logs()
+                )),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -4,12 +4,12 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use support::http::client;
-use support::{api, Database, Image, Registry, Served, Tagwarden};
+use support::{api, wait, Database, Image, Registry, Served, Tagwarden};
 
 const REPO: &str = "reload/app";
 
@@ -93,18 +93,18 @@ impl Setup {
 
     /// Wait until `/metrics` has a line starting with `line`.
     async fn wait_for_metric(&self, line: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let m = self.metrics().await;
-            if m.lines().any(|l| l.starts_with(line)) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no metric line {line:?} within 10s:\n{m}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || async {
+                let m = self.metrics().await;
+                match m.lines().any(|l| l.starts_with(line)) {
+                    true => Ok(()),
+                    false => Err(format!("no metric line {line:?}:\n{m}")),
+                }
+            },
+        )
+        .await
     }
 
     async fn push(&self, image: &Image, tag: &str) -> StatusCode {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use support::http::{client, get, get_text};
 use support::process::require_tool;
-use support::{skopeo, Database, Image, OciLayout, Registry, Tagwarden};
+use support::{skopeo, wait, Database, Image, OciLayout, Registry, Tagwarden};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -179,24 +179,24 @@ async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
     let url = format!("{}{blob}", tw.url());
     let in_flight = tokio::spawn(async move { get(url).await.bytes().await.unwrap() });
     // The GET is in flight in tagwarden once the upstream has it (and delays its answer).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let received = upstream
-            .received_requests()
-            .await
-            .expect("request recording is on");
-        if received
-            .iter()
-            .any(|r| r.method == "GET" && r.url.path() == blob)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the GET never reached the upstream: {received:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            let received = upstream
+                .received_requests()
+                .await
+                .expect("request recording is on");
+            match received
+                .iter()
+                .any(|r| r.method == "GET" && r.url.path() == blob)
+            {
+                true => Ok(()),
+                false => Err(format!("the GET never reached the upstream: {received:?}")),
+            }
+        },
+    )
+    .await;
 
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::{Connection, Executor, PgConnection};
 use support::http::{get, get_as};
-use support::{api, Database, Image, Registry, Tagwarden};
+use support::{api, wait, Database, Image, Registry, Tagwarden};
 use tagwarden::ledger::{Action, Actor, Ledger, NewBinding, NewEvent};
 use tagwarden::policy::TagClass;
 use tagwarden::tlog::{leaf, store, tree::Tree};
@@ -483,19 +483,18 @@ async fn leaves(db: &Database) -> Vec<(i64, i64)> {
 }
 
 async fn wait_for_leaves(db: &Database, n: usize) -> Vec<(i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let l = leaves(db).await;
-        if l.len() >= n {
-            return l;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} events integrated after 60s",
-            l.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let l = leaves(db).await;
+            match l.len() >= n {
+                true => Ok(l),
+                false => Err(format!("{} of {n} events integrated", l.len())),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -597,22 +596,19 @@ async fn a_push_gets_a_receipt_that_proves_offline() {
         .unwrap();
 
     // The proof, once the event is in a signed checkpoint.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let proof = loop {
-        let (ok, out) = cli(&[
-            "log",
-            "prove",
-            "--event",
-            &id.to_string(),
-            "--database-url",
-            db.url(),
-        ]);
-        if ok {
-            break out;
-        }
-        assert!(Instant::now() < deadline, "no proof within 20s: {out}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = id.to_string();
+    let proof = wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let args = ["log", "prove", "--event", &id, "--database-url", db.url()];
+            match cli(&args) {
+                (true, out) => Ok(out),
+                (false, out) => Err(format!("no proof: {out}")),
+            }
+        },
+    )
+    .await;
     let file = keys.save("receipt.json", &proof);
     let (ok, out) = cli(&[
         "log",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::StatusCode;
 use support::http::{get_as, get_text};
-use support::{api, Database, Image, Registry, Tagwarden};
+use support::{api, wait, Database, Image, Registry, Tagwarden};
 use tagwarden::tlog::cosignature::WitnessSigner;
 use tagwarden::tlog::note;
 use tempfile::TempDir;
@@ -181,18 +181,18 @@ async fn served_checkpoint(tw: &Tagwarden) -> String {
 
 /// Wait until `/log/checkpoint` is of `size` leaves and satisfies `done`.
 async fn checkpoint_where(tw: &Tagwarden, size: u64, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let note = served_checkpoint(tw).await;
-        if note.starts_with(&format!("registry.test/log\n{size}\n")) && done(&note) {
-            return note;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no such checkpoint within 30s: {note:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let note = served_checkpoint(tw).await;
+            match note.starts_with(&format!("registry.test/log\n{size}\n")) && done(&note) {
+                true => Ok(note),
+                false => Err(format!("no such checkpoint: {note:?}")),
+            }
+        },
+    )
+    .await
 }
 
 fn verify(db: &Database, log: &Log, witness_args: &[&str]) -> (bool, String) {
@@ -345,26 +345,29 @@ async fn a_hanging_or_down_witness_does_not_hold_up_pushes() {
     }
 
     // The failures are counted per witness, and logged once each, without the URL.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let metrics = get_text(format!("{}/metrics", tw.admin_url())).await;
-        let failed = |w: &str| {
-            metrics
-                .lines()
-                .filter(|l| {
-                    l.starts_with("tagwarden_tlog_witness_failures_total")
-                        && l.contains(&format!("witness=\"{w}\""))
-                })
-                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                .sum::<f64>()
-        };
-        // Twice each: the second failure is counted, not logged.
-        if failed("witness.test/w1") >= 2.0 && failed("witness.test/down") >= 2.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failures counted: {metrics}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(40),
+        Duration::from_millis(200),
+        || async {
+            let metrics = get_text(format!("{}/metrics", tw.admin_url())).await;
+            let failed = |w: &str| {
+                metrics
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("tagwarden_tlog_witness_failures_total")
+                            && l.contains(&format!("witness=\"{w}\""))
+                    })
+                    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                    .sum::<f64>()
+            };
+            // Twice each: the second failure is counted, not logged.
+            match failed("witness.test/w1") >= 2.0 && failed("witness.test/down") >= 2.0 {
+                true => Ok(()),
+                false => Err(format!("no failures counted: {metrics}")),
+            }
+        },
+    )
+    .await;
     let logs = tw.logs();
     let warned = |w: &str| {
         logs.lines()

@@ -6,13 +6,13 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use support::api::{put_manifest, upload_blob};
 use support::http::{expect_oci_error, get_text};
 use support::relay::Relay;
-use support::{skopeo, Database, Image, Registry, Tagwarden};
+use support::{skopeo, wait, Database, Image, Registry, Tagwarden};
 
 const COMPLETE: &str = "[enforce]\nledger_complete = true\n";
 
@@ -206,30 +206,27 @@ async fn with_a_complete_ledger_a_crash_between_the_registry_s_answer_and_the_co
                 .status()
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let served = skopeo::inspect_digest(&registry.docker_ref("crash/app:7.0.0")).await;
-        if served.is_ok_and(|d| d == a.digest()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the registry never stored the held push"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    registry
+        .wait_until_serves("crash/app", "7.0.0", a.digest(), Duration::from_secs(10))
+        .await;
     // The binding is written (uncommitted) while the registry's answer is awaited: the
     // transaction has a transaction id, which reads and advisory locks alone never get.
     let writing = "SELECT count(*)::text FROM pg_stat_activity \
                    WHERE datname = current_database() AND backend_xid IS NOT NULL \
                    AND state = 'idle in transaction'";
-    while db.query_column(writing) != [Some("1".to_string())] {
-        assert!(
-            Instant::now() < deadline,
-            "no binding written while the registry answers"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            match db.query_column(writing) {
+                n if n == [Some("1".to_string())] => Ok(()),
+                n => Err(format!(
+                    "no binding written while the registry answers: {n:?}"
+                )),
+            }
+        },
+    )
+    .await;
     doomed.kill();
     let _ = push.await;
     relay.restore();

@@ -24,6 +24,7 @@ pub mod relay;
 pub mod serial;
 pub mod skopeo;
 pub mod tagwarden;
+pub mod wait;
 pub mod zuul;
 
 pub use database::Database;

@@ -7,9 +7,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
+use super::api::resolve;
 use super::http::{wait_until_answers_with, StartError};
 use super::process::{require_tool, LoggedChild};
-use super::{free_port, PROVISION_HINT};
+use super::{free_port, wait, PROVISION_HINT};
 
 const START_ATTEMPTS: u32 = 3;
 /// A response header the registry is configured to send, with a value of its own:
@@ -118,6 +119,19 @@ impl Registry {
     /// A skopeo `docker://` reference that bypasses any proxy.
     pub fn docker_ref(&self, name_and_tag: &str) -> String {
         format!("docker://{}/{}", self.addr(), name_and_tag)
+    }
+
+    /// Wait until the registry itself resolves `repo:tag` to `digest`: a write held
+    /// between the registry and tagwarden has been stored.
+    pub async fn wait_until_serves(&self, repo: &str, tag: &str, digest: &str, within: Duration) {
+        let base = self.url();
+        wait::until(within, Duration::from_millis(50), || async {
+            match resolve(&base, repo, tag).await {
+                Some(served) if served == digest => Ok(()),
+                served => Err(format!("{repo}:{tag} resolves to {served:?}, not {digest}")),
+            }
+        })
+        .await
     }
 
     pub fn logs(&self) -> String {
