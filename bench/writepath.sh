@@ -133,10 +133,13 @@ LEFT=$(psql "${PG_ADMIN_URL%/*}/${DB[skip]}" -XAtc "select count(*) from pending
 SKIPPED=$(curl -s "http://127.0.0.1:${ADMIN[skip]}/metrics" | awk '/^tagwarden_upstream_probes_total\{outcome="skipped"\}/ { print $2 }')
 ASKED=$(curl -s "http://127.0.0.1:${ADMIN[probe]}/metrics" | awk '/^tagwarden_upstream_probes_total\{outcome="absent"\}/ { print $2 }')
 
+# The before path's configuration on one line, for the header.
+BEFORE_CONFIG_LINE=${BEFORE_CONFIG:-}
+BEFORE_CONFIG_LINE=${BEFORE_CONFIG_LINE//$'\n'/; }
 cat <<MD
 ### The write path of a new immutable tag: before and after, against the registry
 
-\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${BEFORE_BIN:+ BEFORE_BIN=…}${BEFORE_CONFIG:+ BEFORE_CONFIG=\"${BEFORE_CONFIG//$'\n'/; }\"}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), $(stolen_since "$TICKS_START" "$STEAL_START") % of the CPU time stolen by the hypervisor, tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
+\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${BEFORE_BIN:+ BEFORE_BIN=…}${BEFORE_CONFIG:+ BEFORE_CONFIG=\"$BEFORE_CONFIG_LINE\"}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), $(stolen_since "$TICKS_START" "$STEAL_START") % of the CPU time stolen by the hypervisor, tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
 
 | path | $CONNECTIONS connections: requests/s per round | median | × direct | 1 connection: p50 ms per round | median | added p50 ms per round | median |
 | --- | --- | --- | --- | --- | --- | --- | --- |

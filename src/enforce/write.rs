@@ -105,7 +105,9 @@ impl Guard {
         );
         let (pending, tx) = match (pending, tx) {
             (Ok(pending), tx) => (pending, tx),
-            // Nothing announced, so nothing to withdraw; the transaction rolls back.
+            // A failed announcement has nothing to withdraw (one whose answer was lost
+            // after it committed costs the tag's next write a probe); the transaction,
+            // if it opened, rolls back.
             (Err(e), _) => return Err(e),
         };
         let mut sent = false;
