@@ -47,11 +47,12 @@ impl Ledger {
         bounds: Option<StatementBounds>,
     ) -> Result<Self, LedgerError> {
         let pool = pool::connect_lazy(url, max_connections, acquire_timeout, bounds)?;
-        // Half as many: an announcement is one short statement, and only writes of
-        // immutable tags under `[enforce] ledger_complete` make one. Lazy like the
-        // write pool, so without that setting it never opens a connection.
+        // A quarter as many: an announcement is one short statement (a write's
+        // transaction lasts as long as the registry takes to store the manifest), and
+        // only writes of immutable tags under `[enforce] ledger_complete` make one.
+        // Lazy like the write pool, so without that setting it opens no connection.
         let announcements =
-            pool::connect_lazy(url, max_connections.div_ceil(2), acquire_timeout, bounds)?;
+            pool::connect_lazy(url, max_connections.div_ceil(4), acquire_timeout, bounds)?;
         Ok(Ledger {
             reader: LedgerReader::from_pool(pool),
             announcements,
