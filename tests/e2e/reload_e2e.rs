@@ -98,9 +98,10 @@ impl Setup {
             Duration::from_millis(100),
             || async {
                 let m = self.metrics().await;
-                match m.lines().any(|l| l.starts_with(line)) {
-                    true => Ok(()),
-                    false => Err(format!("no metric line {line:?}:\n{m}")),
+                if m.lines().any(|l| l.starts_with(line)) {
+                    Ok(())
+                } else {
+                    Err(format!("no metric line {line:?}:\n{m}"))
                 }
             },
         )

@@ -187,12 +187,13 @@ async fn sigterm_lets_in_flight_requests_finish_and_stops_accepting() {
                 .received_requests()
                 .await
                 .expect("request recording is on");
-            match received
+            if received
                 .iter()
                 .any(|r| r.method == "GET" && r.url.path() == blob)
             {
-                true => Ok(()),
-                false => Err(format!("the GET never reached the upstream: {received:?}")),
+                Ok(())
+            } else {
+                Err(format!("the GET never reached the upstream: {received:?}"))
             }
         },
     )

@@ -488,9 +488,10 @@ async fn wait_for_leaves(db: &Database, n: usize) -> Vec<(i64, i64)> {
         Duration::from_millis(100),
         || async {
             let l = leaves(db).await;
-            match l.len() >= n {
-                true => Ok(l),
-                false => Err(format!("{} of {n} events integrated", l.len())),
+            if l.len() >= n {
+                Ok(l)
+            } else {
+                Err(format!("{} of {n} events integrated", l.len()))
             }
         },
     )

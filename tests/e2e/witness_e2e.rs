@@ -186,9 +186,10 @@ async fn checkpoint_where(tw: &Tagwarden, size: u64, done: impl Fn(&str) -> bool
         Duration::from_millis(100),
         || async {
             let note = served_checkpoint(tw).await;
-            match note.starts_with(&format!("registry.test/log\n{size}\n")) && done(&note) {
-                true => Ok(note),
-                false => Err(format!("no such checkpoint: {note:?}")),
+            if note.starts_with(&format!("registry.test/log\n{size}\n")) && done(&note) {
+                Ok(note)
+            } else {
+                Err(format!("no such checkpoint: {note:?}"))
             }
         },
     )
@@ -361,9 +362,10 @@ async fn a_hanging_or_down_witness_does_not_hold_up_pushes() {
                     .sum::<f64>()
             };
             // Twice each: the second failure is counted, not logged.
-            match failed("witness.test/w1") >= 2.0 && failed("witness.test/down") >= 2.0 {
-                true => Ok(()),
-                false => Err(format!("no failures counted: {metrics}")),
+            if failed("witness.test/w1") >= 2.0 && failed("witness.test/down") >= 2.0 {
+                Ok(())
+            } else {
+                Err(format!("no failures counted: {metrics}"))
             }
         },
     )
