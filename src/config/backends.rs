@@ -85,7 +85,8 @@ pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db`. Never logged.
     pub url: Secret,
     /// The write pool's size. With `[enforce] ledger_complete`, the pending writes'
-    /// announcements have a pool of a quarter of this size besides (see `ledger::pending`).
+    /// announcements have a pool of a quarter of this size besides (see
+    /// `ledger::pending`).
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
     /// How long a manifest write waits for a ledger connection before it is refused
