@@ -2,6 +2,7 @@
 //! and that they answer from indexes once the ledger is big enough for the planner to
 //! prefer them over reading the table.
 
+use crate::plans::{nodes, statement};
 use crate::support;
 
 use std::time::Duration;
@@ -290,39 +291,6 @@ fn second_cursor_of_other_kind() -> Option<String> {
         }
         .encode(),
     )
-}
-
-/// The audit statement `NAME`: `src/ledger/sql/NAME.sql`, the file the code includes,
-/// so the plan checked is that of exactly what runs.
-fn statement(name: &str) -> String {
-    let path = format!("{}/src/ledger/sql/{name}.sql", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Names of the plan nodes and the indexes they use, e.g. "Index Scan tag_events_by_tag".
-fn plan_nodes(plan: &Value, out: &mut Vec<String>) {
-    match plan {
-        Value::Object(map) => {
-            if let Some(Value::String(node)) = map.get("Node Type") {
-                let index = map
-                    .get("Index Name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                out.push(format!("{node} {index}").trim().to_string());
-            }
-            for v in map.values() {
-                plan_nodes(v, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| plan_nodes(v, out)),
-        _ => {}
-    }
-}
-
-fn nodes(plan: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    plan_nodes(plan, &mut out);
-    out
 }
 
 #[track_caller]
