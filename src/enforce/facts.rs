@@ -7,7 +7,7 @@ use http::request::Parts;
 
 use super::plan::{Facts, Kept, Releases};
 use super::{append, gates, manifest, refusal, Guard};
-use crate::ledger::{Binding, LedgerTx};
+use crate::ledger::{Binding, LedgerTx, Unseen};
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::TagClass;
 use crate::proxy::Client;
@@ -18,8 +18,10 @@ impl Guard {
     /// under it (adopted); for a tag that only moves forward, the releases of the
     /// digests it would move between.
     ///
-    /// `own` is given when this write announced the tag (see `crate::ledger::pending`):
-    /// the ledger may then prove the probe unnecessary.
+    /// `announced` is given when this write announced the tag (see
+    /// `crate::ledger::pending`): the tag's binding and pending writes, read under the
+    /// locks, and this write's announcements. The ledger may then prove the probe
+    /// unnecessary.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn read_facts(
         &self,
@@ -29,15 +31,15 @@ impl Guard {
         manifest: &manifest::Manifest,
         parts: &Parts,
         client: &Client,
-        own: Option<&[i64]>,
+        announced: Option<(Unseen, &[i64])>,
     ) -> Result<Facts, OciError> {
         let digest = &manifest.digest;
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
-        let (current, proven_unwritten) = match own {
-            Some(own) if decision.class == TagClass::Immutable => {
-                let unseen = tx.binding_unseen(repo, tag.as_str(), own).await?;
-                (unseen.binding, unseen.no_unrecorded_write)
+        let (current, proven_unwritten) = match announced {
+            Some((unseen, own)) if decision.class == TagClass::Immutable => {
+                let proven = unseen.no_unrecorded_write(own);
+                (unseen.binding, proven)
             }
             _ => (tx.binding(repo, tag.as_str()).await?, false),
         };

@@ -77,25 +77,29 @@ pub async fn unrecorded_immutable_tags(
 }
 
 impl Guard {
-    /// Announce the immutable tags of a write before it can reach the registry, when
-    /// the probe may be skipped at all (`[enforce] ledger_complete`); `(id, tag)` each.
+    /// The tags of a write that it announces before it can reach the registry: its
+    /// immutable ones, when the probe may be skipped at all (`[enforce]
+    /// ledger_complete`).
+    pub(super) fn to_announce<'t>(&self, name: &Name, tags: &'t [Tag]) -> Vec<&'t str> {
+        if !self.ledger_complete {
+            return Vec::new();
+        }
+        tags.iter()
+            .map(Tag::as_str)
+            .filter(|t| self.policy.classify(name.as_str(), t).class == TagClass::Immutable)
+            .collect()
+    }
+
+    /// Announce `tags` (from [`Guard::to_announce`]); `(id, tag)` each.
     pub(super) async fn announce(
         &self,
         name: &Name,
-        tags: &[Tag],
+        tags: &[&str],
     ) -> Result<Vec<(i64, String)>, OciError> {
-        if !self.ledger_complete {
+        if tags.is_empty() {
             return Ok(Vec::new());
         }
-        let immutable: Vec<&str> = tags
-            .iter()
-            .map(Tag::as_str)
-            .filter(|t| self.policy.classify(name.as_str(), t).class == TagClass::Immutable)
-            .collect();
-        if immutable.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.ledger.announce(name.as_str(), &immutable).await?)
+        Ok(self.ledger.announce(name.as_str(), tags).await?)
     }
 
     /// An immutable tag the ledger has never seen: skip the probe when the ledger proved

@@ -5,8 +5,9 @@
 //! 2. open a ledger transaction holding advisory locks on the tags and the digest, so
 //!    that every tagwarden process sharing the database serialises on them, and shared
 //!    locks on what a manifest without children references (one round trip,
-//!    `Ledger::begin_locked`); meanwhile, with `[enforce] ledger_complete`, announce
-//!    its immutable tags as pending writes (`crate::ledger::pending`);
+//!    `Ledger::begin_locked`); with `[enforce] ledger_complete`, meanwhile announce
+//!    its immutable tags as pending writes (`crate::ledger::pending`), and read each
+//!    one's binding and pending writes once the locks are held;
 //! 3. read what each tag's decision needs ([`super::facts`]): its binding; for an
 //!    immutable tag the ledger has never seen, what the upstream holds under it (it may
 //!    predate tagwarden, or a crash may have left the upstream ahead of the ledger),
@@ -27,7 +28,9 @@ use super::plan::{self, Planned, Verdict};
 use super::reach::own_references;
 use super::tags::{applied_tags, tags_of};
 use super::{check_stored_digest, identity, manifest, Guard};
-use crate::ledger::{Action, Actor, LedgerTx, ManifestRef, NewBinding, NewEvent};
+use crate::ledger::{
+    Action, Actor, LedgerError, LedgerTx, ManifestRef, NewBinding, NewEvent, Unseen,
+};
 use crate::oci::error::chain;
 use crate::oci::{Digest, ErrorCode, Name, OciError, Reference, Tag};
 use crate::policy::TagClass;
@@ -39,6 +42,8 @@ struct TaggedWrite<'a> {
     tags: &'a [Tag],
     /// This write's announcements (see `crate::ledger::pending`).
     pending: &'a [(i64, String)],
+    /// What the transaction read of each announced tag once it held the locks.
+    unseen: Vec<(&'a str, Unseen)>,
     /// What the manifest references when it lists no child manifests, read from its
     /// bytes and locked (shared) when the transaction began.
     references: Option<Vec<ManifestRef>>,
@@ -96,27 +101,38 @@ impl Guard {
         if own_refs.is_some() {
             shared.push(digest.as_str());
         }
-        // The announcement (on connections of its own) while the transaction opens and
-        // locks: both are done before anything is forwarded. Both are awaited, so that
-        // an announcement made is withdrawn below if the transaction failed.
-        let (pending, tx) = tokio::join!(
-            self.announce(name, &tags),
-            self.ledger.begin_locked(name.as_str(), &locked, &shared)
-        );
-        let (pending, tx) = match (pending, tx) {
-            (Ok(pending), tx) => (pending, tx),
+        // The announcement (on connections of its own) while the transaction opens,
+        // locks, and reads the announced tags' bindings and pending writes (which need
+        // not see the announcement, see `Unseen::no_unrecorded_write`): all of it is
+        // done before anything is forwarded. Both are awaited, so that an announcement
+        // made is withdrawn below if the transaction failed.
+        let announce = self.to_announce(name, &tags);
+        let (pending, opened) = tokio::join!(self.announce(name, &announce), async {
+            let mut tx = self
+                .ledger
+                .begin_locked(name.as_str(), &locked, &shared)
+                .await?;
+            let mut unseen = Vec::with_capacity(announce.len());
+            for &tag in &announce {
+                unseen.push((tag, tx.binding_unseen(name.as_str(), tag).await?));
+            }
+            Ok::<_, LedgerError>((tx, unseen))
+        });
+        let (pending, opened) = match (pending, opened) {
+            (Ok(pending), opened) => (pending, opened),
             // A failed announcement has nothing to withdraw (one whose answer was lost
             // after it committed costs the tag's next write a probe); the transaction,
             // if it opened, rolls back.
             (Err(e), _) => return Err(e),
         };
         let mut sent = false;
-        let answer = match tx {
-            Ok(tx) => {
+        let answer = match opened {
+            Ok((tx, unseen)) => {
                 let write = TaggedWrite {
                     manifest: &manifest,
                     tags: &tags,
                     pending: &pending,
+                    unseen,
                     references: own_refs,
                 };
                 self.put_tagged(tx, name, reference, parts, write, client, actor, &mut sent)
@@ -155,6 +171,7 @@ impl Guard {
             manifest,
             tags,
             pending,
+            mut unseen,
             references: locked_references,
         } = write;
         let digest = &manifest.digest;
@@ -163,10 +180,16 @@ impl Guard {
         let own: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
         let mut facts = Vec::with_capacity(tags.len());
         for tag in tags {
-            let announced = pending.iter().any(|(_, t)| t == tag.as_str());
-            let own = if announced { Some(&own[..]) } else { None };
+            let read = unseen
+                .iter()
+                .position(|(t, _)| *t == tag.as_str())
+                .map(|i| unseen.swap_remove(i).1);
+            let announced = match read {
+                Some(u) if pending.iter().any(|(_, t)| t == tag.as_str()) => Some((u, &own[..])),
+                _ => None,
+            };
             facts.push(
-                self.read_facts(&mut tx, name, tag, manifest, &parts, client, own)
+                self.read_facts(&mut tx, name, tag, manifest, &parts, client, announced)
                     .await?,
             );
         }

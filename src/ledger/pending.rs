@@ -55,32 +55,49 @@ impl Ledger {
     }
 }
 
-/// A tag's binding, and whether the ledger proves the registry holds nothing under it.
+/// A tag's binding, and what the ledger knows of writes of it that may have reached
+/// the registry unrecorded.
 #[derive(Debug, Clone)]
 pub struct Unseen {
     pub binding: Option<Binding>,
-    /// No other write of the tag is pending (in flight, or left behind by one whose
-    /// commit did not happen), and reconciliation never found the repository drifted.
-    /// Meaningful only when `binding` is `None` and this write announced the tag.
-    pub no_unrecorded_write: bool,
+    /// The tag's pending writes the statement saw: in flight, or left behind by one
+    /// whose commit did not happen. This write's own are among them only if its
+    /// announcement had committed when the statement started.
+    pending: Vec<i64>,
+    /// Reconciliation once found the repository drifted.
+    drifted: bool,
+}
+
+impl Unseen {
+    /// Whether the ledger proves the registry holds nothing under the tag: no write of
+    /// it other than `own` (this write's announcements) is pending, and the repository
+    /// never drifted. Meaningful only when `binding` is `None` and this write announced
+    /// the tag.
+    ///
+    /// It does not matter whether this write's announcement was visible to the read:
+    /// the read ran under the tag's lock, and a write that reached the registry did so
+    /// holding that lock, after its announcement committed; so every other write that
+    /// can have stored the tag unrecorded left a row the read saw.
+    pub fn no_unrecorded_write(&self, own: &[i64]) -> bool {
+        !self.drifted && self.pending.iter().all(|id| own.contains(id))
+    }
 }
 
 impl LedgerTx {
-    /// [`LedgerTx::binding`], and in the same statement whether any write of the tag
-    /// other than `own` (this write's announcements) is pending, or the repository ever
-    /// drifted. Call after [`LedgerTx::lock`], in a statement of its own: a statement
-    /// reads the snapshot taken when it starts, so one that took the lock too would not
-    /// see what the lock's previous holder committed.
+    /// [`LedgerTx::binding`], and in the same statement the tag's pending writes and
+    /// whether the repository ever drifted (see [`Unseen::no_unrecorded_write`]). Call
+    /// after [`LedgerTx::lock`], in a statement of its own: a statement reads the
+    /// snapshot taken when it starts, so one that took the lock too would not see what
+    /// the lock's previous holder committed. It need not wait for this write's own
+    /// announcement.
     pub async fn binding_unseen(
         &mut self,
         repository: &str,
         tag: &str,
-        own: &[i64],
     ) -> Result<Unseen, LedgerError> {
         let row = sqlx::query(BINDING_UNSEEN)
             .bind(repository)
             .bind(tag)
-            .bind(own)
             .fetch_one(&mut *self.tx)
             .await?;
         let binding = match row.try_get::<Option<String>, _>("repository")? {
@@ -89,7 +106,35 @@ impl LedgerTx {
         };
         Ok(Unseen {
             binding,
-            no_unrecorded_write: row.try_get("no_unrecorded_write")?,
+            pending: row.try_get("pending")?,
+            drifted: row.try_get("drifted")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unseen(pending: &[i64], drifted: bool) -> Unseen {
+        Unseen {
+            binding: None,
+            pending: pending.to_vec(),
+            drifted,
+        }
+    }
+
+    #[test]
+    fn only_this_writes_own_pending_rows_leave_the_probe_unnecessary() {
+        // Nothing pending, or only this write's own (visible or not yet).
+        assert!(unseen(&[], false).no_unrecorded_write(&[7]));
+        assert!(unseen(&[7], false).no_unrecorded_write(&[7]));
+        assert!(unseen(&[7], false).no_unrecorded_write(&[3, 7]));
+        // Another write's row: it may have stored the tag and died before its commit.
+        assert!(!unseen(&[5], false).no_unrecorded_write(&[7]));
+        assert!(!unseen(&[5, 7], false).no_unrecorded_write(&[7]));
+        assert!(!unseen(&[5], false).no_unrecorded_write(&[]));
+        // A drifted repository is probed whatever is pending.
+        assert!(!unseen(&[], true).no_unrecorded_write(&[7]));
     }
 }

@@ -24,8 +24,8 @@ const READS: [(&str, &str, &str, &str, &[&str]); 4] = [
     ),
     (
         "binding_unseen",
-        "text, text, bigint[]",
-        "'team/app', '1.0.7', '{1}'",
+        "text, text",
+        "'team/app', '1.0.7'",
         "tag_bindings_pkey",
         &["repository", "tag"],
     ),
