@@ -22,7 +22,9 @@
 # path is left out), BEFORE_CONFIG (the before path's TOML; default none), ROUNDS
 # (default 3), SECONDS_PER_RUN (default 10), CONNECTIONS (default 8), THREADS
 # (default 2), TAGWARDEN_BIN (skip the release build), PG_ADMIN_URL (default
-# postgres://postgres@127.0.0.1:5432/postgres), KEEP_RUN_DIR=1.
+# postgres://postgres@127.0.0.1:5432/postgres), URL_SUFFIX (appended to every
+# tagwarden's database URL, e.g. '?host=/var/run/postgresql' for the Unix socket of a
+# Postgres on the same host), KEEP_RUN_DIR=1.
 # Prints a Markdown block for BENCHMARKS.md, with the issue's targets checked.
 set -euo pipefail
 
@@ -64,7 +66,7 @@ start_tagwarden() { # PATH BINARY CONFIG
     local p=$1 url
     read -r "PORT[$p]" "ADMIN[$p]" <<<"$(free_ports 2)"
     DB[$p]="tagwarden_bench_writepath_${p}_$$"
-    url=$(create_db "${DB[$p]}")
+    url=$(create_db "${DB[$p]}")${URL_SUFFIX:-}
     printf '%s\n' "$3" >"$RUN/$p.toml"
     serve_tagwarden "TW_PID[$p]" "$2" "$RUN/$p.toml" "$RUN/$p.log" "http://127.0.0.1:${ADMIN[$p]}/healthz" 90 \
         --listen "127.0.0.1:${PORT[$p]}" --admin-listen "127.0.0.1:${ADMIN[$p]}" \
@@ -139,7 +141,7 @@ BEFORE_CONFIG_LINE=${BEFORE_CONFIG_LINE//$'\n'/; }
 cat <<MD
 ### The write path of a new immutable tag: before and after, against the registry
 
-\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${BEFORE_BIN:+ BEFORE_BIN=…}${BEFORE_CONFIG:+ BEFORE_CONFIG=\"$BEFORE_CONFIG_LINE\"}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), $(stolen_since "$TICKS_START" "$STEAL_START") % of the CPU time stolen by the hypervisor, tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
+\`bench/writepath.sh\` (ROUNDS=$ROUNDS SECONDS_PER_RUN=$SECONDS_PER_RUN CONNECTIONS=$CONNECTIONS THREADS=$THREADS${URL_SUFFIX:+ URL_SUFFIX=$URL_SUFFIX}${BEFORE_BIN:+ BEFORE_BIN=…}${BEFORE_CONFIG:+ BEFORE_CONFIG=\"$BEFORE_CONFIG_LINE\"}), $(machine_line), load average at the start $LOAD_START and at the end $(cut -d' ' -f1-3 /proc/loadavg), $(stolen_since "$TICKS_START" "$STEAL_START") % of the CPU time stolen by the hypervisor, tagwarden $(git rev-parse --short=12 HEAD), binary \`${BIN#"$ROOT"/}\`, client $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }') with \`bench/put-tags.lua\`.
 
 | path | $CONNECTIONS connections: requests/s per round | median | × direct | 1 connection: p50 ms per round | median | added p50 ms per round | median |
 | --- | --- | --- | --- | --- | --- | --- | --- |

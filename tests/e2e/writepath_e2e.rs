@@ -296,3 +296,41 @@ async fn concurrent_new_releases_through_one_ledger_connection_each_announce_and
     assert_eq!(probes(&tw, "skipped").await, 8);
     assert!(pending(&db).is_empty(), "{:?}", pending(&db));
 }
+
+/// A Postgres on the same host, reached over its Unix socket (README, "Database"): the
+/// pushes' round trips go without TCP or TLS, and the ledger records and refuses as it
+/// does over TCP.
+#[tokio::test]
+async fn a_ledger_on_the_same_host_is_reached_over_its_unix_socket() {
+    let dir = std::env::var("TAGWARDEN_TEST_PG_SOCKET_DIR")
+        .unwrap_or_else(|_| "/var/run/postgresql".to_string());
+    assert!(
+        std::path::Path::new(&dir).join(".s.PGSQL.5432").exists(),
+        "no Postgres socket in {dir} (set TAGWARDEN_TEST_PG_SOCKET_DIR)\n{}",
+        support::PROVISION_HINT
+    );
+    let registry = Registry::start().await;
+    let db = Database::fresh();
+    let url = format!("postgres://postgres@localhost/{}?host={dir}", db.name());
+    let tw = complete(&registry.url(), &Database::attach(&url)).await;
+    let repo = "local/app";
+    let [a, b] = <[Image; 2]>::try_from(images(&registry, repo, 2).await).unwrap();
+
+    created(&tw.url(), repo, "1.0.0", &a).await;
+    let resp = put_manifest(&tw.url(), repo, "1.0.0", &b.manifest).await;
+    expect_oci_error(resp, StatusCode::CONFLICT, "a re-pointed release").await;
+    assert_eq!(actions(&db, repo, "1.0.0"), ["create", "refuse"]);
+    // tagwarden's connections are the database's socket clients (no client address);
+    // the query's own runs over TCP and is left out.
+    let socket_clients = db.count(
+        "SELECT count(*)::text FROM pg_stat_activity
+         WHERE datname = current_database() AND backend_type = 'client backend'
+           AND client_addr IS NULL AND pid <> pg_backend_pid()",
+    );
+    assert!(socket_clients >= 1, "no socket connection to {}", db.name());
+    let tcp_clients = db.count(
+        "SELECT count(*)::text FROM pg_stat_activity
+         WHERE datname = current_database() AND client_addr IS NOT NULL AND pid <> pg_backend_pid()",
+    );
+    assert_eq!(tcp_clients, 0, "tagwarden connected over TCP");
+}
