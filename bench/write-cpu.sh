@@ -12,6 +12,13 @@
 # RUN/perf.data (kept with KEEP_RUN_DIR=1). Postgres' counters are server-wide: run it
 # on an otherwise idle server. TAGWARDEN_BIN, PG_ADMIN_URL as in bench/writepath.sh.
 #
+# Runs one after the other are comparable only if each keeps its directory
+# (KEEP_RUN_DIR=1; remove them afterwards) and no benchmark deleted one in the last
+# six minutes: on ext4 without a journal, as on these machines, the inodes of a deleted
+# registry tree are passed over when new ones are allocated for 60 to 360 s, and a run
+# in that window has its registry spend up to 1.5 ms more CPU per PUT
+# (`recently_deleted` in a profile).
+#
 # Experiments, not settings to deploy: URL_SUFFIX is appended to tagwarden's database
 # URL (e.g. '?sslmode=disable', to see what TLS to a loopback Postgres costs), and
 # SYNCHRONOUS_COMMIT=off sets that on the throwaway database (no WAL flush at commit:
