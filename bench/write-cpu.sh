@@ -16,7 +16,7 @@
 # (KEEP_RUN_DIR=1; remove them afterwards) and no benchmark deleted one in the last
 # six minutes: on ext4 without a journal, as on these machines, the inodes of a deleted
 # registry tree are passed over when new ones are allocated for 60 to 360 s, and a run
-# in that window has its registry spend up to 1.5 ms more CPU per PUT
+# in that window has its registry spend up to 1.4 ms more CPU per PUT
 # (`recently_deleted` in a profile).
 #
 # Experiments, not settings to deploy: URL_SUFFIX is appended to tagwarden's database
