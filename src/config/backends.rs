@@ -84,9 +84,8 @@ impl std::fmt::Debug for Secret {
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/db`. Never logged.
     pub url: Secret,
-    /// The write pool's size. With `[enforce] ledger_complete`, the pending writes'
-    /// announcements have a pool of a quarter of this size besides (see
-    /// `ledger::pending`).
+    /// The write pool's size: one connection per manifest write in flight (its
+    /// announcement, locks and reads go over the connection of its transaction).
     #[serde(default = "defaults::max_connections")]
     pub max_connections: u32,
     /// How long a manifest write waits for a ledger connection before it is refused

@@ -9,6 +9,7 @@ use http::StatusCode;
 
 use super::{append, blob, identity, probe, refusal, Guard};
 use crate::ledger::{Action, Actor, Binding, LedgerTx, NewEvent, RefKind};
+use crate::oci::error::chain;
 use crate::oci::{ErrorCode, Name, OciError, Reference};
 use crate::policy::{Decision, Mode, TagClass};
 use crate::proxy::body::Activity;
@@ -202,7 +203,9 @@ impl Guard {
             .send(req, &Activity::new(), "manifest")
             .await?;
         if !resp.status().is_success() {
-            drop(tx);
+            if let Err(e) = tx.rollback().await {
+                tracing::debug!(error = %chain(&e), "could not roll back after the upstream refused a delete");
+            }
             return Ok(self.forwarder.downstream_response(resp));
         }
         actor.verified = self.verified(&actor).await;

@@ -18,10 +18,10 @@ impl Guard {
     /// under it (adopted); for a tag that only moves forward, the releases of the
     /// digests it would move between.
     ///
-    /// `announced` is given when this write announced the tag (see
-    /// `crate::ledger::pending`): the tag's binding and pending writes, read under the
-    /// locks, and this write's announcements. The ledger may then prove the probe
-    /// unnecessary.
+    /// `read` is the tag's binding and pending writes as read when the locks were
+    /// taken (`Ledger::begin_write`); without it the binding is read here. `own` is
+    /// given when this write announced the tag (see `crate::ledger::pending`): its
+    /// announcements, with which the ledger may prove the probe unnecessary.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn read_facts(
         &self,
@@ -31,17 +31,21 @@ impl Guard {
         manifest: &manifest::Manifest,
         parts: &Parts,
         client: &Client,
-        announced: Option<(Unseen, &[i64])>,
+        read: Option<Unseen>,
+        own: Option<&[i64]>,
     ) -> Result<Facts, OciError> {
         let digest = &manifest.digest;
         let repo = name.as_str();
         let decision = self.policy.classify(repo, tag.as_str());
-        let (current, proven_unwritten) = match announced {
-            Some((unseen, own)) if decision.class == TagClass::Immutable => {
-                let proven = unseen.no_unrecorded_write(own);
+        // The binding as read with the locks, when it was; and whether the ledger
+        // proves the registry holds nothing under the tag, when this write announced it.
+        let (current, proven_unwritten) = match read {
+            Some(unseen) => {
+                let proven = decision.class == TagClass::Immutable
+                    && own.is_some_and(|own| unseen.no_unrecorded_write(own));
                 (unseen.binding, proven)
             }
-            _ => (tx.binding(repo, tag.as_str()).await?, false),
+            None => (tx.binding(repo, tag.as_str()).await?, false),
         };
         let adopted = if decision.class == TagClass::Immutable && current.is_none() {
             self.unseen_release(tx, name, tag, &decision, proven_unwritten, parts, client)

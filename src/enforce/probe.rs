@@ -90,18 +90,6 @@ impl Guard {
             .collect()
     }
 
-    /// Announce `tags` (from [`Guard::to_announce`]); `(id, tag)` each.
-    pub(super) async fn announce(
-        &self,
-        name: &Name,
-        tags: &[&str],
-    ) -> Result<Vec<(i64, String)>, OciError> {
-        if tags.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.ledger.announce(name.as_str(), tags).await?)
-    }
-
     /// An immutable tag the ledger has never seen: skip the probe when the ledger proved
     /// the registry holds nothing under it (`proven_unwritten`, see
     /// `crate::ledger::pending`), else ask the registry and adopt what it holds.

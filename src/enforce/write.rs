@@ -28,9 +28,7 @@ use super::plan::{self, Planned, Verdict};
 use super::reach::own_references;
 use super::tags::{applied_tags, tags_of};
 use super::{check_stored_digest, identity, manifest, Guard};
-use crate::ledger::{
-    Action, Actor, LedgerError, LedgerTx, ManifestRef, NewBinding, NewEvent, Unseen,
-};
+use crate::ledger::{Action, Actor, LedgerTx, ManifestRef, NewBinding, NewEvent, Unseen};
 use crate::oci::error::chain;
 use crate::oci::{Digest, ErrorCode, Name, OciError, Reference, Tag};
 use crate::policy::TagClass;
@@ -42,7 +40,7 @@ struct TaggedWrite<'a> {
     tags: &'a [Tag],
     /// This write's announcements (see `crate::ledger::pending`).
     pending: &'a [(i64, String)],
-    /// What the transaction read of each announced tag once it held the locks.
+    /// What the transaction read of each tag once it held the locks.
     unseen: Vec<(&'a str, Unseen)>,
     /// What the manifest references when it lists no child manifests, read from its
     /// bytes and locked (shared) when the transaction began.
@@ -101,29 +99,23 @@ impl Guard {
         if own_refs.is_some() {
             shared.push(digest.as_str());
         }
-        // The announcement (on connections of its own) while the transaction opens,
-        // locks, and reads the announced tags' bindings and pending writes (which need
-        // not see the announcement, see `Unseen::no_unrecorded_write`): all of it is
-        // done before anything is forwarded. Both are awaited, so that an announcement
-        // made is withdrawn below if the transaction failed.
+        // One round trip before anything is forwarded: the announcement of the tags
+        // that may skip the probe, the locks, and each tag's binding read under them
+        // (see `Ledger::begin_write`).
         let announce = self.to_announce(name, &tags);
-        let (pending, opened) = tokio::join!(self.announce(name, &announce), async {
-            let mut tx = self
-                .ledger
-                .begin_locked(name.as_str(), &locked, &shared)
-                .await?;
-            let mut unseen = Vec::with_capacity(announce.len());
-            for &tag in &announce {
-                unseen.push((tag, tx.binding_unseen(name.as_str(), tag).await?));
+        let read: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        let (pending, opened) = match self
+            .ledger
+            .begin_write(name.as_str(), &locked, &shared, &announce, &read)
+            .await
+        {
+            Ok(o) => {
+                let unseen: Vec<(&str, Unseen)> = read.iter().copied().zip(o.read).collect();
+                (o.announced, Ok((o.tx, unseen)))
             }
-            Ok::<_, LedgerError>((tx, unseen))
-        });
-        let (pending, opened) = match (pending, opened) {
-            (Ok(pending), opened) => (pending, opened),
-            // A failed announcement has nothing to withdraw (one whose answer was lost
-            // after it committed costs the tag's next write a probe); the transaction,
-            // if it opened, rolls back.
-            (Err(e), _) => return Err(e),
+            // Announcements committed before the transaction failed are withdrawn below
+            // (one whose answer was lost costs the tag's next write a probe).
+            Err(u) => (u.announced, Err(u.error)),
         };
         let mut sent = false;
         let answer = match opened {
@@ -184,12 +176,10 @@ impl Guard {
                 .iter()
                 .position(|(t, _)| *t == tag.as_str())
                 .map(|i| unseen.swap_remove(i).1);
-            let announced = match read {
-                Some(u) if pending.iter().any(|(_, t)| t == tag.as_str()) => Some((u, &own[..])),
-                _ => None,
-            };
+            let announced = pending.iter().any(|(_, t)| t == tag.as_str());
+            let own = announced.then_some(&own[..]);
             facts.push(
-                self.read_facts(&mut tx, name, tag, manifest, &parts, client, announced)
+                self.read_facts(&mut tx, name, tag, manifest, &parts, client, read, own)
                     .await?,
             );
         }
@@ -258,7 +248,9 @@ impl Guard {
             // The upstream said no (auth, missing blobs...): its answer is the client's;
             // nothing is bound, and nothing was stored.
             *sent = false;
-            drop(tx);
+            if let Err(e) = tx.rollback().await {
+                tracing::debug!(error = %chain(&e), "could not roll back after the upstream refused a manifest");
+            }
             return Ok(self.forwarder.downstream_response(resp));
         }
         check_stored_digest(&resp, digest)?;

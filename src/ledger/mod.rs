@@ -20,6 +20,7 @@ pub mod chain;
 mod changes;
 mod error;
 mod failover;
+mod open;
 pub mod outbox;
 mod pending;
 pub mod policies;
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::TagClass;
 
 pub use error::LedgerError;
+pub use open::{Opened, Unopened};
 pub use pending::Unseen;
 pub use pool::StatementBounds;
 pub use queries::{

@@ -13,44 +13,21 @@
 //! A row left behind means "the registry may hold this tag unrecorded": the next write
 //! of the tag probes, as it always did.
 
+use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use super::{Binding, Ledger};
-use super::{LedgerError, LedgerTx};
+use super::{Binding, Ledger, LedgerError};
 
-const ANNOUNCE: &str = include_str!("sql/announce.sql");
 const FORGET: &str = include_str!("sql/forget.sql");
-const BINDING_UNSEEN: &str = include_str!("sql/binding_unseen.sql");
 
 impl Ledger {
-    /// Announce, in a committed row per tag, that a write of `tags` is about to reach
-    /// the registry; `(id, tag)` of each, for [`Ledger::forget`]. On connections of
-    /// its own, so that a write may announce while it opens its transaction: the row
-    /// must be committed before anything is forwarded, not before the locks are held
-    /// (a write that reads under the lock before this one forwards has nothing of it
-    /// to see).
-    pub async fn announce(
-        &self,
-        repository: &str,
-        tags: &[&str],
-    ) -> Result<Vec<(i64, String)>, LedgerError> {
-        Ok(sqlx::query_as(ANNOUNCE)
-            .bind(repository)
-            .bind(tags)
-            .fetch_all(self.announcements())
-            .await?)
-    }
-
     /// Withdraw announcements whose write is known not to have stored anything in the
     /// registry (refused, failed before forwarding, or refused by the upstream).
     pub async fn forget(&self, ids: &[i64]) -> Result<(), LedgerError> {
         if ids.is_empty() {
             return Ok(());
         }
-        sqlx::query(FORGET)
-            .bind(ids)
-            .execute(self.announcements())
-            .await?;
+        sqlx::query(FORGET).bind(ids).execute(self.pool()).await?;
         Ok(())
     }
 }
@@ -83,25 +60,12 @@ impl Unseen {
     }
 }
 
-impl LedgerTx {
-    /// [`LedgerTx::binding`], and in the same statement the tag's pending writes and
-    /// whether the repository ever drifted (see [`Unseen::no_unrecorded_write`]). Call
-    /// after [`LedgerTx::lock`], in a statement of its own: a statement reads the
-    /// snapshot taken when it starts, so one that took the lock too would not see what
-    /// the lock's previous holder committed. It need not wait for this write's own
-    /// announcement.
-    pub async fn binding_unseen(
-        &mut self,
-        repository: &str,
-        tag: &str,
-    ) -> Result<Unseen, LedgerError> {
-        let row = sqlx::query(BINDING_UNSEEN)
-            .bind(repository)
-            .bind(tag)
-            .fetch_one(&mut *self.tx)
-            .await?;
+impl Unseen {
+    /// A row of `binding_unseen` (migration 0018), as `Ledger::begin_write` reads it
+    /// once the write's locks are held.
+    pub(super) fn from_row(row: &PgRow) -> Result<Unseen, sqlx::Error> {
         let binding = match row.try_get::<Option<String>, _>("repository")? {
-            Some(_) => Some(Binding::from_row(&row)?),
+            Some(_) => Some(Binding::from_row(row)?),
             None => None,
         };
         Ok(Unseen {

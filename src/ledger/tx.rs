@@ -1,7 +1,8 @@
 //! A write transaction, and the statements that read and write bindings and events
 //! under its tag locks.
 
-use sqlx::{Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor as _, Postgres};
 
 use super::chain;
 use super::failover;
@@ -22,8 +23,24 @@ const TAGS_WITH_PREFIX: &str = include_str!("sql/tags_with_prefix.sql");
 /// A ledger transaction. Locks taken with [`LedgerTx::lock`] last until commit or
 /// rollback, and are released by the database if tagwarden dies, so a crash can never
 /// leave a tag blocked.
+///
+/// The transaction is opened by hand on a pooled connection (see `Ledger::begin_with`)
+/// rather than by sqlx, whose opening statement's rows are discarded: a write reads in
+/// the round trip that opens its transaction. One dropped before it committed or
+/// rolled back (an error, a cancelled request) closes its connection, which ends the
+/// transaction and its locks on the server; it never goes back to the pool open.
 pub struct LedgerTx {
-    pub(super) tx: Transaction<'static, Postgres>,
+    pub(super) tx: PoolConnection<Postgres>,
+    /// Whether the server may still hold this transaction open.
+    open: bool,
+}
+
+impl Drop for LedgerTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.tx.close_on_drop();
+        }
+    }
 }
 
 /// The advisory-lock key of a `(repository, tag-or-digest)` pair.
@@ -139,13 +156,25 @@ impl LedgerTx {
             .await?)
     }
 
-    pub async fn commit(self) -> Result<(), LedgerError> {
-        self.tx.commit().await?;
+    /// A transaction on `conn`, which the statement about to be sent opens: until
+    /// [`LedgerTx::commit`] or [`LedgerTx::rollback`] succeed, dropping it closes the
+    /// connection.
+    pub(super) fn opening(conn: PoolConnection<Postgres>) -> Self {
+        LedgerTx {
+            tx: conn,
+            open: true,
+        }
+    }
+
+    pub async fn commit(mut self) -> Result<(), LedgerError> {
+        (&mut *self.tx).execute(sqlx::raw_sql("COMMIT")).await?;
+        self.open = false;
         Ok(())
     }
 
-    pub async fn rollback(self) -> Result<(), LedgerError> {
-        self.tx.rollback().await?;
+    pub async fn rollback(mut self) -> Result<(), LedgerError> {
+        (&mut *self.tx).execute(sqlx::raw_sql("ROLLBACK")).await?;
+        self.open = false;
         Ok(())
     }
 

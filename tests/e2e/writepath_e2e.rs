@@ -264,9 +264,10 @@ async fn with_a_complete_ledger_a_crash_between_the_registry_s_answer_and_the_co
 
 #[tokio::test]
 async fn concurrent_new_releases_through_one_ledger_connection_each_announce_and_bind() {
-    // A write announces while it opens its transaction. Were the announcement to need a
-    // connection of the write pool, a write holding that pool's one connection would
-    // wait for a second until the acquire timeout (503): announcements have their own.
+    // A write announces on the connection of its own transaction, in the round trip
+    // that opens it: were it to need a second connection of the pool, a write holding
+    // the pool's one connection would wait for it until the acquire timeout (503), and
+    // a refused write withdraws its announcements only after its transaction ended.
     let registry = Registry::start().await;
     let db = Database::fresh();
     let config = format!(

@@ -13,7 +13,8 @@ use sqlx::PgConnection;
 use support::Database;
 use tagwarden::ledger::Ledger;
 
-/// `(statement, parameter types, arguments, index, columns its condition must name)`.
+/// `(statement, parameter types, arguments, index, columns its condition must name)`;
+/// `binding_unseen` is the statement of the function of that name.
 const READS: [(&str, &str, &str, &str, &[&str]); 4] = [
     (
         "binding",
@@ -44,6 +45,22 @@ const READS: [(&str, &str, &str, &str, &[&str]); 4] = [
         &["digest", "repository"],
     ),
 ];
+
+/// The statement of the PL/pgSQL function `name(p_repository, p_tag)` (migration
+/// 0018), with its arguments as `$1` and `$2`: what the function prepares, as it is in
+/// the database.
+async fn function_query(conn: &mut PgConnection, name: &str) -> String {
+    let body: String = sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE proname = $1")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let start = body.find("RETURN QUERY").expect("RETURN QUERY") + "RETURN QUERY".len();
+    let end = body.rfind(';').expect("the statement's end");
+    body[start..end]
+        .replace("p_repository", "$1")
+        .replace("p_tag", "$2")
+}
 
 async fn check_reads(conn: &mut PgConnection, state: &str) {
     for (name, _, args, index, columns) in READS {
@@ -80,7 +97,11 @@ async fn the_write_paths_binding_reads_use_the_index_of_their_columns_before_any
             .await
             .unwrap();
         for (name, types, ..) in READS {
-            sqlx::raw_sql(&format!("PREPARE {name}({types}) AS {}", statement(name)))
+            let sql = match name {
+                "binding_unseen" => function_query(&mut conn, name).await,
+                _ => statement(name),
+            };
+            sqlx::raw_sql(&format!("PREPARE {name}({types}) AS {sql}"))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
