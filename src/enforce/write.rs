@@ -2,13 +2,13 @@
 //!
 //! For a write that names tags:
 //! 1. read and hash the manifest (bounded), parse every tag (path and `?tag=`);
-//! 2. open a ledger transaction holding advisory locks on the tags and the digest, so
-//!    that every tagwarden process sharing the database serialises on them, and shared
-//!    locks on what a manifest without children references (one round trip,
-//!    `Ledger::begin_locked`); with `[enforce] ledger_complete`, meanwhile announce
-//!    its immutable tags as pending writes (`crate::ledger::pending`), and read each
-//!    one's binding and pending writes once the locks are held;
-//! 3. read what each tag's decision needs ([`super::facts`]): its binding; for an
+//! 2. in one round trip (`Ledger::begin_write`): with `[enforce] ledger_complete`,
+//!    announce its immutable tags as pending writes (`crate::ledger::pending`); open a
+//!    ledger transaction holding advisory locks on the tags and the digest, so that
+//!    every tagwarden process sharing the database serialises on them, and shared
+//!    locks on what a manifest without children references; and read each tag's
+//!    binding and pending writes once the locks are held;
+//! 3. read the rest of what each tag's decision needs ([`super::facts`]): for an
 //!    immutable tag the ledger has never seen, what the upstream holds under it (it may
 //!    predate tagwarden, or a crash may have left the upstream ahead of the ledger),
 //!    unless the ledger proves it holds nothing; for an advancing tag, the releases

@@ -11,7 +11,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, Row};
-use tagwarden::ledger::{Action, Actor, Binding, Ledger, LedgerError, NewBinding, NewEvent};
+use tagwarden::ledger::{
+    Action, Actor, Binding, Ledger, LedgerError, NewBinding, NewEvent, StatementBounds,
+};
 use tagwarden::policy::TagClass;
 use tokio::time::timeout;
 
@@ -1097,4 +1099,191 @@ fn a_malformed_url_is_a_configuration_error() {
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a URL with an impossible port was accepted"),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening a write (Ledger::begin_write, one simple query)
+
+/// Whether a connection of the pool runs its statements outside any transaction and
+/// holds no advisory lock. In a simple query outside a transaction, `now()` (the
+/// transaction's start) is the statement's start; in one opened earlier it is before.
+async fn outside_a_transaction(ledger: &Ledger) -> bool {
+    let mut conn = ledger.pool().acquire().await.expect("acquire");
+    let row = sqlx::raw_sql(
+        "SELECT now() = statement_timestamp() AND NOT EXISTS (
+             SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("query");
+    row.get::<bool, _>(0)
+}
+
+#[tokio::test]
+async fn a_write_transaction_dropped_before_it_ends_releases_its_locks_and_its_connection() {
+    let db = Database::fresh();
+    let other = ledger(&db).await;
+    let one = handle(&db, 1);
+
+    let tx = one
+        .begin_locked(REPO, &["1.0.0"], &[])
+        .await
+        .expect("begin");
+    drop(tx);
+    let mut t2 = other.begin().await.expect("begin");
+    timeout(PROMPTLY, t2.lock(REPO, &["1.0.0"]))
+        .await
+        .expect("the dropped transaction still holds its lock")
+        .expect("lock");
+    t2.commit().await.expect("commit");
+    // The pool's one connection slot serves again, and never inside the dropped
+    // transaction.
+    assert!(timeout(PROMPTLY, outside_a_transaction(&one))
+        .await
+        .expect("acquire"));
+
+    // One that ended goes back to the pool as it is.
+    one.begin_locked(REPO, &["1.0.0"], &[])
+        .await
+        .expect("begin")
+        .rollback()
+        .await
+        .expect("rollback");
+    assert!(outside_a_transaction(&one).await);
+}
+
+#[tokio::test]
+async fn a_write_opens_with_its_announcement_committed_and_its_reads_under_its_locks() {
+    let db = Database::fresh();
+    let ledger = ledger(&db).await;
+    bind_committed(&ledger, &binding("1.0.0", DIGEST_A, Some("alice"))).await;
+    let mut db_conn = superuser(&db).await;
+
+    let opened = ledger
+        .begin_write(
+            REPO,
+            &["1.0.0", "1.0.1", DIGEST_B],
+            &[],
+            &["1.0.1"],
+            &["1.0.0", "1.0.1"],
+        )
+        .await
+        .unwrap_or_else(|u| panic!("{:?}", u.error));
+    let own: Vec<i64> = opened.announced.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        opened
+            .announced
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>(),
+        ["1.0.1"]
+    );
+    // Committed while the write's transaction is still open.
+    let visible: Vec<i64> = sqlx::query_scalar("SELECT id FROM pending_writes")
+        .fetch_all(&mut db_conn)
+        .await
+        .unwrap();
+    assert_eq!(visible, own);
+    // One read per tag asked, in that order, taken after the announcement committed.
+    let [bound, new] = &opened.read[..] else {
+        panic!("{:?}", opened.read)
+    };
+    assert_eq!(
+        bound.binding.as_ref().map(|b| b.digest.as_str()),
+        Some(DIGEST_A)
+    );
+    assert_eq!(
+        bound.binding.as_ref().and_then(|b| b.bound_by.as_deref()),
+        Some("alice")
+    );
+    assert!(new.binding.is_none());
+    assert!(new.no_unrecorded_write(&own));
+    assert!(
+        !new.no_unrecorded_write(&[]),
+        "the read saw the write's own announcement"
+    );
+
+    // The locks are held: another write of the tag waits for them.
+    let second = handle(&db, 2);
+    {
+        let waiting = second.begin_write(REPO, &["1.0.1"], &[], &[], &["1.0.1"]);
+        tokio::pin!(waiting);
+        assert_blocked(&mut waiting, "a write of a tag another write holds").await;
+        opened.tx.commit().await.expect("commit");
+        let after = timeout(PROMPTLY, waiting)
+            .await
+            .expect("the lock was released")
+            .unwrap_or_else(|u| panic!("{:?}", u.error));
+        // What it reads is what was committed before it held the lock.
+        assert!(!after.read[0].no_unrecorded_write(&[]));
+        after.tx.rollback().await.expect("rollback");
+    }
+    ledger.forget(&own).await.expect("forget");
+}
+
+#[tokio::test]
+async fn a_write_that_cannot_take_its_locks_returns_the_announcements_it_committed() {
+    let db = Database::fresh();
+    let ledger = ledger(&db).await;
+    let bounded = Ledger::connect_lazy_bounded(
+        db.url(),
+        2,
+        Duration::from_secs(10),
+        Some(StatementBounds {
+            lock_timeout: Duration::from_millis(200),
+            statement_timeout: Duration::from_secs(10),
+        }),
+    )
+    .expect("connect_lazy");
+    let holder = ledger
+        .begin_locked(REPO, &["1.0.2"], &[])
+        .await
+        .expect("begin");
+
+    let unopened = match bounded
+        .begin_write(REPO, &["1.0.2"], &[], &["1.0.2"], &["1.0.2"])
+        .await
+    {
+        Ok(_) => panic!("the lock held elsewhere was taken"),
+        Err(u) => u,
+    };
+    let ids: Vec<i64> = unopened.announced.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 1, "{:?}", unopened.announced);
+    let mut db_conn = superuser(&db).await;
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM pending_writes")
+        .fetch_all(&mut db_conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        left, ids,
+        "the announcement committed before the lock was refused"
+    );
+    bounded.forget(&ids).await.expect("forget");
+    holder.rollback().await.expect("rollback");
+    assert!(outside_a_transaction(&bounded).await);
+}
+
+#[tokio::test]
+async fn a_write_naming_what_is_not_an_oci_name_sends_nothing() {
+    let db = Database::fresh();
+    let ledger = ledger(&db).await;
+    for (repo, tag) in [
+        (REPO, "1.0'); DROP TABLE tag_events; --"),
+        ("team/app' --", "1.0.0"),
+    ] {
+        match ledger.begin_write(repo, &[tag], &[], &[tag], &[tag]).await {
+            Ok(_) => panic!("{repo}:{tag} was written into a statement"),
+            Err(u) => assert!(
+                matches!(u.error, LedgerError::Query(_)) && u.announced.is_empty(),
+                "{:?}",
+                u.error
+            ),
+        }
+    }
+    let mut db_conn = superuser(&db).await;
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_writes")
+        .fetch_one(&mut db_conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0);
 }
