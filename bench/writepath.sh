@@ -126,8 +126,14 @@ M_DIRECT=$(median ${RATE[direct]})
 CREATES=
 for p in "${PATHS[@]}"; do
     [ "$p" = direct ] && continue
-    creates=$(psql "${PG_ADMIN_URL%/*}/${DB[$p]}" -XAtc "select count(*) from tag_events where action = 'create'")
-    events=$(psql "${PG_ADMIN_URL%/*}/${DB[$p]}" -XAtc "select count(*) from tag_events")
+    # One snapshot for both counts; any action besides create is named with its count.
+    read -r creates events others <<<"$(psql "${PG_ADMIN_URL%/*}/${DB[$p]}" -XAtF' ' -c \
+        "select count(*) filter (where action = 'create'), count(*),
+                coalesce((select string_agg(action || '=' || n, ',' order by action)
+                          from (select action, count(*) n from tag_events
+                                where action <> 'create' group by action) a), '-')
+         from tag_events")"
+    [ "$others" = - ] || events+=" ($others)"
     log "$p: ${PUTS[$p]} PUTs answered in time, $creates creates recorded, $events events"
     CREATES+="${CREATES:+; }\`$p\` ${PUTS[$p]} PUTs answered, $creates creates of $events events"
 done
