@@ -19,7 +19,8 @@
 # out of the same cores, equally for every path.
 #
 # Environment (all optional): BEFORE_BIN (required for the before path; without it the
-# path is left out), BEFORE_CONFIG (the before path's TOML; default none), ROUNDS
+# path is left out), BEFORE_CONFIG (the before path's TOML, without a [reconcile] table:
+# the script turns reconciliation off on every path; default none), ROUNDS
 # (default 3), SECONDS_PER_RUN (default 10), CONNECTIONS (default 8), THREADS
 # (default 2), TAGWARDEN_BIN (skip the release build), PG_ADMIN_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres), URL_SUFFIX (appended to every
@@ -72,10 +73,16 @@ start_tagwarden() { # PATH BINARY CONFIG
         --listen "127.0.0.1:${PORT[$p]}" --admin-listen "127.0.0.1:${ADMIN[$p]}" \
         --upstream "http://127.0.0.1:${PORT[direct]}" --database-url "$url"
 }
-[ -z "${BEFORE_BIN:-}" ] || start_tagwarden before "$BEFORE_BIN" "${BEFORE_CONFIG:-}"
-start_tagwarden probe "$BIN" ""
+# Every path's repository is in the one registry, so each tagwarden's background
+# reconciliation (every 10 minutes) would walk the others' and record their tags as
+# drift, and spend CPU in the rounds it overlaps: it is off on every path.
+NO_RECONCILE=$'[reconcile]\nenabled = false'
+[ -z "${BEFORE_BIN:-}" ] || start_tagwarden before "$BEFORE_BIN" "${BEFORE_CONFIG:-}
+$NO_RECONCILE"
+start_tagwarden probe "$BIN" "$NO_RECONCILE"
 start_tagwarden skip "$BIN" "[enforce]
-ledger_complete = true"
+ledger_complete = true
+$NO_RECONCILE"
 
 # One config and one layer blob in every path's repository.
 image_blobs
