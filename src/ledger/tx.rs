@@ -24,7 +24,7 @@ const TAGS_WITH_PREFIX: &str = include_str!("sql/tags_with_prefix.sql");
 /// rollback, and are released by the database if tagwarden dies, so a crash can never
 /// leave a tag blocked.
 ///
-/// The transaction is opened by hand on a pooled connection (see `Ledger::begin_with`)
+/// The transaction is opened by hand on a pooled connection (see `Ledger::open`)
 /// rather than by sqlx, whose opening statement's rows are discarded: a write reads in
 /// the round trip that opens its transaction. One dropped before it committed or
 /// rolled back (an error, a cancelled request) closes its connection, which ends the
