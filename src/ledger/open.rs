@@ -86,31 +86,29 @@ impl Ledger {
                 })
             }
         };
-        let sorted = announced(&rows).and_then(|announced| {
-            let read = rows
-                .iter()
-                .filter(|r| r.try_column("pending").is_ok())
-                .map(Unseen::from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((announced, read))
-        });
-        match sorted {
-            Ok((announced, read)) if read.len() == asked => Ok(Opened {
-                tx,
-                announced,
-                read,
-            }),
-            Ok((announced, _)) => Err(Unopened {
-                error: LedgerError::Query(
-                    "a read of the write's opening statement returned no row".into(),
-                ),
-                announced,
-            }),
-            Err(e) => Err(Unopened {
-                error: e.into(),
-                announced: announced(&rows).unwrap_or_default(),
-            }),
-        }
+        let announced = announced(&rows).map_err(|e| Unopened {
+            error: e.into(),
+            announced: Vec::new(),
+        })?;
+        let read = rows
+            .iter()
+            .filter(|r| r.try_column("pending").is_ok())
+            .map(Unseen::from_row)
+            .collect::<Result<Vec<_>, _>>();
+        let error = match read {
+            Ok(read) if read.len() == asked => {
+                return Ok(Opened {
+                    tx,
+                    announced,
+                    read,
+                })
+            }
+            Ok(_) => {
+                LedgerError::Query("a read of the write's opening statement returned no row".into())
+            }
+            Err(e) => e.into(),
+        };
+        Err(Unopened { error, announced })
     }
 
     /// [`Ledger::begin_write`] with nothing to announce or read.
