@@ -144,7 +144,7 @@ for p in "${PATHS[@]}"; do
     log "$p: ${PUTS[$p]} PUTs answered in time, $creates creates recorded, $events events"
     CREATES+="${CREATES:+; }\`$p\` ${PUTS[$p]} PUTs answered, $creates creates of $events events"
 done
-LEFT=$(psql "${PG_ADMIN_URL%/*}/${DB[skip]}" -XAtc "select count(*) from pending_writes")
+LEFT=$(psql "${PG_ADMIN_URL%/*}/${DB[skip]}" -XAtc "select count(*) from pending_writes where repository <> ''")
 SKIPPED=$(curl -s "http://127.0.0.1:${ADMIN[skip]}/metrics" | awk '/^tagwarden_upstream_probes_total\{outcome="skipped"\}/ { print $2 }')
 ASKED=$(curl -s "http://127.0.0.1:${ADMIN[probe]}/metrics" | awk '/^tagwarden_upstream_probes_total\{outcome="absent"\}/ { print $2 }')
 

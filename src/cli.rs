@@ -293,6 +293,15 @@ async fn import(config: Config) -> anyhow::Result<()> {
     for k in &s.skipped {
         println!("skipped: {k}");
     }
+    match &s.pending_writes {
+        crate::import::PendingWrites::Intact => {}
+        crate::import::PendingWrites::Restored => println!(
+            "pending writes: lost before this import, tracked again (new release tags may skip the existence probe)"
+        ),
+        crate::import::PendingWrites::StillLost(why) => println!(
+            "pending writes: lost, still untracked (every new release tag is probed): {why}"
+        ),
+    }
     if s.conflicts.is_empty() && s.skipped.is_empty() {
         Ok(())
     } else {

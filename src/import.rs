@@ -21,6 +21,22 @@ pub struct Summary {
     pub conflicts: Vec<String>,
     /// `repository:tag` that could not be read (skipped, with the reason).
     pub skipped: Vec<String>,
+    /// What became of lost pending writes (see `crate::ledger::pending`).
+    pub pending_writes: PendingWrites,
+}
+
+/// Whether the ledger's pending writes were intact when an import began, and if not,
+/// whether it put back their marker (so that `[enforce] ledger_complete` counts again).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum PendingWrites {
+    /// The marker was there: nothing was lost.
+    #[default]
+    Intact,
+    /// They had been lost; this import recorded the registry after the writes in
+    /// flight at the loss had ended, and put the marker back.
+    Restored,
+    /// They had been lost, and still count as lost: why.
+    StillLost(String),
 }
 
 /// What the release `name@digest` references, for the delete checks; a manifest the
@@ -57,6 +73,19 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
     };
 
     let mut summary = Summary::default();
+    // Pending writes lost to a crash, a failover or a restore: a write announced before
+    // the loss may still reach the registry until its upstream deadline has passed. Only
+    // a walk that starts after that records every tag such a write can have stored.
+    let recovery = ledger.begin_pending_recovery().await?;
+    if recovery.is_some() {
+        let wait = config.upstream.manifest_timeout;
+        tracing::warn!(
+            "the ledger's pending writes were lost (a crash, a failover or a restore of Postgres); waiting {} for writes in flight then to end before recording the registry",
+            humantime::format_duration(wait)
+        );
+        tokio::time::sleep(wait).await;
+    }
+    let mut unread = 0usize;
     for repo in registry.catalog(None).all().await? {
         let Ok(name) = Name::parse(&repo) else {
             summary
@@ -75,6 +104,7 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
                 Ok(None) => continue,
                 Err(e) => {
                     summary.skipped.push(format!("{name}:{tag}: {e}"));
+                    unread += 1;
                     continue;
                 }
             };
@@ -135,6 +165,19 @@ pub async fn run(config: &Config, ledger: &Ledger) -> anyhow::Result<Summary> {
             }
             tx.commit().await?;
         }
+    }
+    if let Some(token) = recovery {
+        summary.pending_writes = if unread > 0 {
+            PendingWrites::StillLost(format!(
+                "{unread} tag(s) could not be read; run import again"
+            ))
+        } else if ledger.end_pending_recovery(token).await? {
+            PendingWrites::Restored
+        } else {
+            PendingWrites::StillLost(
+                "they were lost again while the import ran; run it again".into(),
+            )
+        };
     }
     Ok(summary)
 }

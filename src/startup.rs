@@ -121,6 +121,14 @@ impl Application {
         )
         .with_upstream_auth(UpstreamAuth::new(config.upstream.authenticates))
         .with_ledger_complete(config.enforce.ledger_complete);
+        if config.enforce.ledger_complete {
+            // Only a warning: the writes read the marker themselves, and fail closed.
+            match ledger.pending_writes_tracked().await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("[enforce] ledger_complete: the ledger's pending writes were lost (a crash, a failover or a restore of Postgres); every new immutable tag is probed until `tagwarden import` has recorded the registry again"),
+                Err(e) => tracing::warn!(error = %crate::oci::error::chain(&e), "could not read whether the ledger's pending writes are intact"),
+            }
+        }
         let log_gate = crate::tlog::anchor::Gate::default();
         let guard = guard.with_log_gate(log_gate.clone());
         let log_routes = if crate::tlog::integrator::start(&config, &ledger, &log_gate).await? {

@@ -3,6 +3,8 @@
 //! releases an advancing tag moves between, promotion gates, and what an append-only
 //! tag's manifest lists.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use http::request::Parts;
 
 use super::plan::{Facts, Kept, Releases};
@@ -11,6 +13,18 @@ use crate::ledger::{Binding, LedgerTx, Unseen};
 use crate::oci::{Digest, Name, OciError, Tag};
 use crate::policy::TagClass;
 use crate::proxy::Client;
+
+/// Say once, until they are tracked again, that lost pending writes make every new
+/// release tag probed (see `crate::ledger::pending`); a process sees the loss only in
+/// the writes it reads.
+fn untracked_warning(tracked: bool) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if tracked {
+        WARNED.store(false, Ordering::Relaxed);
+    } else if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("the ledger's pending writes were lost (a crash, a failover or a restore of Postgres): every new immutable tag is probed until `tagwarden import` has recorded the registry again");
+    }
+}
 
 impl Guard {
     /// Everything the decision of one tag needs, read under the write's locks: its
@@ -41,6 +55,9 @@ impl Guard {
         // proves the registry holds nothing under the tag, when this write announced it.
         let (current, proven_unwritten) = match read {
             Some(unseen) => {
+                if own.is_some() {
+                    untracked_warning(unseen.tracked());
+                }
                 let proven = decision.class == TagClass::Immutable
                     && own.is_some_and(|own| unseen.no_unrecorded_write(own));
                 (unseen.binding, proven)

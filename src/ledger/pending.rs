@@ -12,6 +12,13 @@
 //! that binds the tag, or once the upstream is known not to have stored the manifest.
 //! A row left behind means "the registry may hold this tag unrecorded": the next write
 //! of the tag probes, as it always did.
+//!
+//! The table is unlogged (migration 0019), so an announcement's commit does not wait for
+//! the disk. Postgres empties an unlogged table after a crash, and a promoted standby or
+//! a physical backup has it empty: announcements lost with it may belong to writes that
+//! reached the registry. A marker row (empty repository and tag) goes with them, and
+//! while it is missing no write skips the probe. `tagwarden import` puts it back
+//! ([`Ledger::begin_pending_recovery`]).
 
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
@@ -19,6 +26,9 @@ use sqlx::{FromRow, Row};
 use super::{Binding, Ledger, LedgerError};
 
 const FORGET: &str = include_str!("sql/forget.sql");
+const TRACKED: &str = include_str!("sql/pending_tracked.sql");
+const RECOVERY_BEGIN: &str = include_str!("sql/pending_recovery_begin.sql");
+const RECOVERY_END: &str = include_str!("sql/pending_recovery_end.sql");
 
 impl Ledger {
     /// Withdraw announcements whose write is known not to have stored anything in the
@@ -29,6 +39,38 @@ impl Ledger {
         }
         sqlx::query(FORGET).bind(ids).execute(self.pool()).await?;
         Ok(())
+    }
+
+    /// Whether the pending writes are intact: the marker row that Postgres' crash
+    /// recovery, a failover or a restore removes with every announcement is there.
+    pub async fn pending_writes_tracked(&self) -> Result<bool, LedgerError> {
+        Ok(sqlx::query_scalar(TRACKED).fetch_one(self.pool()).await?)
+    }
+
+    /// Start putting back the marker of intact pending writes, if it is missing: a
+    /// token row, lost like the rest if the table is emptied again before
+    /// [`Ledger::end_pending_recovery`]. `None` when the marker is there.
+    ///
+    /// Between the two, the caller waits until no write announced before the loss can
+    /// still reach the registry, then records every tag the registry holds.
+    pub async fn begin_pending_recovery(&self) -> Result<Option<i64>, LedgerError> {
+        if self.pending_writes_tracked().await? {
+            return Ok(None);
+        }
+        Ok(Some(
+            sqlx::query_scalar(RECOVERY_BEGIN)
+                .fetch_one(self.pool())
+                .await?,
+        ))
+    }
+
+    /// Put the marker back, if the token of [`Ledger::begin_pending_recovery`] is still
+    /// there (the table was not emptied again meanwhile); whether it was.
+    pub async fn end_pending_recovery(&self, token: i64) -> Result<bool, LedgerError> {
+        Ok(sqlx::query_scalar(RECOVERY_END)
+            .bind(token)
+            .fetch_one(self.pool())
+            .await?)
     }
 }
 
@@ -43,12 +85,15 @@ pub struct Unseen {
     pending: Vec<i64>,
     /// Reconciliation once found the repository drifted.
     drifted: bool,
+    /// The pending writes are intact: no crash, failover or restore emptied them since
+    /// they were last known complete (migration 0019).
+    tracked: bool,
 }
 
 impl Unseen {
-    /// Whether the ledger proves the registry holds nothing under the tag: no write of
-    /// it other than `own` (this write's announcements) is pending, and the repository
-    /// never drifted. Meaningful only when `binding` is `None` and this write announced
+    /// Whether the ledger proves the registry holds nothing under the tag: the pending
+    /// writes are intact, no write of it other than `own` (this write's announcements)
+    /// is pending, and the repository never drifted. Meaningful only when `binding` is `None` and this write announced
     /// the tag.
     ///
     /// It does not matter whether this write's announcement was visible to the read:
@@ -56,7 +101,12 @@ impl Unseen {
     /// holding that lock, after its announcement committed; so every other write that
     /// can have stored the tag unrecorded left a row the read saw.
     pub fn no_unrecorded_write(&self, own: &[i64]) -> bool {
-        !self.drifted && self.pending.iter().all(|id| own.contains(id))
+        self.tracked && !self.drifted && self.pending.iter().all(|id| own.contains(id))
+    }
+
+    /// Whether the pending writes are intact (see [`Ledger::pending_writes_tracked`]).
+    pub fn tracked(&self) -> bool {
+        self.tracked
     }
 }
 
@@ -72,6 +122,7 @@ impl Unseen {
             binding,
             pending: row.try_get("pending")?,
             drifted: row.try_get("drifted")?,
+            tracked: row.try_get("tracked")?,
         })
     }
 }
@@ -85,6 +136,7 @@ mod tests {
             binding: None,
             pending: pending.to_vec(),
             drifted,
+            tracked: true,
         }
     }
 
@@ -100,5 +152,12 @@ mod tests {
         assert!(!unseen(&[5], false).no_unrecorded_write(&[]));
         // A drifted repository is probed whatever is pending.
         assert!(!unseen(&[], true).no_unrecorded_write(&[7]));
+        // Pending writes lost (a crash, a failover, a restore): nothing is proven.
+        let lost = Unseen {
+            tracked: false,
+            ..unseen(&[], false)
+        };
+        assert!(!lost.no_unrecorded_write(&[7]));
+        assert!(!lost.no_unrecorded_write(&[]));
     }
 }

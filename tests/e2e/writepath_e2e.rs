@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use support::api::{put_manifest, upload_blob};
 use support::http::{expect_oci_error, get_text};
+use support::postgres::PrivatePostgres;
 use support::relay::Relay;
 use support::{skopeo, wait, Database, Image, Registry, Tagwarden};
 
@@ -42,10 +43,12 @@ fn actions(db: &Database, repo: &str, tag: &str) -> Vec<String> {
 }
 
 fn pending(db: &Database) -> Vec<String> {
-    db.query_column("SELECT repository || ':' || tag FROM pending_writes ORDER BY id")
-        .into_iter()
-        .flatten()
-        .collect()
+    db.query_column(
+        "SELECT repository || ':' || tag FROM pending_writes WHERE repository <> '' ORDER BY id",
+    )
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 async fn images(registry: &Registry, repo: &str, n: usize) -> Vec<Image> {
@@ -334,4 +337,86 @@ async fn a_ledger_on_the_same_host_is_reached_over_its_unix_socket() {
          WHERE datname = current_database() AND client_addr IS NOT NULL AND pid <> pg_backend_pid()",
     );
     assert_eq!(tcp_clients, 0, "tagwarden connected over TCP");
+}
+
+#[tokio::test]
+async fn pending_writes_lost_in_a_postgres_crash_make_every_new_release_tag_probed_until_import() {
+    let _heavy = support::serial::fault().await;
+    let pg = PrivatePostgres::start();
+    let registry = Registry::start().await;
+    let tw = Tagwarden::builder(&registry.url(), &pg.url())
+        .config(COMPLETE)
+        .start()
+        .await;
+    let repo = "crash/app";
+    let [a, b, c, d] = <[Image; 4]>::try_from(images(&registry, repo, 4).await).unwrap();
+    created(&tw.url(), repo, "1.0.0", &a).await;
+    assert_eq!(probes(&tw, "skipped").await, 1);
+
+    // A write that tagwarden forwarded and then could not commit: the registry holds
+    // 2.0.0, and only its announcement tells the ledger so. Postgres then crashes:
+    // recovery empties the unlogged table, announcement and marker alike.
+    created(&registry.url(), repo, "2.0.0", &a).await;
+    pg.psql(&format!(
+        "INSERT INTO pending_writes (repository, tag) VALUES ('{repo}', '2.0.0')"
+    ));
+    pg.crash();
+    pg.start_again();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pending_writes"),
+        "0",
+        "crash recovery empties an unlogged table"
+    );
+
+    // Other bytes under 2.0.0: probed, so adopted and refused rather than overwritten.
+    // (The first writes after the restart may meet connections the crash closed.)
+    let resp = wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let resp = put_manifest(&tw.url(), repo, "2.0.0", &b.manifest).await;
+            match resp.status() {
+                StatusCode::SERVICE_UNAVAILABLE => Err(format!("{resp:?}")),
+                _ => Ok(resp),
+            }
+        },
+    )
+    .await;
+    let err = expect_oci_error(resp, StatusCode::CONFLICT, "a tag the crash hid").await;
+    assert!(err.message.contains(a.digest()), "{}", err.message);
+    // A new tag is probed too, and the probe finds nothing.
+    created(&tw.url(), repo, "3.0.0", &c).await;
+    assert_eq!(probes(&tw, "skipped").await, 1, "nothing skipped the probe");
+    assert!(probes(&tw, "present").await >= 1 && probes(&tw, "absent").await >= 1);
+    assert!(
+        tw.logs().contains("pending writes were lost"),
+        "{}",
+        tw.logs()
+    );
+
+    // `import` waits out the writes in flight at the loss, records the registry and
+    // puts the marker back: new tags skip the probe again.
+    let (upstream, url) = (registry.url(), pg.url());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+            .args(["import", "--upstream", &upstream, "--database-url", &url])
+            .env_remove("TAGWARDEN_CONFIG")
+            .env("TAGWARDEN_UPSTREAM__MANIFEST_TIMEOUT", "1s")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{out:?}");
+    assert!(
+        stdout.contains("pending writes: lost before this import, tracked again"),
+        "{stdout}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM pending_writes WHERE repository = ''"),
+        "1"
+    );
+    created(&tw.url(), repo, "4.0.0", &d).await;
+    assert_eq!(probes(&tw, "skipped").await, 2);
 }

@@ -12,5 +12,6 @@ mod support;
 mod audit_queries;
 mod inprocess;
 mod ledger;
+mod pending;
 mod plans;
 mod write_plans;

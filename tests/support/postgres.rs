@@ -197,6 +197,15 @@ impl PrivatePostgres {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
     }
 
+    /// Stop the server the way a crash would (immediate shutdown, no checkpoint): the
+    /// next start runs crash recovery, which empties unlogged tables.
+    pub fn crash(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
     /// The URL of the `postgres` database on this cluster.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)

@@ -1,0 +1,1 @@
+INSERT INTO pending_writes (repository, tag) VALUES ('', 'import') RETURNING id

@@ -1,0 +1,1 @@
+SELECT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
