@@ -28,7 +28,9 @@ use super::plan::{self, Planned, Verdict};
 use super::reach::own_references;
 use super::tags::{applied_tags, tags_of};
 use super::{check_stored_digest, identity, manifest, Guard};
-use crate::ledger::{Action, Actor, LedgerTx, ManifestRef, NewBinding, NewEvent, Unseen};
+use crate::ledger::{
+    Action, Actor, Announcement, LedgerTx, ManifestRef, NewBinding, NewEvent, Unseen,
+};
 use crate::oci::error::chain;
 use crate::oci::{Digest, ErrorCode, Name, OciError, Reference, Tag};
 use crate::policy::TagClass;
@@ -39,7 +41,7 @@ struct TaggedWrite<'a> {
     manifest: &'a manifest::Manifest,
     tags: &'a [Tag],
     /// This write's announcements (see `crate::ledger::pending`).
-    pending: &'a [(i64, String)],
+    pending: &'a [Announcement],
     /// What the transaction read of each tag once it held the locks.
     unseen: Vec<(&'a str, Unseen)>,
     /// What the manifest references when it lists no child manifests, read from its
@@ -135,8 +137,7 @@ impl Guard {
         if !sent && !pending.is_empty() {
             // Nothing reached the registry (or it stored nothing): the announcements
             // are withdrawn. Left behind, they would only cost later writes a probe.
-            let ids: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
-            if let Err(e) = self.ledger.forget(&ids).await {
+            if let Err(e) = self.ledger.forget(&pending).await {
                 tracing::warn!(error = %chain(&e), repository = name.as_str(), "could not withdraw the pending writes of a write that stored nothing");
             }
         }
@@ -169,14 +170,14 @@ impl Guard {
         let digest = &manifest.digest;
         let repo = name.as_str();
 
-        let own: Vec<i64> = pending.iter().map(|(id, _)| *id).collect();
+        let own: Vec<i64> = pending.iter().map(|a| a.id).collect();
         let mut facts = Vec::with_capacity(tags.len());
         for tag in tags {
             let read = unseen
                 .iter()
                 .position(|(t, _)| *t == tag.as_str())
                 .map(|i| unseen.swap_remove(i).1);
-            let announced = pending.iter().any(|(_, t)| t == tag.as_str());
+            let announced = pending.iter().any(|a| a.tag == tag.as_str());
             let own = announced.then_some(&own[..]);
             facts.push(
                 self.read_facts(&mut tx, name, tag, manifest, &parts, client, read, own)

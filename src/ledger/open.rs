@@ -11,19 +11,21 @@
 //! SELECT FROM tag_bindings WHERE false FOR UPDATE;
 //! SELECT pg_advisory_xact_lock(…), …;
 //! BEGIN;
-//! SELECT * FROM binding_unseen('team/app', '1.4.0');
+//! SELECT * FROM binding_unseen('team/app', '1.4.0', true);
 //! ```
 //!
-//! - The announcement commits first, on its own: it must be durable before anything
-//!   reaches the registry, not before the locks are held (see `super::pending`).
+//! - The announcement commits first, on its own: it must be visible to every other
+//!   write before anything reaches the registry, not before the locks are held (see
+//!   `super::pending`).
 //! - The locks are taken in the implicit transaction that the second `BEGIN` turns into
 //!   the write's own, as `begin_locked.sql` explains.
 //! - Each read is a statement of its own after the locks, so its snapshot is taken once
 //!   they are granted and it sees what their previous holder committed.
 //! - A simple query takes no parameters: the repository and tags are written in as
 //!   literals, which is safe only because they are names of the OCI grammar (checked
-//!   again here, see [`literal`]). The two statements are functions (migration 0018)
-//!   so that Postgres keeps their plans instead of planning them on every write.
+//!   again here, see [`literal`]). The two statements are functions (migrations 0018
+//!   and 0019) so that Postgres keeps their plans instead of planning them on every
+//!   write.
 
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
@@ -32,15 +34,15 @@ use sqlx::{Either, Executor as _, Row};
 use super::error::connection_lost;
 use super::references::shared_reference_keys;
 use super::tx::exclusive_keys;
-use super::{Ledger, LedgerError, LedgerTx, Unseen};
+use super::{Announcement, Ledger, LedgerError, LedgerTx, Unseen};
 
 const BEGIN_LOCKED: &str = include_str!("sql/begin_locked.sql");
 
 /// A write transaction as [`Ledger::begin_write`] opened it.
 pub struct Opened {
     pub tx: LedgerTx,
-    /// `(id, tag)` of each announcement, for `Ledger::forget`.
-    pub announced: Vec<(i64, String)>,
+    /// Each announcement, for `Ledger::forget`.
+    pub announced: Vec<Announcement>,
     /// What was read of each tag asked for, in the order asked.
     pub read: Vec<Unseen>,
 }
@@ -49,7 +51,7 @@ pub struct Opened {
 /// committed before it failed: the caller withdraws them (nothing was forwarded).
 pub struct Unopened {
     pub error: LedgerError,
-    pub announced: Vec<(i64, String)>,
+    pub announced: Vec<Announcement>,
 }
 
 impl Ledger {
@@ -169,10 +171,16 @@ impl Ledger {
 }
 
 /// The announcements among `rows`.
-fn announced(rows: &[PgRow]) -> Result<Vec<(i64, String)>, sqlx::Error> {
+fn announced(rows: &[PgRow]) -> Result<Vec<Announcement>, sqlx::Error> {
     rows.iter()
         .filter(|r| r.try_column("announced_id").is_ok())
-        .map(|r| Ok((r.try_get("announced_id")?, r.try_get("announced_tag")?)))
+        .map(|r| {
+            Ok(Announcement {
+                id: r.try_get("announced_id")?,
+                tag: r.try_get("announced_tag")?,
+                at: r.try_get("announced_at")?,
+            })
+        })
         .collect()
 }
 
@@ -206,8 +214,9 @@ fn write_statement(
     statement.push_str(&BEGIN_LOCKED.replace("LOCK_CALLS", &locks.join(", ")));
     for tag in read {
         statement.push_str(&format!(
-            ";\nSELECT * FROM binding_unseen({repo}, {})",
-            literal(tag)?
+            ";\nSELECT * FROM binding_unseen({repo}, {}, {})",
+            literal(tag)?,
+            announce.contains(tag)
         ));
     }
     Ok(statement)
@@ -266,14 +275,17 @@ mod tests {
         let commit = s.find("COMMIT;").unwrap();
         let locks = s.find("pg_advisory_xact_lock(").unwrap();
         let begin = s.rfind("BEGIN").unwrap();
-        let read = s.find("binding_unseen('team/app', '1.4.0')").unwrap();
+        let read = s.find("binding_unseen('team/app', '1.4.0', true)").unwrap();
         assert!(
             announce < commit && commit < locks && locks < begin && begin < read,
             "{s}"
         );
-        assert!(!write_statement("team/app", &["1"], &[], &[], &[])
-            .unwrap()
-            .contains("announce"));
+        let unannounced = write_statement("team/app", &["1"], &[], &[], &["1"]).unwrap();
+        assert!(!unannounced.contains("announce"), "{unannounced}");
+        assert!(
+            unannounced.contains("binding_unseen('team/app', '1', false)"),
+            "{unannounced}"
+        );
         assert!(write_statement("team/app", &["1"], &[], &["x'"], &[]).is_err());
     }
 }

@@ -20,6 +20,7 @@
 //! while it is missing no write skips the probe. `tagwarden import` puts it back
 //! ([`Ledger::begin_pending_recovery`]).
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
@@ -30,14 +31,30 @@ const TRACKED: &str = include_str!("sql/pending_tracked.sql");
 const RECOVERY_BEGIN: &str = include_str!("sql/pending_recovery_begin.sql");
 const RECOVERY_END: &str = include_str!("sql/pending_recovery_end.sql");
 
+/// One committed announcement of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub id: i64,
+    pub tag: String,
+    /// When it was made. With the id it names the row: a crash can have the id
+    /// sequence hand out an id again (migration 0019), never at the same time.
+    pub at: DateTime<Utc>,
+}
+
 impl Ledger {
     /// Withdraw announcements whose write is known not to have stored anything in the
     /// registry (refused, failed before forwarding, or refused by the upstream).
-    pub async fn forget(&self, ids: &[i64]) -> Result<(), LedgerError> {
-        if ids.is_empty() {
+    pub async fn forget(&self, announced: &[Announcement]) -> Result<(), LedgerError> {
+        if announced.is_empty() {
             return Ok(());
         }
-        sqlx::query(FORGET).bind(ids).execute(self.pool()).await?;
+        let ids: Vec<i64> = announced.iter().map(|a| a.id).collect();
+        let ats: Vec<DateTime<Utc>> = announced.iter().map(|a| a.at).collect();
+        sqlx::query(FORGET)
+            .bind(ids)
+            .bind(ats)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -93,8 +110,9 @@ pub struct Unseen {
 impl Unseen {
     /// Whether the ledger proves the registry holds nothing under the tag: the pending
     /// writes are intact, no write of it other than `own` (this write's announcements)
-    /// is pending, and the repository never drifted. Meaningful only when `binding` is `None` and this write announced
-    /// the tag.
+    /// is pending, and the repository never drifted. Meaningful only when `binding` is
+    /// `None` and this write announced the tag (a read of a tag it did not announce
+    /// proves nothing).
     ///
     /// It does not matter whether this write's announcement was visible to the read:
     /// the read ran under the tag's lock, and a write that reached the registry did so
@@ -111,7 +129,7 @@ impl Unseen {
 }
 
 impl Unseen {
-    /// A row of `binding_unseen` (migration 0018), as `Ledger::begin_write` reads it
+    /// A row of `binding_unseen` (migration 0019), as `Ledger::begin_write` reads it
     /// once the write's locks are held.
     pub(super) fn from_row(row: &PgRow) -> Result<Unseen, sqlx::Error> {
         let binding = match row.try_get::<Option<String>, _>("repository")? {

@@ -1169,12 +1169,12 @@ async fn a_write_opens_with_its_announcement_committed_and_its_reads_under_its_l
         )
         .await
         .unwrap_or_else(|u| panic!("{:?}", u.error));
-    let own: Vec<i64> = opened.announced.iter().map(|(id, _)| *id).collect();
+    let own: Vec<i64> = opened.announced.iter().map(|a| a.id).collect();
     assert_eq!(
         opened
             .announced
             .iter()
-            .map(|(_, t)| t.as_str())
+            .map(|a| a.tag.as_str())
             .collect::<Vec<_>>(),
         ["1.0.1"]
     );
@@ -1219,7 +1219,7 @@ async fn a_write_opens_with_its_announcement_committed_and_its_reads_under_its_l
         assert!(!after.read[0].no_unrecorded_write(&[]));
         after.tx.rollback().await.expect("rollback");
     }
-    ledger.forget(&own).await.expect("forget");
+    ledger.forget(&opened.announced).await.expect("forget");
 }
 
 #[tokio::test]
@@ -1248,7 +1248,7 @@ async fn a_write_that_cannot_take_its_locks_returns_the_announcements_it_committ
         Ok(_) => panic!("the lock held elsewhere was taken"),
         Err(u) => u,
     };
-    let ids: Vec<i64> = unopened.announced.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = unopened.announced.iter().map(|a| a.id).collect();
     assert_eq!(ids.len(), 1, "{:?}", unopened.announced);
     let mut db_conn = superuser(&db).await;
     let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM pending_writes WHERE repository <> ''")
@@ -1259,7 +1259,7 @@ async fn a_write_that_cannot_take_its_locks_returns_the_announcements_it_committ
         left, ids,
         "the announcement committed before the lock was refused"
     );
-    bounded.forget(&ids).await.expect("forget");
+    bounded.forget(&unopened.announced).await.expect("forget");
     holder.rollback().await.expect("rollback");
     assert!(outside_a_transaction(&bounded).await);
 }

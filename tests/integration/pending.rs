@@ -31,11 +31,12 @@ async fn proven(ledger: &Ledger, tag: &str) -> (bool, bool) {
         .begin_write(REPO, &[tag], &[], &[tag], &[tag])
         .await
         .unwrap_or_else(|u| panic!("{:?}", u.error));
-    let own: Vec<i64> = opened.announced.iter().map(|(id, _)| *id).collect();
+    let own: Vec<i64> = opened.announced.iter().map(|a| a.id).collect();
     let read = &opened.read[0];
     let answer = (read.tracked(), read.no_unrecorded_write(&own));
+    let opened_announced = opened.announced.clone();
     opened.tx.rollback().await.expect("rollback");
-    ledger.forget(&own).await.expect("forget");
+    ledger.forget(&opened_announced).await.expect("forget");
     answer
 }
 
@@ -116,4 +117,34 @@ async fn once_the_marker_is_lost_nothing_is_proven_until_a_recovery_puts_it_back
         .await
         .unwrap();
     assert_eq!(left, 0, "no token or announcement left behind");
+}
+
+#[tokio::test]
+async fn an_announcement_is_withdrawn_only_by_its_id_and_time_together() {
+    let db = Database::fresh();
+    let ledger = ledger(&db).await;
+    let opened = ledger
+        .begin_write(REPO, &["1.0.0"], &[], &["1.0.0"], &[])
+        .await
+        .unwrap_or_else(|u| panic!("{:?}", u.error));
+    opened.tx.rollback().await.expect("rollback");
+    let [mine] = &opened.announced[..] else {
+        panic!("{:?}", opened.announced)
+    };
+    let ids = || async {
+        let mut conn = superuser(&db).await;
+        sqlx::query_scalar::<_, i64>("SELECT id FROM pending_writes WHERE repository <> ''")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    };
+    // The same id handed out again after a crash, to a write made at another time.
+    let reissued = tagwarden::ledger::Announcement {
+        at: mine.at - chrono::Duration::microseconds(1),
+        ..mine.clone()
+    };
+    ledger.forget(&[reissued]).await.expect("forget");
+    assert_eq!(ids().await, [mine.id]);
+    ledger.forget(&opened.announced).await.expect("forget");
+    assert!(ids().await.is_empty());
 }

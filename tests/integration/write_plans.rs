@@ -25,8 +25,8 @@ const READS: [(&str, &str, &str, &str, &[&str]); 4] = [
     ),
     (
         "binding_unseen",
-        "text, text",
-        "'team/app', '1.0.7'",
+        "text, text, boolean",
+        "'team/app', '1.0.7', true",
         "tag_bindings_pkey",
         &["repository", "tag"],
     ),
@@ -46,8 +46,8 @@ const READS: [(&str, &str, &str, &str, &[&str]); 4] = [
     ),
 ];
 
-/// The statement of the PL/pgSQL function `name(p_repository, p_tag)` (migration
-/// 0018), with its arguments as `$1` and `$2`: what the function prepares, as it is in
+/// The statement of the PL/pgSQL function `name(p_repository, p_tag, p_announced)`
+/// (migration 0019), with its arguments as `$1`, `$2` and `$3`: what the function prepares, as it is in
 /// the database.
 async fn function_query(conn: &mut PgConnection, name: &str) -> String {
     let body: String = sqlx::query_scalar("SELECT prosrc FROM pg_proc WHERE proname = $1")
@@ -60,6 +60,7 @@ async fn function_query(conn: &mut PgConnection, name: &str) -> String {
     body[start..end]
         .replace("p_repository", "$1")
         .replace("p_tag", "$2")
+        .replace("p_announced", "$3")
 }
 
 async fn check_reads(conn: &mut PgConnection, state: &str) {
