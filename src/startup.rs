@@ -125,8 +125,13 @@ impl Application {
             // Only a warning: the writes read the marker themselves, and fail closed.
             match ledger.pending_writes_tracked().await {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!("[enforce] ledger_complete: the ledger's pending writes were lost (a crash, a failover or a restore of Postgres); every new immutable tag is probed until `tagwarden import` has recorded the registry again"),
-                Err(e) => tracing::warn!(error = %crate::oci::error::chain(&e), "could not read whether the ledger's pending writes are intact"),
+                Ok(false) => tracing::warn!(
+                    "[enforce] ledger_complete: {}",
+                    crate::ledger::PENDING_WRITES_LOST
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %crate::oci::error::chain(&e), "could not read whether the ledger's pending writes are intact")
+                }
             }
         }
         let log_gate = crate::tlog::anchor::Gate::default();

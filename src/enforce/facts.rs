@@ -22,7 +22,7 @@ fn untracked_warning(tracked: bool) {
     if tracked {
         WARNED.store(false, Ordering::Relaxed);
     } else if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!("the ledger's pending writes were lost (a crash, a failover or a restore of Postgres): every new immutable tag is probed until `tagwarden import` has recorded the registry again");
+        tracing::warn!("{}", crate::ledger::PENDING_WRITES_LOST);
     }
 }
 

@@ -41,7 +41,7 @@ use crate::policy::TagClass;
 
 pub use error::LedgerError;
 pub use open::{Opened, Unopened};
-pub use pending::{Announcement, Unseen};
+pub use pending::{Announcement, Unseen, PENDING_WRITES_LOST};
 pub use pool::StatementBounds;
 pub use queries::{
     BindingChange, DigestBinding, EventFilter, Order, RepositorySummary, StoredEvent,

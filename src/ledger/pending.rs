@@ -31,6 +31,9 @@ const TRACKED: &str = include_str!("sql/pending_tracked.sql");
 const RECOVERY_BEGIN: &str = include_str!("sql/pending_recovery_begin.sql");
 const RECOVERY_END: &str = include_str!("sql/pending_recovery_end.sql");
 
+/// What tagwarden says when it finds the pending writes lost.
+pub const PENDING_WRITES_LOST: &str = "the ledger's pending writes were lost (a crash, a failover or a restore of Postgres): every new immutable tag is probed until `tagwarden import` has recorded the registry again";
+
 /// One committed announcement of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
@@ -71,14 +74,9 @@ impl Ledger {
     /// Between the two, the caller waits until no write announced before the loss can
     /// still reach the registry, then records every tag the registry holds.
     pub async fn begin_pending_recovery(&self) -> Result<Option<i64>, LedgerError> {
-        if self.pending_writes_tracked().await? {
-            return Ok(None);
-        }
-        Ok(Some(
-            sqlx::query_scalar(RECOVERY_BEGIN)
-                .fetch_one(self.pool())
-                .await?,
-        ))
+        Ok(sqlx::query_scalar(RECOVERY_BEGIN)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     /// Put the marker back, if the token of [`Ledger::begin_pending_recovery`] is still

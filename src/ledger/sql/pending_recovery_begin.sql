@@ -1,1 +1,4 @@
-INSERT INTO pending_writes (repository, tag) VALUES ('', 'import') RETURNING id
+INSERT INTO pending_writes (repository, tag)
+SELECT '', 'import'
+WHERE NOT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
+RETURNING id
