@@ -21,6 +21,14 @@ ALTER SEQUENCE pending_writes_id_seq SET LOGGED;
 
 INSERT INTO pending_writes (repository, tag) VALUES ('', '');
 
+-- Whether the marker is there: the one place that spells it, for the read below and
+-- for tagwarden's own statements (src/ledger/sql/pending_*.sql). A single SELECT in SQL,
+-- so Postgres inlines it into the statements that call it.
+CREATE FUNCTION pending_writes_tracked() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
+$$;
+
 -- `binding_unseen` (0018) with whether the pending writes are intact (`tracked`), and
 -- what only a write that announced the tag needs (its pending writes, drift, the
 -- marker) read only when it did (`p_announced`): a write of a tag it did not announce
@@ -44,10 +52,7 @@ BEGIN
                EXISTS (SELECT 1 FROM tag_events e
                        WHERE e.repository = p_repository AND e.action = 'drift')
            ELSE false END AS drifted,
-           CASE WHEN p_announced THEN
-               EXISTS (SELECT 1 FROM pending_writes p
-                       WHERE p.repository = '' AND p.tag = '')
-           ELSE false END AS tracked
+           CASE WHEN p_announced THEN pending_writes_tracked() ELSE false END AS tracked
     FROM (SELECT 1) AS one
     LEFT JOIN tag_bindings b ON b.repository = p_repository AND b.tag = p_tag;
 END

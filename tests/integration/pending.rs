@@ -34,9 +34,8 @@ async fn proven(ledger: &Ledger, tag: &str) -> (bool, bool) {
     let own: Vec<i64> = opened.announced.iter().map(|a| a.id).collect();
     let read = &opened.read[0];
     let answer = (read.tracked(), read.no_unrecorded_write(&own));
-    let opened_announced = opened.announced.clone();
     opened.tx.rollback().await.expect("rollback");
-    ledger.forget(&opened_announced).await.expect("forget");
+    ledger.forget(&opened.announced).await.expect("forget");
     answer
 }
 

@@ -1,4 +1,3 @@
 INSERT INTO pending_writes (repository, tag)
-SELECT '', 'import'
-WHERE NOT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
+SELECT '', 'import' WHERE NOT pending_writes_tracked()
 RETURNING id

@@ -3,7 +3,6 @@ WITH token AS (
     RETURNING id
 ), marked AS (
     INSERT INTO pending_writes (repository, tag)
-    SELECT '', '' FROM token
-    WHERE NOT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
+    SELECT '', '' FROM token WHERE NOT pending_writes_tracked()
 )
 SELECT EXISTS (SELECT 1 FROM token)

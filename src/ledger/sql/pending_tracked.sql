@@ -1,1 +1,1 @@
-SELECT EXISTS (SELECT 1 FROM pending_writes WHERE repository = '' AND tag = '')
+SELECT pending_writes_tracked()
