@@ -8,7 +8,6 @@
 //!
 //! ```sql
 //! BEGIN; SELECT * FROM pending_writes_announce('team/app', ARRAY['1.4.0']); COMMIT;
-//! SELECT FROM tag_bindings WHERE false FOR UPDATE;
 //! SELECT pg_advisory_xact_lock(…), …;
 //! BEGIN;
 //! SELECT * FROM binding_unseen('team/app', '1.4.0', true);
@@ -17,6 +16,10 @@
 //! - The announcement commits first, on its own: it must be visible to every other
 //!   write before anything reaches the registry, not before the locks are held (see
 //!   `super::pending`).
+//! - A server that only reads refuses it, before any lock is taken. A write that
+//!   announces nothing starts with a statement refused the same way instead
+//!   (`writable_check.sql`): a read-only server fails the write as an outage, holding
+//!   nothing.
 //! - The locks are taken in the implicit transaction that the second `BEGIN` turns into
 //!   the write's own, as `begin_locked.sql` explains.
 //! - Each read is a statement of its own after the locks, so its snapshot is taken once
@@ -37,6 +40,7 @@ use super::tx::exclusive_keys;
 use super::{Announcement, Ledger, LedgerError, LedgerTx, Unseen};
 
 const BEGIN_LOCKED: &str = include_str!("sql/begin_locked.sql");
+const WRITABLE_CHECK: &str = include_str!("sql/writable_check.sql");
 
 /// A write transaction as [`Ledger::begin_write`] opened it.
 pub struct Opened {
@@ -62,7 +66,8 @@ impl Ledger {
     /// locks are held (see [`Unseen`]); one round trip.
     ///
     /// A server that only reads fails it before any lock is taken (the announcement's
-    /// insert, or `SELECT ... FOR UPDATE`, is refused in a read-only transaction).
+    /// insert, or without one `writable_check.sql`, is refused in a read-only
+    /// transaction).
     pub async fn begin_write(
         &self,
         repository: &str,
@@ -210,6 +215,8 @@ fn write_statement(
             "BEGIN;\nSELECT * FROM pending_writes_announce({repo}, ARRAY[{}]::text[]);\nCOMMIT;\n",
             tags.join(", ")
         ));
+    } else {
+        statement.push_str(WRITABLE_CHECK);
     }
     statement.push_str(&BEGIN_LOCKED.replace("LOCK_CALLS", &locks.join(", ")));
     for tag in read {
@@ -280,8 +287,16 @@ mod tests {
             announce < commit && commit < locks && locks < begin && begin < read,
             "{s}"
         );
+        // The announcement's insert is the read-only server's refusal; without one, the
+        // check comes first.
+        assert!(!s.contains("FOR UPDATE"), "{s}");
         let unannounced = write_statement("team/app", &["1"], &[], &[], &["1"]).unwrap();
         assert!(!unannounced.contains("announce"), "{unannounced}");
+        let check = unannounced.find("FOR UPDATE").unwrap();
+        assert!(
+            check < unannounced.find("pg_advisory_xact_lock(").unwrap(),
+            "{unannounced}"
+        );
         assert!(
             unannounced.contains("binding_unseen('team/app', '1', false)"),
             "{unannounced}"

@@ -147,3 +147,35 @@ async fn an_announcement_is_withdrawn_only_by_its_id_and_time_together() {
     ledger.forget(&opened.announced).await.expect("forget");
     assert!(ids().await.is_empty());
 }
+
+/// A server that only reads refuses a write's announcement, before the write takes any
+/// lock (the write opens without the check of `begin_locked` then: the insert is it).
+#[tokio::test]
+async fn a_read_only_server_refuses_the_announcement_before_any_lock() {
+    let db = Database::fresh();
+    let writable = ledger(&db).await;
+    let url = format!(
+        "{}?options=-c%20default_transaction_read_only%3Don",
+        db.url()
+    );
+    let read_only = Ledger::connect_lazy(&url, 1, Duration::from_secs(10)).expect("connect");
+    match read_only
+        .begin_write(REPO, &["1.0.0"], &[], &["1.0.0"], &["1.0.0"])
+        .await
+    {
+        Err(u) => {
+            assert!(u.error.is_unavailable(), "{:?}", u.error);
+            assert!(u.announced.is_empty(), "{:?}", u.announced);
+        }
+        Ok(_) => panic!("a read-only server opened a write transaction"),
+    }
+    // Nothing of it is held: a write of the same tag opens at once.
+    let opened = tokio::time::timeout(
+        Duration::from_secs(5),
+        writable.begin_write(REPO, &["1.0.0"], &[], &["1.0.0"], &["1.0.0"]),
+    )
+    .await
+    .expect("the tag's lock was held")
+    .unwrap_or_else(|u| panic!("{:?}", u.error));
+    opened.tx.rollback().await.expect("rollback");
+}
