@@ -149,7 +149,7 @@ async fn an_announcement_is_withdrawn_only_by_its_id_and_time_together() {
 }
 
 /// A server that only reads refuses a write's announcement, before the write takes any
-/// lock (the write opens without the check of `begin_locked` then: the insert is it).
+/// lock (such a write sends no separate read-only check: the insert is it).
 #[tokio::test]
 async fn a_read_only_server_refuses_the_announcement_before_any_lock() {
     let db = Database::fresh();
