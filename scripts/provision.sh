@@ -10,7 +10,7 @@
 #   scripts/provision.sh --with-zuul  also zuul-registry (a second, bearer-token registry
 #                                     for tests/e2e/second_registry_e2e.rs) in .tmp/zuul-venv
 #   scripts/provision.sh --with-bench also the load generators and proxies of bench/
-#                                     (wrk, ab, nginx, haproxy)
+#                                     (wrk, ab, nginx, haproxy, socat)
 #
 # Environment:
 #   DATABASE_URL   Postgres to check (default postgres://postgres@127.0.0.1:5432/postgres).
@@ -81,12 +81,13 @@ REQUIRED=(
 
 # What bench/ needs besides the above: wrk drives every load, ab the manifest HEADs
 # (wrk 4.1 hangs on a HEAD answer's Content-Length), nginx and haproxy are the proxies
-# bench/run.sh compares with.
+# bench/run.sh compares with, socat the bare relay of bench/write-latency.sh.
 BENCH=(
     "wrk:wrk"
     "ab:apache2-utils"
     "nginx:nginx-light"
     "haproxy:haproxy"
+    "socat:socat"
 )
 
 # Install what is missing of the "command:package" entries given.
@@ -380,7 +381,7 @@ main() {
     [ "$with_oras" -eq 0 ] || summary+=", oras in $ORAS_VENV"
     [ "$with_engines" -eq 0 ] || summary+=", docker/podman/buildah/containerd"
     [ "$with_zuul" -eq 0 ] || summary+=", zuul-registry $ZUUL_VERSION in $ZUUL_VENV"
-    [ "$with_bench" -eq 0 ] || summary+=", wrk, ab, nginx, haproxy"
+    [ "$with_bench" -eq 0 ] || summary+=", wrk, ab, nginx, haproxy, socat"
     log "ok: $summary"
 }
 
